@@ -1,0 +1,82 @@
+"""A libvirt guest's NUMA-relevant configuration, after libvirt's defaults are applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from numaguard.model.policy import MemoryPolicy, Placement
+
+
+@dataclass(frozen=True, slots=True)
+class VcpuPin:
+    """``<cputune><vcpupin vcpu cpuset>``: host CPUs one vCPU may run on."""
+
+    vcpu: int
+    cpus: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class HugepageBacking:
+    """``<memoryBacking><hugepages><page size nodeset>``.
+
+    ``size`` is in bytes; ``None`` means the host's default hugepage size (``<hugepages/>``
+    with no ``<page>``).  ``cells`` names *guest* NUMA cells; ``None`` means every cell not
+    named by another page element.
+    """
+
+    size: int | None
+    cells: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GuestCell:
+    """A guest NUMA cell (``<cpu><numa><cell>``) with its effective memory policy.
+
+    ``policy`` is the cell's ``<memnode>``, else the guest's ``<memory>`` policy, else ``None``.
+    ``hugepage_size`` is the page size backing this cell (bytes, 0 for the host default), or
+    ``None`` when the cell uses ordinary pages.
+    """
+
+    id: int
+    cpus: frozenset[int]
+    memory: int
+    policy: MemoryPolicy | None
+    hugepage_size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Guest:
+    """One domain.  ``memory`` is the maximum (``<memory>``, or the sum of the guest cells and
+    memory devices as libvirt recomputes it); ``current_memory`` the balloon target, clamped to
+    ``memory`` as libvirt does.  ``vcpus`` is the maximum vCPU count, ``vcpus_current`` the
+    ``current`` attribute (defaults to the maximum)."""
+
+    name: str
+    uuid: str | None
+    memory: int
+    current_memory: int
+    vcpus: int
+    vcpus_current: int
+    vcpu_placement: Placement
+    cpuset: frozenset[int] | None
+    pins: tuple[VcpuPin, ...] = ()
+    emulatorpin: frozenset[int] | None = None
+    policy: MemoryPolicy | None = None
+    cells: tuple[GuestCell, ...] = ()
+    hugepages: tuple[HugepageBacking, ...] = ()
+    source: str | None = None
+
+    def vcpu_cpus(self, vcpu: int) -> frozenset[int] | None:
+        """Host CPUs a vCPU may run on: its vcpupin, else the ``<vcpu cpuset>``, else ``None``
+        (anywhere)."""
+        for pin in self.pins:
+            if pin.vcpu == vcpu:
+                return pin.cpus
+        return self.cpuset
+
+    @property
+    def policies(self) -> tuple[MemoryPolicy | None, ...]:
+        """The effective policy of each guest cell, or the guest policy when it has no cells."""
+        if self.cells:
+            return tuple(c.policy for c in self.cells)
+        return (self.policy,)

@@ -1,0 +1,103 @@
+"""The host: NUMA nodes, their CPUs and memory, the distance matrix, swap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class HostHugepages:
+    """One hugepage pool of one node: page size in bytes, pages reserved and free."""
+
+    size: int
+    total: int
+    free: int | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.size * self.total
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A NUMA node as the kernel reports it.
+
+    ``mem_free`` is ``None`` when the source does not know it (``virsh capabilities`` reports
+    totals only).  A memoryless node has ``mem_total == 0``; a CPU-less node has no ``cpus``.
+    """
+
+    id: int
+    cpus: frozenset[int]
+    mem_total: int
+    mem_free: int | None = None
+    hugepages: tuple[HostHugepages, ...] = ()
+
+    def hugepage_pool(self, size: int) -> HostHugepages | None:
+        for pool in self.hugepages:
+            if pool.size == size:
+                return pool
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """A NUMA host.  ``distances[i][j]`` is the SLIT distance from ``nodes[i]`` to ``nodes[j]``.
+
+    Unknown facts are ``None`` (a ``numactl -H`` text knows nothing of swap, a capabilities XML
+    nothing of free memory or ``numa_balancing``).
+    """
+
+    nodes: tuple[Node, ...]
+    distances: tuple[tuple[int, ...], ...] | None = None
+    swap_total: int | None = None
+    swap_free: int | None = None
+    numa_balancing: bool | None = None
+    name: str | None = None
+    _index: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate node ids {ids}")
+        if list(ids) != sorted(ids):
+            raise ValueError(f"nodes must be sorted by id, got {ids}")
+        if self.distances is not None:
+            size = len(self.nodes)
+            if len(self.distances) != size or any(len(row) != size for row in self.distances):
+                raise ValueError(f"distance matrix is not {size}x{size}")
+        self._index.update({nid: i for i, nid in enumerate(ids)})
+
+    @property
+    def node_ids(self) -> frozenset[int]:
+        return frozenset(self._index)
+
+    def node(self, node_id: int) -> Node:
+        try:
+            return self.nodes[self._index[node_id]]
+        except KeyError:
+            raise KeyError(f"host has no NUMA node {node_id}") from None
+
+    def distance(self, a: int, b: int) -> int | None:
+        if self.distances is None:
+            return None
+        return self.distances[self._index[a]][self._index[b]]
+
+    def node_of_cpu(self, cpu: int) -> int | None:
+        for node in self.nodes:
+            if cpu in node.cpus:
+                return node.id
+        return None
+
+    def nodes_of_cpus(self, cpus: frozenset[int]) -> frozenset[int]:
+        return frozenset(n.id for n in self.nodes if n.cpus & cpus)
+
+    @property
+    def mem_total(self) -> int:
+        return sum(n.mem_total for n in self.nodes)
+
+    @property
+    def mem_free(self) -> int | None:
+        frees = [n.mem_free for n in self.nodes]
+        if any(f is None for f in frees):
+            return None
+        return sum(f for f in frees if f is not None)
