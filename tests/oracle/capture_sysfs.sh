@@ -61,9 +61,11 @@ fetch_kernel() {
     if [[ ! -f $pkgdir/boot/vmlinuz-$KVER ]]; then
         log "downloading linux-image-$KVER"
         mkdir -p "$BUILD_DIR/debs"
-        (cd "$BUILD_DIR/debs" && apt-get download "linux-image-$KVER" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2 || true)
+        # (apt warns about an unsandboxed download when run as root; harmless)
+        (cd "$BUILD_DIR/debs" && apt-get download "linux-image-$KVER") 2>&1 \
+            | grep -v '^W: Download is performed unsandboxed' >&2 || true
         local deb
-        deb=$(ls -1 "$BUILD_DIR"/debs/linux-image-"$KVER"_*.deb 2>/dev/null | sort -V | tail -n1)
+        deb=$(find "$BUILD_DIR/debs" -maxdepth 1 -name "linux-image-${KVER}_*.deb" | sort -V | tail -n1)
         [[ -n $deb ]] || die "apt-get download linux-image-$KVER failed"
         rm -rf "$pkgdir"; mkdir -p "$pkgdir"
         dpkg -x "$deb" "$pkgdir"
@@ -288,7 +290,8 @@ qa_dist() {
     local -a rows=("$@")
     local n=${#rows[@]} i j
     for ((i = 0; i < n; i++)); do
-        local -a r=(${rows[i]})
+        local -a r
+        read -ra r <<<"${rows[i]}"
         ((${#r[@]} == n)) || die "distance row $i has ${#r[@]} entries, want $n"
         for ((j = 0; j < n; j++)); do
             ((i == j)) && continue
@@ -302,6 +305,17 @@ qa_mem() { MEM_MB=$((MEM_MB + $1)); }
 # --------------------------------------------------------------------------
 # Boot + decode
 # --------------------------------------------------------------------------
+
+# Print arguments as one shell-quoted line (single quotes only where needed).
+shell_join() {
+    local a sep=""
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then printf '%s%s' "$sep" "$a"
+        else printf "%s'%s'" "$sep" "${a//\'/\'\\\'\'}"; fi
+        sep=" "
+    done
+    printf '\n'
+}
 
 # boot_capture NAME  (uses QARGS, KARGS, MEM_MB)
 boot_capture() {
@@ -328,8 +342,7 @@ boot_capture() {
     rm -rf "$out"; mkdir -p "$out"
     tar -xzf "$tgz" -C "$out" --no-same-owner --no-same-permissions -m
     find "$out" -type d -exec chmod 755 {} + ; find "$out" -type f -exec chmod 644 {} +
-    printf '%q ' "${cmd[@]}" | sed 's/ $//' >"$out/qemu-cmdline.txt"
-    echo >>"$out/qemu-cmdline.txt"
+    shell_join "${cmd[@]}" >"$out/qemu-cmdline.txt"
     log "[$name] fixture written to $out ($(find "$out" -type f | wc -l) files)"
 }
 
@@ -421,6 +434,7 @@ cfg_hugepages() {
     qa_node 1 2048 2-3
     qa_dist "10 21" \
             "21 10"
+    # shellcheck disable=SC2054  # commas belong to the kernel parameters
     KARGS+=(hugepagesz=1G hugepages=0:0,1:1 hugepagesz=2M hugepages=0:16,1:8
             ng.hugehog=0:4,1:2)
 }

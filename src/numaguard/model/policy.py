@@ -189,10 +189,9 @@ def resolve_numatune(
                                        field="numatune/memnode/@cellid", line=mn.line))
             continue
         if mn.cellid >= ncells:
+            have = "only cell 0" if ncells == 1 else f"cells 0-{ncells - 1}"
             problems.append(ParseError(
-                f"cellid {mn.cellid} does not name a guest NUMA cell (the guest has cells "
-                f"0-{ncells - 1})" if ncells > 1 else
-                f"cellid {mn.cellid} does not name a guest NUMA cell (the guest has cell 0)",
+                f"cellid {mn.cellid} does not name a guest NUMA cell (the guest has {have})",
                 field="numatune/memnode/@cellid", line=mn.line))
             continue
         if mn.cellid in seen:

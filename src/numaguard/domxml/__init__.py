@@ -1,0 +1,1 @@
+"""libvirt XML: the only package that knows element names and XPath."""

@@ -1,0 +1,373 @@
+"""DomainDocument -> Guest: what a domain asks for, with libvirt's defaults applied.
+
+Element by element this follows libvirt's parser (src/conf/domain_conf.c, numa_conf.c,
+domain_validate.c); the policy rules themselves live in :mod:`numaguard.model.policy`.  Every
+problem in a document is collected and reported at once as ``file:line: field: what is wrong``.
+
+Checks made here because libvirt rejects such a definition:
+  vcpu count/current/placement/cpuset, vcpupin vcpu/cpuset, emulatorpin cpuset, memory sizes and
+  units, guest NUMA cell ids (0..n-1, no duplicates), overlapping cell cpus, cell memory, more
+  than one <numatune>, numatune modes/placement/nodesets, memnode rules, hugepage page sizes,
+  nodesets naming missing guest cells, overlapping page nodesets, two pages without nodeset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from lxml import etree
+
+from numaguard.cpuset import parse_bitmap, parse_nodeset
+from numaguard.domxml.document import DomainDocument
+from numaguard.errors import InvalidDocument, ParseError
+from numaguard.model.guest import Guest, GuestCell, HugepageBacking, VcpuPin
+from numaguard.model.policy import (
+    MemnodeSpec,
+    MemorySpec,
+    NumatuneSpec,
+    Placement,
+    resolve_numatune,
+)
+from numaguard.units import parse_scaled, unit_scale
+
+T = TypeVar("T")
+
+_UINT_MAX = 2**32 - 1
+
+
+class _Collector:
+    """Gathers every problem of one document; parsing carries on after each."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.problems: list[ParseError] = []
+
+    def add(self, reason: str, field: str, el: etree._Element | None) -> None:
+        self.problems.append(ParseError(reason, field=field, path=self.path,
+                                        line=el.sourceline if el is not None else None))
+
+    def attempt(self, fn: Callable[[], T], field: str, el: etree._Element | None) -> T | None:
+        try:
+            return fn()
+        except ParseError as exc:
+            # The caller knows where the value sits; it names the field.
+            self.problems.append(ParseError(exc.reason, field=field, path=self.path,
+                                            line=el.sourceline if el is not None else None))
+            return None
+
+
+def _uint(text: str | None) -> int:
+    if text is None or not text.strip().isdigit() or not text.strip().isascii():
+        raise ParseError(f"expected a non-negative integer, got {text!r}")
+    value = int(text.strip())
+    if value > _UINT_MAX:
+        raise ParseError(f"{value} is out of range")
+    return value
+
+
+def _text(el: etree._Element | None) -> str | None:
+    if el is None:
+        return None
+    return (el.text or "").strip()
+
+
+def _memory_of(el: etree._Element, col: _Collector, field: str, *, value: str | None = None,
+               unit_attr: str = "unit") -> int | None:
+    raw = value if value is not None else (el.text or "")
+    try:
+        scale = unit_scale(el.get(unit_attr))
+    except ParseError as exc:
+        base = field.rsplit("/@", 1)[0] if "/@" in field else field
+        col.add(exc.reason, f"{base}/@{unit_attr}", el)
+        return None
+    return col.attempt(lambda: parse_scaled(raw.strip(), None, default_scale=scale), field, el)
+
+
+def extract_guest(doc: DomainDocument) -> Guest:
+    """Read one guest; raise :class:`InvalidDocument` with every problem when libvirt would
+    reject the definition."""
+    root = doc.root
+    col = _Collector(doc.path)
+
+    name_el = root.find("name")
+    name = _text(name_el)
+    if not name:
+        col.add("missing <name>", "name", name_el if name_el is not None else root)
+        name = "?"
+    uuid = _text(root.find("uuid")) or None
+
+    # --- vCPUs (virDomainVcpuParse) -------------------------------------------------------
+    vcpu_el = root.find("vcpu")
+    vcpus = vcpus_current = 1
+    vcpu_placement = Placement.STATIC
+    cpuset: frozenset[int] | None = None
+    if vcpu_el is not None:
+        if (vcpu_el.text or "").strip():
+            vcpus = col.attempt(lambda: _uint(vcpu_el.text), "vcpu", vcpu_el) or 1
+        current = vcpu_el.get("current")
+        vcpus_current = vcpus
+        if current is not None:
+            vcpus_current = col.attempt(lambda: _uint(current), "vcpu/@current", vcpu_el) or vcpus
+            if vcpus_current > vcpus:
+                col.add(f"current vCPU count {vcpus_current} exceeds the maximum {vcpus}",
+                        "vcpu/@current", vcpu_el)
+        placement_attr = vcpu_el.get("placement")
+        if placement_attr in ("static", "auto"):
+            vcpu_placement = Placement(placement_attr)
+        elif placement_attr is not None:
+            col.add(f"unsupported placement {placement_attr!r} (static, auto)",
+                    "vcpu/@placement", vcpu_el)
+        cpuset_attr = vcpu_el.get("cpuset")
+        # libvirt ignores cpuset with automatic vCPU placement (numad decides).
+        if cpuset_attr is not None and vcpu_placement is Placement.STATIC:
+            cpuset = col.attempt(lambda: parse_nodeset(cpuset_attr, field="vcpu/@cpuset"),
+                                 "vcpu/@cpuset", vcpu_el)
+    if vcpus == 0:
+        col.add("a guest needs at least one vCPU", "vcpu", vcpu_el)
+
+    # --- cputune pinning ------------------------------------------------------------------
+    pins: list[VcpuPin] = []
+    emulatorpin: frozenset[int] | None = None
+    has_iothreadpin = False
+    cputune = root.find("cputune")
+    if cputune is not None:
+        seen_vcpus: set[int] = set()
+        for pin in cputune.findall("vcpupin"):
+            vcpu = col.attempt(lambda: _uint(pin.get("vcpu")), "cputune/vcpupin/@vcpu", pin)
+            cpus_attr = pin.get("cpuset")
+            cpus = None
+            if cpus_attr is None:
+                col.add("missing cpuset", "cputune/vcpupin/@cpuset", pin)
+            else:
+                cpus = col.attempt(lambda: parse_nodeset(cpus_attr, field="cpuset"),
+                                   "cputune/vcpupin/@cpuset", pin)
+            if vcpu is None:
+                continue
+            if vcpu >= vcpus:
+                col.add(f"vcpupin names vCPU {vcpu} but the guest has {vcpus}",
+                        "cputune/vcpupin/@vcpu", pin)
+                continue
+            if vcpu in seen_vcpus:
+                col.add(f"duplicate vcpupin for vCPU {vcpu}", "cputune/vcpupin/@vcpu", pin)
+                continue
+            seen_vcpus.add(vcpu)
+            if cpus is not None:
+                pins.append(VcpuPin(vcpu, cpus))
+        emu = cputune.find("emulatorpin")
+        if emu is not None:
+            emu_attr = emu.get("cpuset")
+            if emu_attr is None:
+                col.add("missing cpuset", "cputune/emulatorpin/@cpuset", emu)
+            else:
+                emulatorpin = col.attempt(lambda: parse_nodeset(emu_attr, field="cpuset"),
+                                          "cputune/emulatorpin/@cpuset", emu)
+        has_iothreadpin = cputune.find("iothreadpin") is not None
+    pins.sort(key=lambda p: p.vcpu)
+
+    # --- guest NUMA cells (virDomainNumaDefParseXML) ---------------------------------------
+    cell_ids: list[int] = []
+    cell_cpus: list[frozenset[int]] = []
+    cell_mem: list[int] = []
+    cells_el = root.findall("cpu/numa/cell")
+    numa_el = root.find("cpu/numa")
+    if numa_el is not None and not cells_el:
+        col.add("NUMA topology defined without NUMA cells", "cpu/numa", numa_el)
+    ncells = len(cells_el)
+    by_id: dict[int, tuple[frozenset[int], int]] = {}
+    for index, cell in enumerate(cells_el):
+        cid_attr = cell.get("id")
+        cid = index if cid_attr is None else col.attempt(lambda: _uint(cid_attr),
+                                                         "cpu/numa/cell/@id", cell)
+        if cid is None:
+            continue
+        if cid >= ncells:
+            col.add(f"cell id {cid}: guest NUMA cell ids must be 0..{ncells - 1}, one each",
+                    "cpu/numa/cell/@id", cell)
+            continue
+        if cid in by_id:
+            col.add(f"duplicate NUMA cell id {cid}", "cpu/numa/cell/@id", cell)
+            continue
+        cpus = frozenset()
+        cpus_attr = cell.get("cpus")
+        if cpus_attr is not None:
+            cpus = col.attempt(lambda: parse_bitmap(cpus_attr, field="cpus"),
+                               "cpu/numa/cell/@cpus", cell) or frozenset()
+        for other, (ocpus, _) in by_id.items():
+            if cpus & ocpus:
+                col.add(f"NUMA cells {cid} and {other} have overlapping vCPU ids",
+                        "cpu/numa/cell/@cpus", cell)
+        mem_attr = cell.get("memory")
+        if mem_attr is None:
+            col.add("missing memory size", "cpu/numa/cell/@memory", cell)
+            mem = 0
+        else:
+            mem = _memory_of(cell, col, "cpu/numa/cell/@memory", value=mem_attr) or 0
+        by_id[cid] = (cpus, mem)
+    for cid in sorted(by_id):
+        cell_ids.append(cid)
+        cell_cpus.append(by_id[cid][0])
+        cell_mem.append(by_id[cid][1])
+
+    # --- memory sizes (virDomainDefPostParseMemory) ----------------------------------------
+    mem_el = root.find("memory")
+    declared = 0
+    if mem_el is not None:
+        declared = _memory_of(mem_el, col, "memory") or 0
+    hotplug = 0
+    for size_el in root.findall("devices/memory/target/size"):
+        hotplug += _memory_of(size_el, col, "devices/memory/target/size") or 0
+    numa_total = sum(cell_mem)
+    # libvirt sets <memory> to the sum of the guest cells plus memory devices when it defines a
+    # guest with NUMA cells (the qemu driver parses with ABI update); we do the same.
+    memory = numa_total + hotplug if numa_total else declared
+    if memory == 0 and not col.problems:
+        col.add("memory size must be given in <memory> or in the guest NUMA cells", "memory",
+                mem_el if mem_el is not None else root)
+    cur_el = root.find("currentMemory")
+    current = memory
+    if cur_el is not None:
+        cur = _memory_of(cur_el, col, "currentMemory")
+        if cur:  # 0 or above the maximum is clamped to the maximum, as libvirt does
+            current = min(cur, memory)
+
+    # --- hugepages (virDomainDefMemtuneValidate) --------------------------------------------
+    hugepages: list[HugepageBacking] = []
+    hp_el = root.find("memoryBacking/hugepages")
+    if hp_el is not None:
+        pages = hp_el.findall("page")
+        if not pages:
+            hugepages.append(HugepageBacking(size=None, cells=None))
+        for page in pages:
+            size = None
+            size_attr = page.get("size")
+            if size_attr is None:
+                col.add("missing page size", "memoryBacking/hugepages/page/@size", page)
+            else:
+                size = _memory_of(page, col, "memoryBacking/hugepages/page/@size",
+                                  value=size_attr)
+                if size == 0:
+                    col.add("hugepage size can't be zero", "memoryBacking/hugepages/page/@size",
+                            page)
+                    size = None
+            cells_set: frozenset[int] | None = None
+            ns_attr = page.get("nodeset")
+            if ns_attr is not None:
+                cells_set = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
+                                        "memoryBacking/hugepages/page/@nodeset", page)
+                if cells_set is not None:
+                    missing = sorted(c for c in cells_set if c >= ncells)
+                    if missing:
+                        col.add(
+                            f"hugepage nodeset names guest NUMA cell {missing[0]}, but the guest "
+                            + _cells_phrase(ncells)
+                            + " (this nodeset lists guest cells, not host nodes)",
+                            "memoryBacking/hugepages/page/@nodeset", page)
+                        cells_set = None
+            if size is None:
+                continue
+            for other in hugepages:
+                if other.cells is None and ns_attr is None:
+                    col.add("two hugepage sizes without nodeset; at most one may apply to "
+                            "every cell", "memoryBacking/hugepages/page", page)
+                elif other.cells and cells_set and other.cells & cells_set:
+                    col.add(f"nodesets of hugepages of {other.size} and {size} bytes intersect",
+                            "memoryBacking/hugepages/page/@nodeset", page)
+            if ns_attr is None or cells_set is not None:
+                hugepages.append(HugepageBacking(size=size, cells=cells_set))
+
+    # --- numatune --------------------------------------------------------------------------
+    numatunes = root.findall("numatune")
+    if len(numatunes) > 1:
+        col.add("only one <numatune> is supported", "numatune", numatunes[1])
+    spec = NumatuneSpec()
+    if numatunes:
+        nt = numatunes[0]
+        mem_spec = None
+        nt_mem = nt.find("memory")
+        if nt_mem is not None:
+            nodeset = None
+            ns_attr = nt_mem.get("nodeset")
+            if ns_attr is not None:
+                nodeset = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
+                                      "numatune/memory/@nodeset", nt_mem)
+            mem_spec = MemorySpec(mode=nt_mem.get("mode"), placement=nt_mem.get("placement"),
+                                  nodeset=nodeset, line=nt_mem.sourceline)
+        memnodes = []
+        for mn in nt.findall("memnode"):
+            cellid = None
+            if mn.get("cellid") is not None:
+                cellid = col.attempt(lambda: _uint(mn.get("cellid")),
+                                     "numatune/memnode/@cellid", mn)
+                if cellid is None:
+                    continue
+            nodeset = None
+            ns_attr = mn.get("nodeset")
+            if ns_attr is not None:
+                nodeset = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
+                                      "numatune/memnode/@nodeset", mn)
+                if nodeset is None:
+                    continue
+            memnodes.append(MemnodeSpec(cellid=cellid, mode=mn.get("mode"), nodeset=nodeset,
+                                        line=mn.sourceline))
+        spec = NumatuneSpec(present=True, memory=mem_spec, memnodes=tuple(memnodes),
+                            line=nt.sourceline)
+    resolved = resolve_numatune(
+        spec,
+        vcpu_placement=vcpu_placement,
+        ncells=ncells,
+        has_cpu_pinning=bool(cpuset or pins or emulatorpin or has_iothreadpin),
+    )
+    col.problems.extend(p.located(path=doc.path) for p in resolved.problems)
+
+    if col.problems:
+        raise InvalidDocument(sorted(col.problems, key=lambda p: p.line or 0))
+
+    cells = tuple(
+        GuestCell(
+            id=cid,
+            cpus=cell_cpus[i],
+            memory=cell_mem[i],
+            policy=resolved.cells[cid] if cid < len(resolved.cells) else None,
+            hugepage_size=_cell_hugepage_size(hugepages, cid),
+        )
+        for i, cid in enumerate(cell_ids)
+    )
+    if resolved.vcpu_placement is Placement.AUTO:
+        cpuset = None
+    return Guest(
+        name=name,
+        uuid=uuid,
+        memory=memory,
+        current_memory=current,
+        vcpus=vcpus,
+        vcpus_current=vcpus_current,
+        vcpu_placement=resolved.vcpu_placement,
+        cpuset=cpuset,
+        pins=tuple(pins),
+        emulatorpin=emulatorpin,
+        policy=resolved.memory,
+        cells=cells,
+        hugepages=tuple(hugepages),
+        source=doc.path,
+    )
+
+
+def _cells_phrase(ncells: int) -> str:
+    if ncells == 0:
+        return "has no NUMA cells"
+    return "has only cell 0" if ncells == 1 else f"has cells 0-{ncells - 1}"
+
+
+def _cell_hugepage_size(pages: list[HugepageBacking], cell: int) -> int | None:
+    """The page backing a guest cell: the page whose nodeset names it, else the page without a
+    nodeset, else none (ordinary memory).  0 stands for the host's default hugepage size."""
+    master = None
+    for page in pages:
+        if page.cells is None:
+            master = page
+        elif cell in page.cells:
+            return page.size if page.size is not None else 0
+    if master is not None:
+        return master.size if master.size is not None else 0
+    return None

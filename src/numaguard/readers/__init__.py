@@ -1,0 +1,1 @@
+"""Edges that read the world: sysfs, numactl text, libvirt XML files, snapshots, libvirt API."""

@@ -1,0 +1,110 @@
+"""Human-readable tables (rich), rendered to a string so the CLI decides where it goes."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+from numaguard.cpuset import format_bitmap
+from numaguard.model.guest import Guest
+from numaguard.model.policy import MemoryPolicy
+from numaguard.model.topology import Host
+from numaguard.units import format_bytes
+
+
+def _render(*renderables: object, width: int | None = None, color: bool = False) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width or 120, force_terminal=color, no_color=not color,
+                      highlight=False, soft_wrap=False)
+    for r in renderables:
+        console.print(r)
+    return buf.getvalue()
+
+
+def _set(s: frozenset[int] | None, empty: str = "-") -> str:
+    if s is None:
+        return "any"
+    return format_bitmap(s) if s else empty
+
+
+def _hugepages(host_node_pools: tuple) -> str:
+    parts = []
+    for hp in host_node_pools:
+        free = "?" if hp.free is None else str(hp.free)
+        parts.append(f"{format_bytes(hp.size, precision=0)}: {free}/{hp.total} free")
+    return ", ".join(parts) or "-"
+
+
+def topology_text(host: Host, *, width: int | None = None, color: bool = False) -> str:
+    title = f"NUMA topology of {host.name}" if host.name else "NUMA topology"
+    nodes = Table(title=title, title_justify="left")
+    nodes.add_column("Node", justify="right")
+    nodes.add_column("CPUs")
+    nodes.add_column("Memory total", justify="right")
+    nodes.add_column("Memory free", justify="right")
+    nodes.add_column("Hugepages (free/total)")
+    for n in host.nodes:
+        nodes.add_row(str(n.id), _set(n.cpus, "(none)"), format_bytes(n.mem_total),
+                      format_bytes(n.mem_free), _hugepages(n.hugepages))
+    nodes.add_section()
+    nodes.add_row("all", str(sum(len(n.cpus) for n in host.nodes)) + " CPUs",
+                  format_bytes(host.mem_total), format_bytes(host.mem_free), "")
+    out: list[object] = [nodes]
+    if host.distances is not None:
+        dist = Table(title="Node distances (10 = local)", title_justify="left")
+        dist.add_column("from \\ to", justify="right")
+        for n in host.nodes:
+            dist.add_column(str(n.id), justify="right")
+        for n, row in zip(host.nodes, host.distances):
+            dist.add_row(str(n.id), *(str(d) for d in row))
+        out.append(dist)
+    facts = []
+    if host.swap_total is not None:
+        facts.append(f"Swap: {format_bytes(host.swap_free)} free of {format_bytes(host.swap_total)}")
+    else:
+        facts.append("Swap: unknown (source does not say)")
+    if host.numa_balancing is not None:
+        facts.append("Automatic NUMA balancing: " + ("on" if host.numa_balancing else "off"))
+    out.append("\n".join(facts))
+    return _render(*out, width=width, color=color)
+
+
+def policy_text(p: MemoryPolicy | None) -> str:
+    if p is None:
+        return "none (local allocation)"
+    where = _set(p.nodeset) if p.nodeset is not None else "numad decides"
+    implicit = " (implicit)" if p.implicit_mode else ""
+    return f"{p.mode.value}{implicit} {p.placement.value} → {where}"
+
+
+def _pinning(g: Guest) -> str:
+    if g.pins:
+        return "; ".join(f"vcpu{p.vcpu}→{_set(p.cpus)}" for p in g.pins)
+    if g.cpuset is not None:
+        return f"all→{_set(g.cpuset)}"
+    return "auto (numad)" if g.vcpu_placement.value == "auto" else "none"
+
+
+def guests_text(guests: list[Guest], *, width: int | None = None, color: bool = False) -> str:
+    table = Table(title=f"{len(guests)} guest(s)", title_justify="left")
+    table.add_column("Guest")
+    table.add_column("Memory (max/current)", justify="right")
+    table.add_column("vCPUs", justify="right")
+    table.add_column("vCPU pinning")
+    table.add_column("Memory policy")
+    table.add_column("Guest NUMA cells")
+    for g in guests:
+        mem = format_bytes(g.memory)
+        if g.current_memory != g.memory:
+            mem += f" / {format_bytes(g.current_memory)}"
+        cells = "\n".join(
+            f"cell {c.id}: vcpus {_set(c.cpus)}, {format_bytes(c.memory)}, {policy_text(c.policy)}"
+            + (f", hugepages {format_bytes(c.hugepage_size, precision=0)}"
+               if c.hugepage_size else "")
+            for c in g.cells
+        ) or "-"
+        vcpus = str(g.vcpus) if g.vcpus == g.vcpus_current else f"{g.vcpus_current}/{g.vcpus}"
+        table.add_row(g.name, mem, vcpus, _pinning(g), policy_text(g.policy), cells)
+    return _render(table, width=width, color=color)
