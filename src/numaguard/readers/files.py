@@ -11,12 +11,23 @@ from numaguard.errors import PermissionDenied, SourceError
 
 #: Refuse absurdly large inputs (a domain XML is a few KiB; a sysfs file a few hundred bytes).
 MAX_BYTES = 16 * 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 def read_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
     try:
         with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+            # Read in modest chunks: procfs sysctl handlers allocate a buffer of the size asked
+            # for, and fail with ENOMEM on a huge read (seen on /proc/sys/kernel/numa_balancing).
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                chunk = fh.read(_CHUNK)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
     except FileNotFoundError:
         raise SourceError(path, "no such file") from None
     except IsADirectoryError:

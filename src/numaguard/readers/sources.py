@@ -89,6 +89,9 @@ def load_guests(source: str | None) -> list[Guest]:
     from numaguard.readers.domains import read_domain_dir, read_domain_file
 
     if source is None:
+        if not os.path.isdir(LIBVIRT_QEMU_DIR):
+            raise SourceError(LIBVIRT_QEMU_DIR, "no such directory (is libvirt installed here? "
+                              "name a snapshot, a domain XML or a folder of them)")
         return read_domain_dir(LIBVIRT_QEMU_DIR)
     if os.path.isdir(source):
         if is_snapshot(source):

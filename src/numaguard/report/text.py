@@ -32,6 +32,8 @@ def _set(s: frozenset[int] | None, empty: str = "-") -> str:
 def _hugepages(host_node_pools: tuple) -> str:
     parts = []
     for hp in host_node_pools:
+        if hp.total == 0:
+            continue
         free = "?" if hp.free is None else str(hp.free)
         parts.append(f"{format_bytes(hp.size, precision=0)}: {free}/{hp.total} free")
     return ", ".join(parts) or "-"
@@ -53,7 +55,7 @@ def topology_text(host: Host, *, width: int | None = None, color: bool = False) 
                   format_bytes(host.mem_total), format_bytes(host.mem_free), "")
     out: list[object] = [nodes]
     if host.distances is not None:
-        dist = Table(title="Node distances (10 = local)", title_justify="left")
+        dist = Table(title="Distances", title_justify="left")
         dist.add_column("from \\ to", justify="right")
         for n in host.nodes:
             dist.add_column(str(n.id), justify="right")

@@ -1,0 +1,50 @@
+# numaguard: every target creates/uses .venv, so a fresh machine needs only `make demo` / `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+# System packages: libvirt headers for libvirt-python, libvirt's schemas + virt-xml-validate.
+APT_PACKAGES := libvirt-dev pkg-config libvirt-clients
+EXAMPLE := examples/article-host
+
+.PHONY: demo test test-fast bench lint system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+# Optional parts: libvirt-python needs libvirt-dev + pkg-config (Debian). Installed when apt is
+# available (root on a fresh machine); tests that need them skip with a reason otherwise.
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	fi
+
+$(VENV)/.libvirt: $(STAMP) system-deps
+	@if pkg-config --exists libvirt 2>/dev/null; then \
+	  $(PIP) install -q 'libvirt-python>=9.0' && touch $@; \
+	else echo "libvirt-dev not available: libvirt integration tests will be skipped"; fi
+
+demo: $(STAMP)
+	$(VENV)/bin/numaguard topology $(EXAMPLE)
+	$(VENV)/bin/numaguard guests $(EXAMPLE)
+
+test: $(STAMP) $(VENV)/.libvirt
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+lint: $(STAMP)
+	$(PIP) install -q ruff
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis
