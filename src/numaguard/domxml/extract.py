@@ -281,6 +281,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if len(numatunes) > 1:
         col.add("only one <numatune> is supported", "numatune", numatunes[1])
     spec = NumatuneSpec()
+    problems_before = len(col.problems)
     if numatunes:
         nt = numatunes[0]
         mem_spec = None
@@ -318,7 +319,9 @@ def extract_guest(doc: DomainDocument) -> Guest:
         ncells=ncells,
         has_cpu_pinning=bool(cpuset or pins or emulatorpin or has_iothreadpin),
     )
-    col.problems.extend(p.located(path=doc.path) for p in resolved.problems)
+    # A nodeset that did not parse would show up again as "missing"; report it once.
+    if len(col.problems) == problems_before:
+        col.problems.extend(p.located(path=doc.path) for p in resolved.problems)
 
     if col.problems:
         raise InvalidDocument(sorted(col.problems, key=lambda p: p.line or 0))
