@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 # System packages: libvirt headers for libvirt-python, libvirt's schemas + virt-xml-validate.
-APT_PACKAGES := libvirt-dev pkg-config libvirt-clients
+APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
 .PHONY: demo test test-fast bench lint system-deps clean

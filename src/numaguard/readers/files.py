@@ -32,8 +32,8 @@ def read_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
         raise SourceError(path, "no such file") from None
     except IsADirectoryError:
         raise SourceError(path, "is a directory, expected a file") from None
-    except PermissionError:
-        raise PermissionDenied(path) from None
+    except PermissionError as exc:
+        raise PermissionDenied(path) from exc
     except OSError as exc:
         raise SourceError(path, exc.strerror or str(exc)) from None
     if len(data) > limit:
