@@ -18,7 +18,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.support.synth import synth_snapshot  # noqa: E402
+from tests.support.synth import synth_snapshot
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 

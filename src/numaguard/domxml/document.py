@@ -19,7 +19,7 @@ from numaguard.errors import ParseError
 class DomainDocument:
     """A parsed domain XML.  ``root`` is the ``<domain>`` element; ``path`` names the source."""
 
-    __slots__ = ("_data", "path", "tree", "root")
+    __slots__ = ("_data", "path", "root", "tree")
 
     def __init__(self, data: bytes, *, path: str | None = None) -> None:
         self._data = data

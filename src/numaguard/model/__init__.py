@@ -2,7 +2,7 @@
 
 from numaguard.model.guest import Guest, GuestCell, HugepageBacking, VcpuPin
 from numaguard.model.policy import MemoryMode, MemoryPolicy, Placement
-from numaguard.model.topology import HostHugepages, Host, Node
+from numaguard.model.topology import Host, HostHugepages, Node
 
 __all__ = [
     "Guest",
