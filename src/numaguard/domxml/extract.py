@@ -6,9 +6,12 @@ problem in a document is collected and reported at once as ``file:line: field: w
 
 Checks made here because libvirt rejects such a definition:
   vcpu count/current/placement/cpuset, vcpupin vcpu/cpuset, emulatorpin cpuset, memory sizes and
-  units, guest NUMA cell ids (0..n-1, no duplicates), overlapping cell cpus, cell memory, more
-  than one <numatune>, numatune modes/placement/nodesets, memnode rules, hugepage page sizes,
-  nodesets naming missing guest cells, overlapping page nodesets, two pages without nodeset.
+  units, guest NUMA cell ids (0..n-1, no duplicates), overlapping cell cpus, cell cpus beyond the
+  vCPU count, cell memory, more than one <numatune>, numatune modes/placement/nodesets, memnode
+  rules, hugepage page sizes, nodesets naming missing guest cells, overlapping page nodesets, two
+  pages without nodeset.
+Accepted as libvirt accepts them: a vcpupin for a vCPU beyond the maximum (ignored), a hugepage
+nodeset='0' on a guest without NUMA cells (applies to all memory).
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ class _Collector:
         self.problems.append(ParseError(reason, field=field, path=self.path,
                                         line=el.sourceline if el is not None else None))
 
-    def attempt(self, fn: Callable[[], T], field: str, el: etree._Element | None) -> T | None:
+    def attempt(self, field: str, el: etree._Element | None, fn: Callable[..., T],
+                *args: object, **kwargs: object) -> T | None:
+        """``fn(*args, **kwargs)``, or ``None`` with the problem recorded at *field*/*el*."""
         try:
-            return fn()
+            return fn(*args, **kwargs)
         except ParseError as exc:
             # The caller knows where the value sits; it names the field.
             self.problems.append(ParseError(exc.reason, field=field, path=self.path,
@@ -81,7 +86,7 @@ def _memory_of(el: etree._Element, col: _Collector, field: str, *, value: str | 
         base = field.rsplit("/@", 1)[0] if "/@" in field else field
         col.add(exc.reason, f"{base}/@{unit_attr}", el)
         return None
-    return col.attempt(lambda: parse_scaled(raw.strip(), None, default_scale=scale), field, el)
+    return col.attempt(field, el, parse_scaled, raw.strip(), None, default_scale=scale)
 
 
 def extract_guest(doc: DomainDocument) -> Guest:
@@ -104,11 +109,13 @@ def extract_guest(doc: DomainDocument) -> Guest:
     cpuset: frozenset[int] | None = None
     if vcpu_el is not None:
         if (vcpu_el.text or "").strip():
-            vcpus = col.attempt(lambda: _uint(vcpu_el.text), "vcpu", vcpu_el) or 1
+            parsed = col.attempt("vcpu", vcpu_el, _uint, vcpu_el.text)
+            vcpus = 1 if parsed is None else parsed  # 0 is an error below, not "1"
         current = vcpu_el.get("current")
         vcpus_current = vcpus
         if current is not None:
-            vcpus_current = col.attempt(lambda: _uint(current), "vcpu/@current", vcpu_el) or vcpus
+            parsed = col.attempt("vcpu/@current", vcpu_el, _uint, current)
+            vcpus_current = vcpus if parsed is None else parsed
             if vcpus_current > vcpus:
                 col.add(f"current vCPU count {vcpus_current} exceeds the maximum {vcpus}",
                         "vcpu/@current", vcpu_el)
@@ -121,10 +128,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cpuset_attr = vcpu_el.get("cpuset")
         # libvirt ignores cpuset with automatic vCPU placement (numad decides).
         if cpuset_attr is not None and vcpu_placement is Placement.STATIC:
-            cpuset = col.attempt(lambda: parse_nodeset(cpuset_attr, field="vcpu/@cpuset"),
-                                 "vcpu/@cpuset", vcpu_el)
+            cpuset = col.attempt("vcpu/@cpuset", vcpu_el, parse_nodeset, cpuset_attr)
     if vcpus == 0:
         col.add("a guest needs at least one vCPU", "vcpu", vcpu_el)
+    elif vcpus_current == 0:
+        # qemu_validate.c qemuValidateDomainVCpuTopology: "Domain requires at least 1 vCPU".
+        col.add("a guest needs at least one online vCPU", "vcpu/@current", vcpu_el)
 
     # --- cputune pinning ------------------------------------------------------------------
     pins: list[VcpuPin] = []
@@ -134,19 +143,18 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if cputune is not None:
         seen_vcpus: set[int] = set()
         for pin in cputune.findall("vcpupin"):
-            vcpu = col.attempt(lambda: _uint(pin.get("vcpu")), "cputune/vcpupin/@vcpu", pin)
+            vcpu = col.attempt("cputune/vcpupin/@vcpu", pin, _uint, pin.get("vcpu"))
+            # virDomainVcpuPinDefParseXML: a pin for a vCPU beyond the maximum is ignored
+            # ("Ignoring vcpupin for missing vcpus", a warning only), before its cpuset is read.
+            if vcpu is not None and vcpu >= vcpus:
+                continue
             cpus_attr = pin.get("cpuset")
             cpus = None
             if cpus_attr is None:
                 col.add("missing cpuset", "cputune/vcpupin/@cpuset", pin)
             else:
-                cpus = col.attempt(lambda: parse_nodeset(cpus_attr, field="cpuset"),
-                                   "cputune/vcpupin/@cpuset", pin)
+                cpus = col.attempt("cputune/vcpupin/@cpuset", pin, parse_nodeset, cpus_attr)
             if vcpu is None:
-                continue
-            if vcpu >= vcpus:
-                col.add(f"vcpupin names vCPU {vcpu} but the guest has {vcpus}",
-                        "cputune/vcpupin/@vcpu", pin)
                 continue
             if vcpu in seen_vcpus:
                 col.add(f"duplicate vcpupin for vCPU {vcpu}", "cputune/vcpupin/@vcpu", pin)
@@ -160,8 +168,8 @@ def extract_guest(doc: DomainDocument) -> Guest:
             if emu_attr is None:
                 col.add("missing cpuset", "cputune/emulatorpin/@cpuset", emu)
             else:
-                emulatorpin = col.attempt(lambda: parse_nodeset(emu_attr, field="cpuset"),
-                                          "cputune/emulatorpin/@cpuset", emu)
+                emulatorpin = col.attempt("cputune/emulatorpin/@cpuset", emu, parse_nodeset,
+                                          emu_attr)
         has_iothreadpin = cputune.find("iothreadpin") is not None
     pins.sort(key=lambda p: p.vcpu)
 
@@ -177,8 +185,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     by_id: dict[int, tuple[frozenset[int], int]] = {}
     for index, cell in enumerate(cells_el):
         cid_attr = cell.get("id")
-        cid = index if cid_attr is None else col.attempt(lambda: _uint(cid_attr),
-                                                         "cpu/numa/cell/@id", cell)
+        cid = index if cid_attr is None else col.attempt("cpu/numa/cell/@id", cell, _uint, cid_attr)
         if cid is None:
             continue
         if cid >= ncells:
@@ -191,12 +198,15 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cpus = frozenset()
         cpus_attr = cell.get("cpus")
         if cpus_attr is not None:
-            cpus = col.attempt(lambda: parse_bitmap(cpus_attr, field="cpus"),
-                               "cpu/numa/cell/@cpus", cell) or frozenset()
+            cpus = col.attempt("cpu/numa/cell/@cpus", cell, parse_bitmap, cpus_attr) or frozenset()
         for other, (ocpus, _) in by_id.items():
             if cpus & ocpus:
                 col.add(f"NUMA cells {cid} and {other} have overlapping vCPU ids",
                         "cpu/numa/cell/@cpus", cell)
+        # virDomainDefParseXML: "CPU IDs in <numa> exceed the <vcpu> count".
+        if cpus and max(cpus) >= vcpus:
+            col.add(f"cell {cid} names vCPU {max(cpus)} but the guest has {vcpus} vCPUs "
+                    "(CPU IDs in <numa> exceed the <vcpu> count)", "cpu/numa/cell/@cpus", cell)
         mem_attr = cell.get("memory")
         if mem_attr is None:
             col.add("missing memory size", "cpu/numa/cell/@memory", cell)
@@ -221,7 +231,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
     # libvirt sets <memory> to the sum of the guest cells plus memory devices when it defines a
     # guest with NUMA cells (the qemu driver parses with ABI update); we do the same.
     memory = numa_total + hotplug if numa_total else declared
-    if memory == 0 and not col.problems:
+    if not numa_total and hotplug > declared and not col.problems:
+        # virDomainDefPostParseMemory: without NUMA cells <memory> includes the devices.
+        col.add(f"memory devices total {hotplug} bytes, more than <memory> ({declared} bytes)",
+                "devices/memory/target/size", root.find("devices/memory/target/size"))
+    if memory - hotplug <= 0 and not col.problems:
         col.add("memory size must be given in <memory> or in the guest NUMA cells", "memory",
                 mem_el if mem_el is not None else root)
     cur_el = root.find("currentMemory")
@@ -253,8 +267,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
             cells_set: frozenset[int] | None = None
             ns_attr = page.get("nodeset")
             if ns_attr is not None:
-                cells_set = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
-                                        "memoryBacking/hugepages/page/@nodeset", page)
+                cells_set = col.attempt("memoryBacking/hugepages/page/@nodeset", page,
+                                        parse_nodeset, ns_attr)
+                if ncells == 0 and cells_set == frozenset({0}):
+                    # virDomainDefPostParseMemtune: without guest NUMA, nodeset='0' is dropped
+                    # and the page applies to all memory (as if it had no nodeset).
+                    ns_attr = cells_set = None
                 if cells_set is not None:
                     missing = sorted(c for c in cells_set if c >= ncells)
                     if missing:
@@ -281,7 +299,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if len(numatunes) > 1:
         col.add("only one <numatune> is supported", "numatune", numatunes[1])
     spec = NumatuneSpec()
-    problems_before = len(col.problems)
+    bad_memory_nodeset = False
     if numatunes:
         nt = numatunes[0]
         mem_spec = None
@@ -290,23 +308,21 @@ def extract_guest(doc: DomainDocument) -> Guest:
             nodeset = None
             ns_attr = nt_mem.get("nodeset")
             if ns_attr is not None:
-                nodeset = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
-                                      "numatune/memory/@nodeset", nt_mem)
+                nodeset = col.attempt("numatune/memory/@nodeset", nt_mem, parse_nodeset, ns_attr)
+                bad_memory_nodeset = nodeset is None
             mem_spec = MemorySpec(mode=nt_mem.get("mode"), placement=nt_mem.get("placement"),
                                   nodeset=nodeset, line=nt_mem.sourceline)
         memnodes = []
         for mn in nt.findall("memnode"):
             cellid = None
             if mn.get("cellid") is not None:
-                cellid = col.attempt(lambda: _uint(mn.get("cellid")),
-                                     "numatune/memnode/@cellid", mn)
+                cellid = col.attempt("numatune/memnode/@cellid", mn, _uint, mn.get("cellid"))
                 if cellid is None:
                     continue
             nodeset = None
             ns_attr = mn.get("nodeset")
             if ns_attr is not None:
-                nodeset = col.attempt(lambda: parse_nodeset(ns_attr, field="nodeset"),
-                                      "numatune/memnode/@nodeset", mn)
+                nodeset = col.attempt("numatune/memnode/@nodeset", mn, parse_nodeset, ns_attr)
                 if nodeset is None:
                     continue
             memnodes.append(MemnodeSpec(cellid=cellid, mode=mn.get("mode"), nodeset=nodeset,
@@ -319,9 +335,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
         ncells=ncells,
         has_cpu_pinning=bool(cpuset or pins or emulatorpin or has_iothreadpin),
     )
-    # A nodeset that did not parse would show up again as "missing"; report it once.
-    if len(col.problems) == problems_before:
-        col.problems.extend(p.located(path=doc.path) for p in resolved.problems)
+    # A <memory> nodeset that did not parse would come back as "nodeset must be set": report
+    # it once, and every other numatune problem as well.
+    col.problems.extend(
+        p.located(path=doc.path) for p in resolved.problems
+        if not (bad_memory_nodeset and p.field == "numatune/memory/@nodeset"))
 
     if col.problems:
         raise InvalidDocument(sorted(col.problems, key=lambda p: p.line or 0))
