@@ -227,6 +227,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
     hotplug = 0
     for size_el in root.findall("devices/memory/target/size"):
         hotplug += _memory_of(size_el, col, "devices/memory/target/size") or 0
+    # virDomainMemoryDefValidate: a memory device's target node must be a guest NUMA cell.
+    for node_el in root.findall("devices/memory/target/node"):
+        target = col.attempt("devices/memory/target/node", node_el, _uint, node_el.text)
+        if target is not None and target >= ncells:
+            col.add(f"memory device targets guest NUMA cell {target}, but the guest "
+                    + _cells_phrase(ncells), "devices/memory/target/node", node_el)
     numa_total = sum(cell_mem)
     # libvirt sets <memory> to the sum of the guest cells plus memory devices when it defines a
     # guest with NUMA cells (the qemu driver parses with ABI update); we do the same.
