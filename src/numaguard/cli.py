@@ -36,34 +36,30 @@ def _use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
+def _emit(value: object, fmt: str, kind: str) -> int:
+    """Render with ``report.jsonout.<kind>_json`` or ``report.text.<kind>_text``; the module
+    is imported only when used (rich costs ~30 ms of start-up that JSON callers skip)."""
+    if fmt == "json":
+        from numaguard.report import jsonout
+
+        sys.stdout.write(getattr(jsonout, f"{kind}_json")(value))
+    else:
+        from numaguard.report import text
+
+        sys.stdout.write(getattr(text, f"{kind}_text")(value, color=_use_color()))
+    return EXIT_OK
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     from numaguard.readers.sources import load_host
 
-    host = load_host(args.source)
-    if args.format == "json":
-        from numaguard.report.jsonout import topology_json
-
-        sys.stdout.write(topology_json(host))
-    else:
-        from numaguard.report.text import topology_text
-
-        sys.stdout.write(topology_text(host, color=_use_color()))
-    return EXIT_OK
+    return _emit(load_host(args.source), args.format, "topology")
 
 
 def cmd_guests(args: argparse.Namespace) -> int:
     from numaguard.readers.sources import load_guests
 
-    guests = load_guests(args.source)
-    if args.format == "json":
-        from numaguard.report.jsonout import guests_json
-
-        sys.stdout.write(guests_json(guests))
-    else:
-        from numaguard.report.text import guests_text
-
-        sys.stdout.write(guests_text(guests, color=_use_color()))
-    return EXIT_OK
+    return _emit(load_guests(args.source), args.format, "guests")
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
