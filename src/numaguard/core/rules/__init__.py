@@ -1,0 +1,190 @@
+"""The rule engine: every rule is a pure function of (host, guests, options) with a stable ID.
+
+A rule is declared with :func:`rule`; its docstring is its documentation (``numaguard explain
+NG101`` and ``docs/rules.md``).  Rules see a shared :class:`Context` that computes the capacity
+model, the memory units and the bound-memory flow once.  IDs are a contract: NG1xx memory,
+NG2xx CPU, NG3xx hugepages, NG4xx host; never renumber.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from numaguard.core.capacity import (
+    DEFAULT_RESERVE,
+    MemoryUnit,
+    Reserve,
+    capacities,
+    memory_units,
+)
+from numaguard.core.fallback import fallback_orders
+from numaguard.core.findings import Finding, Severity
+from numaguard.core.flow import FlowResult, solve
+from numaguard.model.guest import Guest
+from numaguard.model.topology import Host
+from numaguard.units import GiB
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    host_reserve: Reserve = DEFAULT_RESERVE
+    #: below this headroom on a node, bound guests get a warning (NG101)
+    min_headroom: int = 4 * GiB
+    #: vCPUs pinned to a node per hardware thread before NG204 warns
+    cpu_overcommit_ratio: float = 1.0
+    #: ``uname -r`` of the host, when known (NG105)
+    kernel_release: str | None = None
+    #: whether the numad binary is installed (live sources only; NG402)
+    numad_installed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    name: str
+    check: Callable[[Context], Iterable[Finding]]
+    #: rules that read other rules' findings run after them
+    after: tuple[str, ...] = ()
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.check.__doc__ or "")
+
+    @property
+    def summary(self) -> str:
+        return self.doc.split("\n", 1)[0]
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, name: str, *, after: tuple[str, ...] = ()) -> Callable[
+        [Callable[[Context], Iterable[Finding]]], Callable[[Context], Iterable[Finding]]]:
+    def register(fn: Callable[[Context], Iterable[Finding]]) -> Callable[
+            [Context], Iterable[Finding]]:
+        if rule_id in RULES:
+            raise ValueError(f"rule {rule_id} registered twice")
+        if not fn.__doc__:
+            raise ValueError(f"rule {rule_id} needs a docstring: it is its documentation")
+        RULES[rule_id] = Rule(rule_id, name, fn, after)
+        return fn
+    return register
+
+
+class Context:
+    """Everything rules share, computed once and lazily."""
+
+    def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions) -> None:
+        self.host = host
+        self.guests = tuple(guests)
+        self.options = options
+        self.findings: list[Finding] = []
+
+    @cached_property
+    def guest_by_name(self) -> dict[str, Guest]:
+        return {g.name: g for g in self.guests}
+
+    @cached_property
+    def capacity(self) -> dict[int, int]:
+        return capacities(self.host, self.options.host_reserve)
+
+    @cached_property
+    def units(self) -> tuple[MemoryUnit, ...]:
+        return tuple(u for g in self.guests for u in memory_units(g))
+
+    @cached_property
+    def bound_units(self) -> tuple[MemoryUnit, ...]:
+        """Bound memory in ordinary pages on nodes the host has (NG101/NG108's subject)."""
+        return tuple(u for u in self.units if u.bound and not u.on_hugepages
+                     and u.static_nodeset is not None
+                     and u.static_nodeset <= self.host.node_ids)
+
+    @cached_property
+    def bound_demand(self) -> dict[frozenset[int], int]:
+        demand: dict[frozenset[int], int] = {}
+        for u in self.bound_units:
+            assert u.static_nodeset is not None
+            demand[u.static_nodeset] = demand.get(u.static_nodeset, 0) + u.size
+        return demand
+
+    @cached_property
+    def bound_flow(self) -> FlowResult:
+        return solve(self.bound_demand, self.capacity)
+
+    @cached_property
+    def fallback(self) -> dict[int, tuple[int, ...]]:
+        return fallback_orders(self.host)
+
+    def units_inside(self, nodes: frozenset[int]) -> list[MemoryUnit]:
+        return [u for u in self.bound_units if u.static_nodeset is not None
+                and u.static_nodeset <= nodes]
+
+    def findings_for(self, guest: str, *rule_ids: str) -> list[Finding]:
+        return [f for f in self.findings if guest in f.guests and f.rule in rule_ids]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSummary:
+    id: int
+    capacity: int
+    pledged_strict: int
+    headroom: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    host: Host
+    guests: tuple[Guest, ...]
+    options: AuditOptions
+    nodes: tuple[NodeSummary, ...]
+    findings: tuple[Finding, ...] = field(default=())
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+
+def _ordered_rules() -> list[Rule]:
+    done: set[str] = set()
+    ordered: list[Rule] = []
+    pending = sorted(RULES.values(), key=lambda r: r.id)
+    while pending:
+        progressed = False
+        for r in list(pending):
+            if all(dep in done or dep not in RULES for dep in r.after):
+                ordered.append(r)
+                done.add(r.id)
+                pending.remove(r)
+                progressed = True
+        if not progressed:
+            raise ValueError(f"rule dependency cycle among {[r.id for r in pending]}")
+    return ordered
+
+
+def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
+          *, only: Iterable[str] | None = None) -> AuditResult:
+    """Run every rule (or those in *only*) and return all findings, worst first."""
+    from numaguard.core.rules import cpu, hugepages, hostrules, memory  # noqa: F401  (register)
+
+    ctx = Context(host, guests, options or AuditOptions())
+    wanted = set(only) if only is not None else None
+    for r in _ordered_rules():
+        if wanted is not None and r.id not in wanted:
+            continue
+        ctx.findings.extend(r.check(ctx))
+    flow = ctx.bound_flow
+    nodes = tuple(
+        NodeSummary(n.id, ctx.capacity[n.id], flow.per_node.get(n.id, 0),
+                    flow.headroom.get(n.id, ctx.capacity[n.id]))
+        for n in host.nodes
+    )
+    return AuditResult(host, ctx.guests, ctx.options, nodes,
+                       tuple(sorted(ctx.findings, key=Finding.sort_key)))
+
+
+def all_rules() -> list[Rule]:
+    from numaguard.core.rules import cpu, hugepages, hostrules, memory  # noqa: F401
+
+    return sorted(RULES.values(), key=lambda r: r.id)

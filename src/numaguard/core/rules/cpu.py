@@ -1,0 +1,1 @@
+"""Rules: placeholder module, filled in below."""
