@@ -119,7 +119,7 @@ def solve(demands: Mapping[frozenset[int], int], capacity: Mapping[int, int]) ->
     gv = {g: 2 + i for i, g in enumerate(groups)}
     nv = {n: 2 + len(groups) + i for i, n in enumerate(node_ids)}
     total = sum(demands[g] for g in groups)
-    inf = total + 1
+    inf = total + sum(c for c in capacity.values() if c > 0) + 1
     graph = _Graph()
     graph.cap.setdefault(src, {})
     graph.cap.setdefault(sink, {})
