@@ -166,7 +166,7 @@ def _ordered_rules() -> list[Rule]:
 def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
           *, only: Iterable[str] | None = None) -> AuditResult:
     """Run every rule (or those in *only*) and return all findings, worst first."""
-    from numaguard.core.rules import cpu, hugepages, hostrules, memory  # noqa: F401  (register)
+    from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401  (register)
 
     ctx = Context(host, guests, options or AuditOptions())
     wanted = set(only) if only is not None else None
@@ -185,6 +185,6 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
 
 
 def all_rules() -> list[Rule]:
-    from numaguard.core.rules import cpu, hugepages, hostrules, memory  # noqa: F401
+    from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401
 
     return sorted(RULES.values(), key=lambda r: r.id)
