@@ -39,7 +39,9 @@ def main() -> None:
         synth_snapshot(snap, nodes=16, guests=1000)
         rows = []
         for args in (["topology", snap, "--format", "json"], ["topology", snap],
-                     ["guests", snap, "--format", "json"], ["guests", snap]):
+                     ["guests", snap, "--format", "json"], ["guests", snap],
+                     ["audit", snap, "--format", "json", "--fail-on", "never"],
+                     ["audit", snap, "--fail-on", "never"]):
             def call(args=args):
                 subprocess.run([exe, *args], check=True, stdout=subprocess.DEVNULL)
             rows.append((f"numaguard {args[0]} ({'json' if 'json' in args else 'text'})",
@@ -58,6 +60,21 @@ def main() -> None:
         rows.append(("  in-process: render guests JSON", median_seconds(lambda: guests_json(guests))))
         rows.append(("  in-process: render guests text table",
                      median_seconds(lambda: guests_text(guests), runs=3)))
+
+        from numaguard.core.rules import audit
+        from numaguard.readers.sources import load_audit_input
+        from numaguard.report.audit import audit_json, audit_markdown, audit_text
+
+        loaded = load_audit_input([snap])
+        result = audit(loaded.host, loaded.guests)
+        rows.append(("  in-process: audit input (host + guests + kernel)",
+                     median_seconds(lambda: load_audit_input([snap]))))
+        rows.append((f"  in-process: audit rules ({len(result.findings)} findings)",
+                     median_seconds(lambda: audit(loaded.host, loaded.guests))))
+        rows.append(("  in-process: render audit text", median_seconds(lambda: audit_text(result))))
+        rows.append(("  in-process: render audit JSON", median_seconds(lambda: audit_json(result))))
+        rows.append(("  in-process: render audit Markdown",
+                     median_seconds(lambda: audit_markdown(result))))
 
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark (16 nodes, 1,000 guests)':<{width}}  median")

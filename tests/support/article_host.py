@@ -23,6 +23,12 @@ from tests.support.synth import SynthNode, domain_xml, write_sysfs
 GiB_KiB = 1024 * 1024
 
 
+#: /proc/version of Debian 12's kernel, as `numaguard snapshot` captures it.
+KERNEL = ("Linux version 6.1.0-28-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian "
+          "12.2.0-14) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC "
+          "Debian 6.1.119-1 (2024-11-22)")
+
+
 def node_cpus(n: int) -> str:
     return f"{10 * n}-{10 * n + 9},{40 + 10 * n}-{40 + 10 * n + 9}"
 
@@ -38,7 +44,8 @@ def build(directory: str) -> None:
     ]
     distances = [[10, 21, 21, 31], [21, 10, 31, 21], [21, 31, 10, 21], [31, 21, 21, 10]]
     write_sysfs(os.path.join(directory, "host"), nodes, distances,
-                swap_total_kib=2 * GiB_KiB, swap_free_kib=2 * GiB_KiB, numa_balancing=1)
+                swap_total_kib=2 * GiB_KiB, swap_free_kib=2 * GiB_KiB, numa_balancing=1,
+                kernel_version=KERNEL)
     ddir = os.path.join(directory, "domains")
     os.makedirs(ddir)
     guests = {

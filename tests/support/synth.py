@@ -44,7 +44,7 @@ def _nodelist(ids: list[int]) -> str:
 
 def write_sysfs(root: str, nodes: list[SynthNode], distances: list[list[int]], *,
                 swap_total_kib: int = 0, swap_free_kib: int = 0,
-                numa_balancing: int | None = 1) -> None:
+                numa_balancing: int | None = 1, kernel_version: str | None = None) -> None:
     """Write ``root/sys/devices/system/node`` and ``root/proc`` for *nodes*."""
     base = os.path.join(root, "sys", "devices", "system", "node")
     ids = [n.id for n in nodes]
@@ -87,6 +87,8 @@ def write_sysfs(root: str, nodes: list[SynthNode], distances: list[list[int]], *
     if numa_balancing is not None:
         _write(os.path.join(root, "proc", "sys", "kernel", "numa_balancing"),
                f"{numa_balancing}\n")
+    if kernel_version is not None:
+        _write(os.path.join(root, "proc", "version"), kernel_version + "\n")
 
 
 def domain_xml(name: str, memory_kib: int, vcpus: int, *, cpuset: str | None = None,

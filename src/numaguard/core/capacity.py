@@ -42,14 +42,6 @@ class Reserve:
             return self.fixed
         return max(self.floor, int(node.mem_total * self.share))
 
-    def describe(self) -> str:
-        if self.fixed is not None:
-            from numaguard.units import format_bytes
-
-            return format_bytes(self.fixed)
-        return f"max(1 GiB, {self.share:.0%} of MemTotal)" if self.floor == GiB else \
-            f"max({self.floor} B, {self.share:.0%} of MemTotal)"
-
 
 DEFAULT_RESERVE = Reserve()
 

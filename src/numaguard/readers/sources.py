@@ -8,11 +8,17 @@ A SOURCE is one of:
 * a ``numactl -H`` text file or a ``virsh capabilities`` XML file (topology);
 * a domain XML file or a folder of them (guests);
 * nothing: this machine (``/`` and ``/etc/libvirt/qemu``).
+
+``numaguard audit`` takes several SOURCEs (:func:`load_audit_input`): the first one that yields
+a topology is the host, guests come from all of them, and a folder may also hold
+``capabilities.xml`` or ``numactl-H.txt`` beside its domain XMLs.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 
 from numaguard.errors import SourceError
 from numaguard.model.guest import Guest
@@ -101,3 +107,101 @@ def load_guests(source: str | None) -> list[Guest]:
     if not os.path.exists(source):
         raise SourceError(source, "no such file or directory")
     return [read_domain_file(source)]
+
+
+# -- audit: one host and the guests of several sources ------------------------------------------
+
+_FIRST_TAG = re.compile(rb"\s*(?:(?:<\?.*?\?>|<!--.*?-->)\s*)*<([A-Za-z_][\w.:-]*)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditInput:
+    """What ``numaguard audit`` reads: the host, every guest, and host facts some rules weigh.
+
+    ``kernel_release`` is known for this machine and for sysfs trees that captured
+    ``proc/sys/kernel/osrelease`` or ``proc/version``; ``numad_installed`` only for this machine.
+    """
+
+    host: Host
+    guests: tuple[Guest, ...]
+    kernel_release: str | None = None
+    numad_installed: bool | None = None
+    live: bool = False
+
+
+def _xml_root(path: str) -> bytes | None:
+    """The first element name of an XML file (``None`` when the file is not XML)."""
+    head = read_bytes(path)[:65536]
+    m = _FIRST_TAG.match(head)
+    return m.group(1) if m else None
+
+
+def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
+    """(host source or ``None``, sysfs root for host facts or ``None``, domain XML files)."""
+    from numaguard.readers.domains import list_domain_files
+
+    if os.path.isdir(source):
+        if is_snapshot(source):
+            host_dir = os.path.join(source, "host")
+            domains = os.path.join(source, "domains")
+            files = list_domain_files(domains) if os.path.isdir(domains) else []
+            if not os.path.isdir(host_dir):
+                return None, None, files
+            return host_dir, host_dir if _is_sysfs_root(host_dir) else None, files
+        if _is_sysfs_root(source):
+            return source, source, []
+        files = list_domain_files(source)
+        topology = [f for f in files if os.path.basename(f) == CAPABILITIES_FILE]
+        if topology or os.path.isfile(os.path.join(source, NUMACTL_FILE)):
+            # a flat folder: capabilities.xml or numactl-H.txt beside the domain XMLs
+            return source, None, [f for f in files if f not in topology]
+        return None, None, files
+    if not os.path.exists(source):
+        raise SourceError(source, "no such file or directory")
+    root = _xml_root(source)
+    if root is None or root == b"capabilities":
+        return source, None, []
+    return None, None, [source]
+
+
+def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
+    """The host and guests to audit.
+
+    No SOURCE: this machine (``/sys``, ``/proc``, ``/etc/libvirt/qemu``, numad).  Otherwise the
+    first source that yields a topology is the host (a snapshot's ``host/``, a sysfs root, a
+    ``numactl -H`` file, a capabilities XML, or a folder holding one of those beside domain
+    XMLs); guests come from every source.  A file named twice counts once; two different files
+    defining the same guest name are an error, as in libvirt.
+    """
+    from numaguard.readers.domains import read_domain_files
+    from numaguard.readers.hostfacts import kernel_release, numad_installed
+
+    if not sources:
+        host = load_host(None)
+        guests = load_guests(None)
+        return AuditInput(host, tuple(guests), kernel_release(LIVE_ROOT), numad_installed(),
+                          live=True)
+    host_source: str | None = None
+    facts_root: str | None = None
+    files: list[str] = []
+    seen: set[str] = set()
+    for source in sources:
+        host_part, root, domain_files = _split_source(source)
+        if host_source is None and host_part is not None:
+            host_source, facts_root = host_part, root
+        for f in domain_files:
+            real = os.path.realpath(f)
+            if real not in seen:
+                seen.add(real)
+                files.append(f)
+    if host_source is None:
+        raise SourceError(", ".join(sources), "no host topology among the sources: add a "
+                          "snapshot, a sysfs root, a numactl -H file or a capabilities XML "
+                          "(or run without SOURCE on the hypervisor)")
+    if os.path.isdir(host_source):
+        host = read_host_dir(host_source)
+    else:
+        host = read_host_file(host_source)
+    guests = read_domain_files(files)
+    release = kernel_release(facts_root) if facts_root is not None else None
+    return AuditInput(host, tuple(guests), release)

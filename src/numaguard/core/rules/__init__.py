@@ -165,13 +165,19 @@ def _ordered_rules() -> list[Rule]:
 
 def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
           *, only: Iterable[str] | None = None) -> AuditResult:
-    """Run every rule (or those in *only*) and return all findings, worst first."""
+    """Run every rule (or those in *only*) and return their findings, worst first.
+
+    A rule in *only* still sees the findings of the rules it reads (``Rule.after``,
+    transitively): NG102's severity follows NG101/NG103/NG108, so those run too, and only the
+    findings of the rules asked for are returned.
+    """
     from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401  (register)
 
     ctx = Context(host, guests, options or AuditOptions())
     wanted = set(only) if only is not None else None
+    needed = _with_dependencies(wanted)
     for r in _ordered_rules():
-        if wanted is not None and r.id not in wanted:
+        if needed is not None and r.id not in needed:
             continue
         ctx.findings.extend(r.check(ctx))
     flow = ctx.bound_flow
@@ -180,8 +186,23 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
                     flow.headroom.get(n.id, ctx.capacity[n.id]))
         for n in host.nodes
     )
+    kept = [f for f in ctx.findings if wanted is None or f.rule in wanted]
     return AuditResult(host, ctx.guests, ctx.options, nodes,
-                       tuple(sorted(ctx.findings, key=Finding.sort_key)))
+                       tuple(sorted(kept, key=Finding.sort_key)))
+
+
+def _with_dependencies(wanted: set[str] | None) -> set[str] | None:
+    if wanted is None:
+        return None
+    needed: set[str] = set()
+    pending = list(wanted)
+    while pending:
+        rule_id = pending.pop()
+        if rule_id in needed or rule_id not in RULES:
+            continue
+        needed.add(rule_id)
+        pending.extend(RULES[rule_id].after)
+    return needed
 
 
 def all_rules() -> list[Rule]:

@@ -9,7 +9,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, size
 from numaguard.model.guest import Guest
-from numaguard.model.policy import Placement
+from numaguard.model.policy import MemoryMode, Placement
 from numaguard.units import MiB
 
 SYSCTL_FILE = "/etc/sysctl.d/90-numaguard-numa-balancing.conf"
@@ -20,9 +20,11 @@ def autonuma_with_binding(ctx: Context) -> Iterator[Finding]:
     """Automatic NUMA balancing is on while guests have memory bound to NUMA nodes.
 
     What it checks: ``kernel.numa_balancing`` is on (``/proc/sys/kernel/numa_balancing`` is
-    not 0) and at least one guest's memory — the guest's or one of its cells' — has a static
-    nodeset, in any mode (``strict``, ``restrictive``, ``preferred``, ``interleave``).  Sources
-    that do not report the sysctl (``numactl -H``, ``virsh capabilities``) are not judged.
+    not 0) and at least one guest's memory — the guest's or one of its cells' — is placed on
+    fixed nodes with ``strict``, ``restrictive`` or ``preferred``.  ``interleave`` is left out:
+    the balancer's target for an interleaved page is its interleave node
+    (mm/mempolicy.c ``mpol_misplaced``), so it does not fight that placement.  Sources that do
+    not report the sysctl (``numactl -H``, ``virsh capabilities``) are not judged.
 
     Why it matters: the kernel documentation (Documentation/admin-guide/sysctl/kernel.rst,
     ``numa_balancing``) says: "The unmapping of pages and trapping faults incur additional
@@ -40,7 +42,8 @@ def autonuma_with_binding(ctx: Context) -> Iterator[Finding]:
     """
     if ctx.host.numa_balancing is not True:
         return
-    placed = [u for u in ctx.units if u.static_nodeset]
+    placed = [u for u in ctx.units if u.static_nodeset and u.policy is not None
+              and u.policy.mode is not MemoryMode.INTERLEAVE]
     if not placed:
         return
     guests = tuple(sorted({u.guest for u in placed}))

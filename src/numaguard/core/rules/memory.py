@@ -11,6 +11,7 @@ from numaguard.core.flow import solve
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, numatune_fix, relaxed_mode, size
 from numaguard.model.policy import MemoryMode, Placement
+from numaguard.units import GiB
 
 
 def _who(units: list[MemoryUnit]) -> str:
@@ -330,10 +331,12 @@ def no_swap(ctx: Context) -> Iterator[Finding]:
     ev = {"swap_total_bytes": host.swap_total, "swap_free_bytes": swap_free}
     involved = tuple(sorted({g for f in related for g in f.guests})) or guests
     nodes = tuple(sorted({n for f in related for n in f.nodes}))
+    swap_gib = max(1, -(-max(need, soft_need) // GiB))
     fix = Fix(guest=involved[0], description="correct the binding named by the other findings; "
               "more swap only delays the OOM killer",
-              commands=(("fallocate -l 8G /swapfile && chmod 600 /swapfile && mkswap /swapfile "
-                         "&& swapon /swapfile"),))
+              commands=((f"fallocate -l {swap_gib}G /swapfile.numaguard && chmod 600 "
+                         "/swapfile.numaguard && mkswap /swapfile.numaguard && swapon "
+                         "/swapfile.numaguard"),))
     if need > swap_free:
         yield Finding("NG106", Severity.CRITICAL,
                       (f"bound guests are {size(need)} short (see "

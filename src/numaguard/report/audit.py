@@ -1,0 +1,427 @@
+"""Renderers of an :class:`AuditResult`: JSON (a contract), text (rich) and Markdown.
+
+JSON contract (keys never change meaning; new keys may be added)::
+
+    {"host": <topology JSON>, "guests": [names],
+     "nodes": [{"id", "capacity_bytes", "pledged_strict_bytes", "headroom_bytes",
+                "mem_total_bytes", "mem_free_bytes", "hugepages_reserved_bytes",
+                "host_reserve_bytes"}],
+     "findings": [{"rule", "name", "severity", "guests", "nodes", "message", "evidence",
+                   "fix": {"guest", "mode", "nodeset", "cell", "description", "command",
+                           "commands"} | null}],
+     "summary": {"critical", "warning", "info"},
+     "options": {"host_reserve", "min_headroom_bytes", "cpu_overcommit_ratio",
+                 "kernel_release", "numad_installed"}}
+
+Text and Markdown show the same content: a one-screen summary (host, per-node capacity, bound
+memory, headroom and a bar), then the findings grouped by severity, then the counts.  Both are
+built from plain strings, not rich's layout engine, so thousands of findings render in tens of
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import re
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+from numaguard.core.capacity import Reserve, hugepages_reserved
+from numaguard.core.findings import Finding, Fix, Severity
+from numaguard.core.rules import AuditResult, NodeSummary, all_rules
+from numaguard.cpuset import format_bitmap
+from numaguard.report.jsonout import host_to_dict
+from numaguard.units import format_bytes
+
+SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
+BAR_CELLS = 10
+#: text output lists at most this many guests per finding (JSON and Markdown list all)
+TEXT_GUESTS = 12
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+def counts(result: AuditResult) -> dict[str, int]:
+    out = {s.label: 0 for s in SEVERITIES}
+    for f in result.findings:
+        out[f.severity.label] += 1
+    return out
+
+
+def counts_line(result: AuditResult) -> str:
+    c = counts(result)
+    return ", ".join(f"{c[s.label]} {s.label}" for s in SEVERITIES)
+
+
+def reserve_text(reserve: Reserve) -> str:
+    if reserve.fixed is not None:
+        return format_bytes(reserve.fixed)
+    share = f"{reserve.share * 100:g}% of MemTotal"
+    return f"max({format_bytes(reserve.floor, precision=0)}, {share})" if reserve.floor else share
+
+
+def _rule_names() -> dict[str, str]:
+    return {r.id: r.name for r in all_rules()}
+
+
+def _ids(ids: tuple[int, ...] | frozenset[int] | list[int]) -> str:
+    ids = list(ids)
+    if not ids:
+        return "-"
+    # an ordered tuple (a fill order) keeps its order; a set is printed like a nodeset
+    return format_bitmap(ids) if ids == sorted(ids) else ",".join(map(str, ids))
+
+
+def bar(pledged: int, capacity: int, cells: int = BAR_CELLS) -> tuple[str, str]:
+    """``("[██████░░░░]", "60%")``: bound memory as a share of capacity."""
+    if capacity <= 0:
+        return "[" + ("█" if pledged > 0 else "░") * cells + "]", "n/a"
+    ratio = pledged / capacity
+    filled = min(cells, max(0, round(ratio * cells)))
+    if pledged > 0 and filled == 0:
+        filled = 1
+    return "[" + "█" * filled + "░" * (cells - filled) + "]", f"{ratio:.0%}"
+
+
+def node_status(n: NodeSummary, min_headroom: int) -> str:
+    """``over`` (bound demand does not fit), ``low`` (bound guests leave less than
+    --min-headroom), ``ok``."""
+    if n.headroom < 0:
+        return "over"
+    if n.headroom < n.capacity and n.headroom < min_headroom:
+        return "low"
+    return "ok"
+
+
+def _node_rows(result: AuditResult) -> list[dict[str, Any]]:
+    rows = []
+    for n in result.nodes:
+        node = result.host.node(n.id)
+        rows.append({
+            "id": n.id,
+            "capacity_bytes": n.capacity,
+            "pledged_strict_bytes": n.pledged_strict,
+            "headroom_bytes": n.headroom,
+            "mem_total_bytes": node.mem_total,
+            "mem_free_bytes": node.mem_free,
+            "hugepages_reserved_bytes": hugepages_reserved(node),
+            "host_reserve_bytes": result.options.host_reserve.of(node),
+        })
+    return rows
+
+
+def _host_lines(result: AuditResult) -> list[str]:
+    host = result.host
+    ncpus = sum(len(n.cpus) for n in host.nodes)
+    free = f" ({format_bytes(host.mem_free)} free)" if host.mem_free is not None else ""
+    name = f" {host.name}" if host.name else ""
+    if host.swap_total is None:
+        swap = "swap unknown"
+    else:
+        swap = f"swap {format_bytes(host.swap_free)} free of {format_bytes(host.swap_total)}"
+    balancing = {None: "unknown", True: "on", False: "off"}[host.numa_balancing]
+    o = result.options
+    kernel = o.kernel_release or "unknown"
+    host_line = (f"Host{name}: {len(host.nodes)} NUMA nodes, {ncpus} CPUs, "
+                 f"{format_bytes(host.mem_total)} memory{free}, {swap}, "
+                 f"numa_balancing {balancing}, kernel {kernel}")
+    audit_line = (f"Audit: {len(result.guests)} guests; host reserve "
+                  f"{reserve_text(o.host_reserve)} per node; min headroom "
+                  f"{format_bytes(o.min_headroom)}; vCPUs per thread up to "
+                  f"{o.cpu_overcommit_ratio:g}")
+    return [host_line, audit_line]
+
+
+NODE_HEADERS = [("Node", "right"), ("MemTotal", "right"), ("Free", "right"),
+                ("Hugepages", "right"), ("Reserve", "right"), ("Capacity", "right"),
+                ("Bound (strict)", "right"), ("Headroom", "right"), ("Bound / capacity", "left"),
+                ("Status", "left")]
+
+
+def _node_cells(result: AuditResult) -> list[tuple[list[str], str, str, str]]:
+    """Per node: the formatted numeric cells, the bar, its percentage and the status."""
+    out = []
+    for n, row in zip(result.nodes, _node_rows(result)):
+        b, pct = bar(n.pledged_strict, n.capacity)
+        out.append(([str(n.id), format_bytes(row["mem_total_bytes"]),
+                     format_bytes(row["mem_free_bytes"]),
+                     format_bytes(row["hugepages_reserved_bytes"]),
+                     format_bytes(row["host_reserve_bytes"]), format_bytes(n.capacity),
+                     format_bytes(n.pledged_strict), format_bytes(n.headroom)],
+                    b, pct, node_status(n, result.options.min_headroom)))
+    return out
+
+
+def _value_text(key: str, v: Any) -> str:
+    """One evidence value for people: bytes with units, node sets as nodesets."""
+    if key.endswith("_bytes"):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return format_bytes(v)
+        if isinstance(v, Mapping):
+            return "{" + ", ".join(f"{_key_text(k)}: {_value_text(key, x)}"
+                                   for k, x in v.items()) + "}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(_value_text(key, x) for x in v) + "]"
+    if v is None:
+        return "unknown"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Enum):
+        return str(v.value) if not isinstance(v, Severity) else v.label
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (set, frozenset)):
+        return _ids(sorted(v)) if all(isinstance(x, int) for x in v) else \
+            ",".join(sorted(map(str, v)))
+    if isinstance(v, (list, tuple)):
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return _ids(tuple(v))
+        return "[" + ", ".join(_value_text("", x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{_key_text(k)}: {_value_text(str(k), x)}"
+                               for k, x in v.items()) + "}"
+    s = str(v)
+    return f'"{s}"' if not s or re.search(r"[\s,=]", s) else s
+
+
+def _key_text(k: Any) -> str:
+    if isinstance(k, (set, frozenset)):
+        return _ids(sorted(k))
+    return str(k)
+
+
+def evidence_items(evidence: Mapping[str, Any]) -> list[str]:
+    """``["demand=12.0 GiB", "nodeset=0-2", …]``: ``_bytes`` keys lose the suffix and show
+    units; the JSON keeps the exact keys and byte counts."""
+    items = []
+    for k, v in evidence.items():
+        key = str(k)
+        shown = key[:-len("_bytes")] if key.endswith("_bytes") and len(key) > 6 else key
+        items.append(f"{shown}={_value_text(key, v)}")
+    return items
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+def jsonable(v: Any) -> Any:
+    """Evidence values as JSON: sets → sorted lists, tuples → lists, ints stay ints."""
+    if isinstance(v, Severity):
+        return v.label
+    if isinstance(v, Enum):
+        return jsonable(v.value)
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    if isinstance(v, Mapping):
+        return {_json_key(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (set, frozenset)):
+        items = [jsonable(x) for x in v]
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=repr)
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    return str(v)
+
+
+def _json_key(k: Any) -> str:
+    if isinstance(k, (set, frozenset)):
+        return format_bitmap(sorted(k)) if all(isinstance(x, int) for x in k) else str(k)
+    return str(k)
+
+
+def fix_to_dict(fix: Fix | None) -> dict[str, Any] | None:
+    if fix is None:
+        return None
+    return {
+        "guest": fix.guest,
+        "mode": fix.mode,
+        "nodeset": sorted(fix.nodeset) if fix.nodeset is not None else None,
+        "cell": fix.cell,
+        "description": fix.description,
+        "command": fix.commands[0] if fix.commands else None,
+        "commands": list(fix.commands),
+    }
+
+
+def finding_to_dict(f: Finding, names: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "rule": f.rule,
+        "name": names.get(f.rule),
+        "severity": f.severity.label,
+        "guests": list(f.guests),
+        "nodes": list(f.nodes),
+        "message": f.message,
+        "evidence": jsonable(dict(f.evidence)),
+        "fix": fix_to_dict(f.fix),
+    }
+
+
+def audit_to_dict(result: AuditResult) -> dict[str, Any]:
+    names = _rule_names()
+    o = result.options
+    return {
+        "host": host_to_dict(result.host),
+        "guests": [g.name for g in result.guests],
+        "nodes": _node_rows(result),
+        "findings": [finding_to_dict(f, names) for f in result.findings],
+        "summary": counts(result),
+        "options": {
+            "host_reserve": reserve_text(o.host_reserve),
+            "min_headroom_bytes": o.min_headroom,
+            "cpu_overcommit_ratio": o.cpu_overcommit_ratio,
+            "kernel_release": o.kernel_release,
+            "numad_installed": o.numad_installed,
+        },
+    }
+
+
+def audit_json(result: AuditResult) -> str:
+    return json.dumps(audit_to_dict(result), indent=2) + "\n"
+
+
+# -- text -------------------------------------------------------------------------------------
+
+_SEVERITY_STYLE = {Severity.CRITICAL: "bold red", Severity.WARNING: "bold yellow",
+                   Severity.INFO: "bold blue"}
+_STATUS_STYLE = {"over": "red", "low": "yellow", "ok": "green"}
+
+
+def _guests_text(guests: tuple[str, ...]) -> str:
+    if not guests:
+        return "-"
+    if len(guests) <= TEXT_GUESTS:
+        return ", ".join(guests)
+    return ", ".join(guests[:TEXT_GUESTS]) + \
+        f" … (+{len(guests) - TEXT_GUESTS} more; --format json lists all)"
+
+
+def _finding_text(f: Finding, names: Mapping[str, str]) -> list[str]:
+    name = names.get(f.rule)
+    head = (f"{f.rule}{' ' + name if name else ''}  guests: {_guests_text(f.guests)}  "
+            f"nodes: {_ids(f.nodes)}")
+    lines = [head, f"  {' '.join(f.message.split())}"]
+    ev = evidence_items(f.evidence)
+    if ev:
+        lines.append("  evidence: " + "  ".join(ev))
+    if f.fix is not None:
+        who = f" ({f.fix.guest})" if tuple(f.guests) != (f.fix.guest,) else ""
+        lines.append(f"  fix{who}: {' '.join(f.fix.description.split())}")
+        lines.extend(f"    $ {c}" for c in f.fix.commands)
+    return lines
+
+
+def audit_text(result: AuditResult, *, width: int | None = None, color: bool = False) -> str:
+    from rich.text import Text
+
+    from numaguard.report.text import _render, _table
+
+    rows: list[list[str | Text]] = []
+    for cells, b, pct, status in _node_cells(result):
+        style = _STATUS_STYLE[status]
+        rows.append([*cells, Text(f"{b} {pct:>4}", style=style), Text(status, style=style)])
+    table = _table("Bound memory per node (capacity = MemTotal - hugepages - reserve)",
+                   NODE_HEADERS, rows)
+    rendered = _render(table, width=width, color=color)
+    out = ["\n".join(_host_lines(result)), "\n\n",
+           "\n".join(line.rstrip() for line in rendered.splitlines()), "\n"]
+
+    names = _rule_names()
+    by_sev: dict[Severity, list[Finding]] = {s: [] for s in SEVERITIES}
+    for f in result.findings:
+        by_sev[f.severity].append(f)
+    for sev in SEVERITIES:
+        if not by_sev[sev]:
+            continue
+        heading = f"{sev.name} ({len(by_sev[sev])})"
+        out.append("\n" + (_render(Text(heading, style=_SEVERITY_STYLE[sev]), color=True)
+                           if color else heading + "\n"))
+        blocks = ["\n".join(_finding_text(f, names)) for f in by_sev[sev]]
+        out.append("\n\n".join(blocks) + "\n")
+    if not result.findings:
+        out.append("\nNo findings.\n")
+    out.append("\n" + counts_line(result) + "\n")
+    return "".join(out)
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+# always special: \ ` * [ ] < > | ~ ; "_" only at a word boundary (GFM ignores intraword "_")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+_MD_LINE_START = re.compile(r"^([#+\-=])|^(\d+)([.)])")
+
+
+@functools.lru_cache(maxsize=4096)  # guest names and descriptions repeat across findings
+def md_escape(text: str) -> str:
+    """Text safe in GitHub-flavoured Markdown as one line: a paragraph, a list item or a
+    table cell (no emphasis, links, HTML, code or table breaks from the data)."""
+    escaped = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    if escaped[:1] in ("#", "+", "-", "=") or escaped[:1].isdigit():
+        escaped = _MD_LINE_START.sub(
+            lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
+    return escaped
+
+
+def md_code(text: str) -> str:
+    """An inline code span holding *text* verbatim (whatever backticks it contains)."""
+    text = " ".join(str(text).split())
+    if "`" not in text:
+        return f"`{text}`"
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_finding(f: Finding, names: Mapping[str, str]) -> list[str]:
+    name = names.get(f.rule)
+    who = ", ".join(f.guests[:3]) + (f" and {len(f.guests) - 3} more" if len(f.guests) > 3
+                                     else "")
+    title = f"{f.rule}{' ' + name if name else ''}" + (f": {who}" if who else "")
+    lines = [f"### {md_escape(title)}", "", md_escape(f.message), "",
+             f"- **Severity:** {f.severity.label}",
+             f"- **Guests:** {', '.join(md_escape(g) for g in f.guests) or '-'}",
+             f"- **Nodes:** {_ids(f.nodes)}"]
+    ev = evidence_items(f.evidence)
+    if ev:
+        lines.append("- **Evidence:** " + ", ".join(md_code(e) for e in ev))
+    if f.fix is not None:
+        for_guest = f" ({md_escape(f.fix.guest)})" if tuple(f.guests) != (f.fix.guest,) else ""
+        lines.append(f"- **Fix{for_guest}:** {md_escape(f.fix.description)}")
+        if f.fix.commands:
+            lines += ["", "  ```sh", *(f"  {' '.join(c.split(chr(10)))}" for c in f.fix.commands),
+                      "  ```"]
+    lines.append("")
+    return lines
+
+
+def audit_markdown(result: AuditResult) -> str:
+    lines = ["# numaguard audit", ""]
+    lines += [md_escape(line) + "  " for line in _host_lines(result)]
+    lines[-1] = lines[-1].rstrip()
+    lines += ["", f"**Result: {counts_line(result)}**", ""]
+    lines.append("| " + " | ".join(h for h, _ in NODE_HEADERS) + " |")
+    lines.append("|" + "|".join("---:" if j == "right" else "---" for _, j in NODE_HEADERS)
+                 + "|")
+    for cells, b, pct, status in _node_cells(result):
+        lines.append("| " + " | ".join([*cells, f"`{b}` {pct}", status]) + " |")
+    lines.append("")
+    names = _rule_names()
+    for sev in SEVERITIES:
+        group = [f for f in result.findings if f.severity is sev]
+        if not group:
+            continue
+        lines += [f"## {sev.name.capitalize()} ({len(group)})", ""]
+        for f in group:
+            lines += _md_finding(f, names)
+    if not result.findings:
+        lines += ["No findings.", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
