@@ -573,3 +573,24 @@ def test_json_is_deterministic(capsys):
     _, a = run_json(capsys, ARTICLE, "--fail-on", "never")
     _, b = run_json(capsys, ARTICLE, "--fail-on", "never")
     assert a == b and os.fspath(ROOT) not in json.dumps(a)
+
+
+def test_article_host_vm1_preferred_clears_the_critical_findings(capsys, tmp_path):
+    """Issue 3: the article host exits 1 (critical); with vm1 switched to preferred it exits 0."""
+    snap = tmp_path / "article"
+    shutil.copytree(ARTICLE, snap)
+    rc = cli.main(["audit", str(snap), "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    critical = {(f["rule"], tuple(f["guests"])) for f in data["findings"]
+                if f["severity"] == "critical"}
+    assert critical == {("NG102", ("vm1",)), ("NG106", ("vm1",)), ("NG108", ("vm1",))}
+    vm1 = snap / "domains" / "vm1.xml"
+    vm1.write_text(vm1.read_text().replace("<memory nodeset='0'/>",
+                                           "<memory mode='preferred' nodeset='0'/>"))
+    rc = cli.main(["audit", str(snap), "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert not [f for f in data["findings"] if f["severity"] == "critical"]
+    assert not [f for f in data["findings"] if "vm1" in f["guests"]
+                and f["severity"] in ("critical", "warning") and f["rule"] != "NG401"]
