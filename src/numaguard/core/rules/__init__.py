@@ -96,6 +96,13 @@ class Context:
         return tuple(u for g in self.guests for u in memory_units(g))
 
     @cached_property
+    def units_by_guest(self) -> dict[str, tuple[MemoryUnit, ...]]:
+        by: dict[str, list[MemoryUnit]] = {}
+        for u in self.units:
+            by.setdefault(u.guest, []).append(u)
+        return {g: tuple(us) for g, us in by.items()}
+
+    @cached_property
     def bound_units(self) -> tuple[MemoryUnit, ...]:
         """Bound memory in ordinary pages on nodes the host has (NG101/NG108's subject)."""
         return tuple(u for u in self.units if u.bound and not u.on_hugepages

@@ -369,16 +369,14 @@ def needless_span(ctx: Context) -> Iterator[Finding]:
 
 # --- NG204 ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class _NodeLoad:
     node: int
     cpus: int
     limit: int
     by_guest: dict[str, list[int]]
-
-    @property
-    def vcpus(self) -> int:
-        return sum(len(v) for v in self.by_guest.values())
+    #: number of vCPUs in by_guest, kept up to date by _node_loads (read in a hot loop)
+    vcpus: int = 0
 
 
 def _node_loads(ctx: Context) -> dict[int, _NodeLoad]:
@@ -398,6 +396,7 @@ def _node_loads(ctx: Context) -> dict[int, _NodeLoad]:
             (n,) = nodes
             if allowed <= ctx.host.node(n).cpus:
                 loads[n].by_guest.setdefault(guest.name, []).append(v)
+                loads[n].vcpus += 1
     return loads
 
 
@@ -405,7 +404,7 @@ def _targets(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad], name: s
              vcpus: list[int]) -> list[_NodeLoad]:
     """Nodes that can take these vCPUs, and the memory the guest binds to the loaded node."""
     here = frozenset({load.node})
-    bound_here = [u for u in ctx.units if u.guest == name and u.static_nodeset == here]
+    bound_here = [u for u in ctx.units_by_guest.get(name, ()) if u.static_nodeset == here]
     out = []
     for other in loads.values():
         if other.node == load.node or other.cpus == 0:
@@ -442,8 +441,8 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
         if guest.emulatorpin is not None and guest.emulatorpin <= host.node(load.node).cpus:
             commands += (emulatorpin_command(name, cpus),)
         moved = ""
-        for u in ctx.units:
-            if u.guest != name or u.static_nodeset != frozenset({load.node}):
+        for u in ctx.units_by_guest.get(name, ()):
+            if u.static_nodeset != frozenset({load.node}):
                 continue
             assert u.policy is not None
             commands += numatune_fix(u, u.policy.mode.value, frozenset({target.node}),
