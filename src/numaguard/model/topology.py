@@ -23,7 +23,8 @@ class Node:
     """A NUMA node as the kernel reports it.
 
     ``mem_free`` is ``None`` when the source does not know it (``virsh capabilities`` reports
-    totals only).  A memoryless node has ``mem_total == 0``; a CPU-less node has no ``cpus``.
+    totals only); so are the watermarks and reclaimable page cache, which only a sysfs/proc tree
+    gives.  A memoryless node has ``mem_total == 0``; a CPU-less node has no ``cpus``.
     """
 
     id: int
@@ -31,6 +32,12 @@ class Node:
     mem_total: int
     mem_free: int | None = None
     hugepages: tuple[HostHugepages, ...] = ()
+    #: zone watermarks summed over the node's zones (``/proc/zoneinfo``), bytes, when known
+    watermark_min: int | None = None
+    watermark_low: int | None = None
+    watermark_high: int | None = None
+    #: page cache reclaim can drop (``Active(file)`` + ``Inactive(file)``), bytes, when known
+    reclaimable: int | None = None
 
     def hugepage_pool(self, size: int) -> HostHugepages | None:
         for pool in self.hugepages:

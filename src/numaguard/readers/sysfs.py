@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError, PermissionDenied, SourceError
@@ -47,8 +48,12 @@ from numaguard.units import KiB
 NODE_DIR = "sys/devices/system/node"
 PROC_MEMINFO = "proc/meminfo"
 NUMA_BALANCING = "proc/sys/kernel/numa_balancing"
+ZONEINFO = "proc/zoneinfo"
+#: x86-64 base page size: zoneinfo counts pages
+PAGE_SIZE = 4096
 
 _NODE_NAME = re.compile(r"node([0-9]+)")
+_ZONE_HEADER = re.compile(r"Node ([0-9]+), zone\s+\S+")
 _HUGEPAGES_NAME = re.compile(r"hugepages-([0-9]+)kB")
 # "Node 0 MemTotal:       16384 kB" / "Node 0 HugePages_Total:     0"
 _NODE_MEMINFO_LINE = re.compile(r"Node ([0-9]+) ([A-Za-z0-9_()]+):\s+([0-9]+)( kB)?")
@@ -79,6 +84,7 @@ class SysfsReader:
             f"{pools}/free_hugepages",
             PROC_MEMINFO,
             NUMA_BALANCING,
+            ZONEINFO,
         ]
 
     def _path(self, rel: str) -> str:
@@ -86,10 +92,15 @@ class SysfsReader:
 
     def read_host(self) -> Host:
         node_ids = self._node_ids()
+        marks = self._read_watermarks()
         nodes: list[Node] = []
         rows: list[tuple[int, ...] | None] = []
         for nid in node_ids:
             node, row = self._read_node(nid, len(node_ids))
+            if nid in marks:
+                low, high, minimum = marks[nid]["low"], marks[nid]["high"], marks[nid]["min"]
+                node = replace(node, watermark_min=minimum, watermark_low=low,
+                               watermark_high=high)
             nodes.append(node)
             rows.append(row)
         distances: tuple[tuple[int, ...], ...] | None = None
@@ -159,8 +170,36 @@ class SysfsReader:
             mem_total=mem["MemTotal"],
             mem_free=mem["MemFree"],
             hugepages=self._read_hugepages(f"{base}/hugepages"),
+            reclaimable=(mem["Active(file)"] + mem["Inactive(file)"]
+                         if "Active(file)" in mem and "Inactive(file)" in mem else None),
         )
         return node, row
+
+    def _read_watermarks(self) -> dict[int, dict[str, int]]:
+        """Per node, the min/low/high watermarks of its zones summed, in bytes.
+
+        ``/proc/zoneinfo`` (mm/vmstat.c ``zoneinfo_show_print``) has a ``Node N, zone NAME``
+        header per zone and ``min``/``low``/``high`` lines in pages.  Optional.
+        """
+        path = self._path(ZONEINFO)
+        text = read_optional_text(path)
+        if text is None:
+            return {}
+        marks: dict[int, dict[str, int]] = {}
+        node: int | None = None
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            m = _ZONE_HEADER.match(line)
+            if m:
+                node = int(m.group(1))
+                marks.setdefault(node, {"min": 0, "low": 0, "high": 0})
+                continue
+            parts = line.split()
+            if node is not None and len(parts) == 2 and parts[0] in ("min", "low", "high"):
+                if not parts[1].isdigit():
+                    raise ParseError(f"expected a page count, got {parts[1]!r}",
+                                     field=parts[0], path=path, line=lineno)
+                marks[node][parts[0]] += int(parts[1]) * PAGE_SIZE
+        return marks
 
     def _read_hugepages(self, rel: str) -> tuple[HostHugepages, ...]:
         pools_dir = self._path(rel)

@@ -29,7 +29,6 @@ EXTRA_PATHS = [
     "sys/devices/system/node/node*/numastat",
     "sys/devices/system/cpu/online",
     "sys/devices/system/cpu/offline",
-    "proc/zoneinfo",
     "proc/sys/vm/min_free_kbytes",
     "proc/version",
 ]

@@ -1,0 +1,466 @@
+"""How the kernel spreads memory over NUMA nodes, step by step, up to swap and the OOM killer.
+
+A pure model of the Linux page allocator at the level that decides per-node outcomes, working in
+byte amounts (never page by page), so its cost does not grow with the sizes simulated.  What it
+follows, by kernel source (Linux 6.1):
+
+* **Zonelists** (mm/page_alloc.c ``build_zonelists``): every allocation walks the fallback order
+  of one node — see :mod:`numaguard.core.fallback`.
+* **Policies** (mm/mempolicy.c ``policy_node``/``policy_nodemask``, ``alloc_pages_vma``):
+  ``default`` walks the zonelist of the CPU's node; ``bind`` walks the same zonelist filtered by
+  its nodemask (so a task on node 2 bound to 0-2 fills 2, then its fallback order — not nodeset
+  order); ``preferred`` walks the zonelist of the preferred node, unfiltered;
+  ``preferred-many`` first tries its nodes (CPU's zonelist, filtered, no direct reclaim), then
+  any node; ``interleave`` hands pages out round-robin over its nodes, each page allocated with
+  that node's zonelist and no nodemask (``alloc_page_interleave``) — when a node of the set is
+  exhausted, its share follows *its* fallback order, possibly out of the set.
+* **cpuset.mems** (``__cpuset_zone_allowed``): a wall on top of every policy (libvirt enforces
+  ``strict`` and ``restrictive`` this way); interleave nodes are rebound into it.
+* **Watermarks** (``get_page_from_freelist``/``__alloc_pages_slowpath``): the fast path leaves a
+  node at its *low* watermark; the slow path may go down to *min*, then reclaims page cache,
+  then swaps; only when every allowed node is below min and swap is full does the OOM killer run.
+* **OOM killer** (mm/oom_kill.c ``constrained_alloc``, ``oom_badness``, ``select_bad_process``):
+  constraint ``memory-policy`` when a bind nodemask excludes memory nodes, else ``cpuset`` when
+  cpuset.mems does, else ``global``; eligible tasks are those whose bind nodes / cpuset intersect
+  the allocation's; badness = resident + swapped + page tables (1/512 of resident) +
+  ``oom_score_adj`` × (allowed memory + swap) / 1000; the highest wins, ties go to the newest
+  task; ``-1000`` is never chosen.  The victim's memory is freed and the allocation retries,
+  unless the victim is the allocating task itself.
+* **Hugepages**: a hugepage-backed allocation draws whole pages from per-node pools (in the
+  policy's order) and never swaps; what the pools cannot give fails.
+
+Simplification: when reclaim must swap, the pages swapped are the allocating task's own newest
+pages (so ``swapped_bytes`` is charged to it).  The kernel picks pages from the LRU of the allowed
+nodes; the kernel oracle (tests/oracle) measures where the two differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Policy(str, Enum):
+    DEFAULT = "default"
+    BIND = "bind"
+    PREFERRED = "preferred"
+    PREFERRED_MANY = "preferred-many"
+    INTERLEAVE = "interleave"
+
+
+@dataclass(frozen=True, slots=True)
+class SimNode:
+    """A node as the allocator sees it.  ``free`` is MemFree; watermarks are the sums over the
+    node's zones (``/proc/zoneinfo`` min/low); ``reclaimable`` is page cache that reclaim can
+    drop; ``hugepages`` maps a page size to its free pages."""
+
+    id: int
+    free: int
+    watermark_min: int = 0
+    watermark_low: int = 0
+    reclaimable: int = 0
+    total: int | None = None
+    hugepages: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SimHost:
+    nodes: tuple[SimNode, ...]
+    fallback: Mapping[int, tuple[int, ...]]
+    swap_free: int = 0
+
+    def node(self, node_id: int) -> SimNode:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(f"no node {node_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One event: a task (guest, application) allocates or frees memory."""
+
+    name: str
+    size: int | None
+    action: str = "alloc"  # alloc | free
+    policy: Policy = Policy.DEFAULT
+    nodes: frozenset[int] | None = None
+    cpu_node: int = 0
+    cpuset_mems: frozenset[int] | None = None
+    hugepage_size: int | None = None
+    oom_score_adj: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OomEvent:
+    step: int
+    trigger: str
+    victim: str
+    constraint: str  # memory-policy | cpuset | global
+    nodes: tuple[int, ...]
+    victim_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    index: int
+    name: str
+    action: str
+    requested: int
+    placed: Mapping[int, int]
+    swapped: int
+    failed: int
+    oom: tuple[OomEvent, ...]
+    free_after: Mapping[int, int]
+    swap_used_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """A task's state at the end: where its memory is, how much is in swap, whether it died."""
+
+    name: str
+    requested: int
+    placed: Mapping[int, int]
+    swapped: int
+    failed: int
+    oom_killed: bool
+    hugepages: Mapping[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    steps: tuple[StepResult, ...]
+    allocations: tuple[Allocation, ...]
+    free: Mapping[int, int]
+    swap_used: int
+    oom_events: tuple[OomEvent, ...]
+
+
+@dataclass
+class _Task:
+    name: str
+    order: int
+    policy: Policy = Policy.DEFAULT
+    nodes: frozenset[int] | None = None
+    cpuset: frozenset[int] | None = None
+    oom_score_adj: int = 0
+    requested: int = 0
+    failed: int = 0
+    placed: dict[int, int] = field(default_factory=dict)
+    swapped: int = 0
+    hugepages: dict[int, int] = field(default_factory=dict)  # node -> bytes in hugepages
+    hugepage_size: int | None = None
+    killed: bool = False
+
+    @property
+    def resident(self) -> int:
+        return sum(self.placed.values())
+
+
+class _State:
+    def __init__(self, host: SimHost) -> None:
+        self.host = host
+        self.free = {n.id: n.free for n in host.nodes}
+        self.low = {n.id: n.watermark_low for n in host.nodes}
+        self.min = {n.id: n.watermark_min for n in host.nodes}
+        self.reclaimable = {n.id: n.reclaimable for n in host.nodes}
+        self.hp_free = {n.id: dict(n.hugepages) for n in host.nodes}
+        self.swap_free = host.swap_free
+        self.swap_used = 0
+        self.memory_nodes = frozenset(n.id for n in host.nodes
+                                      if (n.total if n.total is not None else n.free) > 0)
+        self.tasks: dict[str, _Task] = {}
+
+    def zonelist(self, node: int) -> tuple[int, ...]:
+        order = self.host.fallback.get(node)
+        if order is None:
+            order = tuple(sorted(self.free))
+        return order
+
+    def room(self, n: int, floor: str) -> int:
+        mark = self.low[n] if floor == "low" else self.min[n]
+        return max(0, self.free[n] - mark)
+
+    def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
+        self.free[n] -= amount
+        task.placed[n] = task.placed.get(n, 0) + amount
+        placed[n] = placed.get(n, 0) + amount
+
+    def release(self, task: _Task) -> int:
+        freed = 0
+        for n, b in task.placed.items():
+            self.free[n] += b
+            freed += b
+        task.placed.clear()
+        for n, b in task.hugepages.items():
+            if task.hugepage_size:
+                self.hp_free[n][task.hugepage_size] = \
+                    self.hp_free[n].get(task.hugepage_size, 0) + b // task.hugepage_size
+            freed += b
+        task.hugepages.clear()
+        self.swap_free += task.swapped
+        self.swap_used -= task.swapped
+        freed += task.swapped
+        task.swapped = 0
+        return freed
+
+
+def _allowed(state: _State, step: Step) -> frozenset[int]:
+    nodes = state.memory_nodes
+    if step.cpuset_mems is not None:
+        nodes &= step.cpuset_mems
+    return nodes
+
+
+def _walk(state: _State, task: _Task, order: Iterable[int], allowed: frozenset[int],
+          amount: int, floor: str, placed: dict[int, int]) -> int:
+    """Take up to *amount* from nodes in *order* (filtered) down to a watermark; return rest."""
+    for n in order:
+        if amount <= 0:
+            break
+        if n not in allowed:
+            continue
+        take = min(amount, state.room(n, floor))
+        if take:
+            state.take(task, n, take, placed)
+            amount -= take
+    return amount
+
+
+def _interleave(state: _State, task: _Task, nodes: list[int], allowed: frozenset[int],
+                amount: int, floor: str, placed: dict[int, int]) -> int:
+    """Round-robin over *nodes*; a node that has run dry sends its turn along its own zonelist.
+
+    Each round gives every node with quota left the same slice, limited by what the nodes its
+    pages currently land on can still give; a round ends when a node or a quota runs out, so the
+    number of rounds depends on the number of nodes, not on bytes.
+    """
+    if not nodes:
+        return amount
+    quota = {n: amount // len(nodes) for n in nodes}
+    for n in nodes[: amount % len(nodes)]:
+        quota[n] += 1
+    while True:
+        active = [n for n in nodes if quota[n] > 0]
+        if not active:
+            return 0
+        target: dict[int, int] = {}
+        for n in active:
+            t = next((m for m in state.zonelist(n) if m in allowed and state.room(m, floor) > 0),
+                     None)
+            if t is not None:
+                target[n] = t
+        if not target:
+            return sum(quota.values())
+        sharing: dict[int, int] = {}
+        for t in target.values():
+            sharing[t] = sharing.get(t, 0) + 1
+        delta = min(min(quota[n] for n in target),
+                    min(state.room(t, floor) // k for t, k in sharing.items()))
+        if delta == 0:
+            # fewer bytes left on a target than nodes sharing it: hand them out one node at a time
+            for n, t in target.items():
+                take = min(quota[n], state.room(t, floor))
+                if take:
+                    state.take(task, t, take, placed)
+                    quota[n] -= take
+            continue
+        for n, t in target.items():
+            state.take(task, t, delta, placed)
+            quota[n] -= delta
+
+
+def _constraint(state: _State, step: Step) -> tuple[str, frozenset[int]]:
+    mem = state.memory_nodes
+    if step.policy is Policy.BIND and step.nodes is not None and not mem <= step.nodes:
+        return "memory-policy", step.nodes & mem
+    if step.cpuset_mems is not None and not mem <= step.cpuset_mems:
+        return "cpuset", step.cpuset_mems & mem
+    return "global", mem
+
+
+def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
+    if task.killed or (not task.placed and not task.swapped):
+        return False
+    if constraint == "memory-policy":
+        # mempolicy_in_oom_domain: only a bind policy can take a task out of the domain
+        return task.policy is not Policy.BIND or task.nodes is None or bool(task.nodes & nodes)
+    if constraint == "cpuset":
+        return task.cpuset is None or bool(task.cpuset & nodes)
+    return True
+
+
+def _badness(state: _State, task: _Task, nodes: frozenset[int]) -> int | None:
+    if task.oom_score_adj <= -1000:
+        return None
+    rss = task.resident
+    points = rss + task.swapped + rss // 512
+    total = state.swap_free + state.swap_used + sum(
+        (state.host.node(n).total or 0) for n in nodes)
+    return points + task.oom_score_adj * total // 1000
+
+
+def _oom(state: _State, current: _Task, step: Step, index: int) -> OomEvent | None:
+    constraint, nodes = _constraint(state, step)
+    chosen: _Task | None = None
+    best: int | None = None
+    for task in sorted(state.tasks.values(), key=lambda t: t.order):
+        if not _eligible(task, constraint, nodes):
+            continue
+        points = _badness(state, task, nodes)
+        if points is None:
+            continue
+        if best is None or points >= best:  # select_bad_process: ties go to the later task
+            best, chosen = points, task
+    if chosen is None:
+        return None
+    size = chosen.resident + chosen.swapped + sum(chosen.hugepages.values())
+    state.release(chosen)
+    chosen.killed = True
+    return OomEvent(index, current.name, chosen.name, constraint, tuple(sorted(nodes)), size)
+
+
+def _alloc(state: _State, task: _Task, step: Step, index: int,
+           placed: dict[int, int]) -> tuple[int, int, list[OomEvent]]:
+    """Place step.size bytes for *task*; return (swapped, failed, oom events)."""
+    assert step.size is not None
+    amount = step.size
+    allowed = _allowed(state, step)
+    events: list[OomEvent] = []
+    if step.hugepage_size:
+        return 0, _alloc_hugepages(state, task, step, allowed, amount, placed), events
+    mask = allowed & step.nodes if step.nodes is not None else allowed
+
+    def attempt(amount: int, floor: str) -> int:
+        p = step.policy
+        if p is Policy.INTERLEAVE:
+            nodes = sorted(mask) if step.nodes is not None else sorted(allowed)
+            return _interleave(state, task, nodes, allowed, amount, floor, placed)
+        if p is Policy.BIND:
+            return _walk(state, task, state.zonelist(step.cpu_node), mask, amount, floor, placed)
+        if p is Policy.PREFERRED:
+            first = min(step.nodes) if step.nodes else step.cpu_node
+            return _walk(state, task, state.zonelist(first), allowed, amount, floor, placed)
+        if p is Policy.PREFERRED_MANY:
+            rest = _walk(state, task, state.zonelist(step.cpu_node), mask, amount, floor, placed)
+            return _walk(state, task, state.zonelist(step.cpu_node), allowed, rest, floor, placed)
+        return _walk(state, task, state.zonelist(step.cpu_node), allowed, amount, floor, placed)
+
+    swapped = 0
+    while True:
+        amount = attempt(amount, "low")          # fast path
+        if amount:
+            amount = attempt(amount, "min")      # slow path: ALLOC_WMARK_MIN
+        if amount:                               # direct reclaim drops page cache
+            reach = mask if step.policy is Policy.BIND else allowed
+            reclaimed = False
+            for n in sorted(reach):
+                if state.reclaimable[n]:
+                    state.free[n] += state.reclaimable[n]
+                    state.reclaimable[n] = 0
+                    reclaimed = True
+            if reclaimed:
+                amount = attempt(amount, "min")
+        if amount and state.swap_free:           # reclaim swaps anonymous memory out
+            out = min(amount, state.swap_free)
+            state.swap_free -= out
+            state.swap_used += out
+            task.swapped += out
+            swapped += out
+            amount -= out
+        if not amount:
+            return swapped, 0, events
+        event = _oom(state, task, step, index)
+        if event is None:
+            return swapped, amount, events
+        events.append(event)
+        if event.victim == task.name:
+            return swapped, amount, events
+
+
+def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[int],
+                     amount: int, placed: dict[int, int]) -> int:
+    size = step.hugepage_size
+    assert size
+    task.hugepage_size = size
+    pages = -(-amount // size)
+    if step.policy is Policy.INTERLEAVE and step.nodes:
+        order = sorted(step.nodes & allowed)
+    elif step.policy in (Policy.PREFERRED,) and step.nodes:
+        order = state.zonelist(min(step.nodes))
+    else:
+        order = state.zonelist(step.cpu_node)
+    mask = allowed & step.nodes if (step.nodes is not None and step.policy in (
+        Policy.BIND, Policy.INTERLEAVE)) else allowed
+    for n in order:
+        if n not in mask or pages <= 0:
+            continue
+        take = min(pages, state.hp_free[n].get(size, 0))
+        if take:
+            state.hp_free[n][size] -= take
+            task.hugepages[n] = task.hugepages.get(n, 0) + take * size
+            placed[n] = placed.get(n, 0) + take * size
+            pages -= take
+    return min(amount, pages * size)
+
+
+def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]) -> int:
+    """Free *amount* bytes (all when ``None``): swap first, then the nodes it has most on."""
+    if amount is None:
+        freed = {n: -b for n, b in task.placed.items()}
+        total = state.release(task)
+        placed.update(freed)
+        return total
+    left = amount
+    out = min(left, task.swapped)
+    task.swapped -= out
+    state.swap_free += out
+    state.swap_used -= out
+    left -= out
+    for n in sorted(task.placed, key=lambda n: -task.placed[n]):
+        if left <= 0:
+            break
+        give = min(left, task.placed[n])
+        task.placed[n] -= give
+        state.free[n] += give
+        placed[n] = placed.get(n, 0) - give
+        left -= give
+    return amount - left
+
+
+def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
+    """Play *steps* on *host*; every byte requested ends placed, swapped or failed."""
+    state = _State(host)
+    results: list[StepResult] = []
+    events: list[OomEvent] = []
+    for index, step in enumerate(steps):
+        task = state.tasks.get(step.name)
+        if task is None:
+            task = state.tasks[step.name] = _Task(step.name, order=len(state.tasks))
+        placed: dict[int, int] = {}
+        swapped = failed = 0
+        step_events: list[OomEvent] = []
+        if step.action == "free":
+            _free(state, task, step.size, placed)
+            requested = 0
+        elif task.killed:
+            requested = failed = step.size or 0
+        else:
+            task.policy, task.nodes, task.cpuset = step.policy, step.nodes, step.cpuset_mems
+            task.oom_score_adj = step.oom_score_adj
+            requested = step.size or 0
+            task.requested += requested
+            swapped, failed, step_events = _alloc(state, task, step, index, placed)
+            task.failed += failed
+        events.extend(step_events)
+        results.append(StepResult(index, step.name, step.action, requested, placed, swapped,
+                                  failed, tuple(step_events), dict(state.free), state.swap_used))
+    allocations = tuple(
+        Allocation(t.name, t.requested, {n: b for n, b in t.placed.items() if b},
+                   t.swapped, t.failed, t.killed,
+                   {n: b for n, b in t.hugepages.items() if b})
+        for t in sorted(state.tasks.values(), key=lambda t: t.order))
+    return SimResult(tuple(results), allocations, dict(state.free), state.swap_used,
+                     tuple(events))
