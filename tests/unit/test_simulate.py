@@ -1,0 +1,203 @@
+"""The simulator, policy by policy, against the kernel behaviour it follows (FACTS.md, 6.1)."""
+
+import pytest
+
+from numaguard.core.simulate import Policy, SimHost, SimNode, Step, simulate
+
+GiB = 1024**3
+MiB = 1024**2
+EQUAL3 = {0: (0, 1, 2), 1: (1, 2, 0), 2: (2, 0, 1)}  # measured: equal distances, 3 nodes
+
+
+def host(*free_gib, low_mib=0, min_mib=0, swap_gib=0, fallback=None, total_gib=16,
+         reclaimable_gib=0, hugepages=None):
+    nodes = tuple(SimNode(i, int(f * GiB), min_mib * MiB, low_mib * MiB,
+                          int(reclaimable_gib * GiB), total=total_gib * GiB,
+                          hugepages=(hugepages or {}).get(i, {}))
+                  for i, f in enumerate(free_gib))
+    if fallback is None:
+        fallback = EQUAL3 if len(nodes) == 3 else {
+            i: tuple([i] + [j for j in range(len(nodes)) if j != i]) for i in range(len(nodes))}
+    return SimHost(nodes, fallback, int(swap_gib * GiB))
+
+
+def gib(placed):
+    return {n: round(b / GiB, 3) for n, b in placed.items()}
+
+
+def one(h, **kw):
+    kw.setdefault("name", "t")
+    return simulate(h, [Step(**kw)]).steps[0]
+
+
+def test_default_policy_fills_the_cpus_node_then_its_fallback_order():
+    s = one(host(4, 4, 4), size=10 * GiB, cpu_node=1)
+    assert gib(s.placed) == {1: 4, 2: 4, 0: 2}
+
+
+def test_bind_starts_at_the_cpus_node_not_at_the_lowest_node_of_the_set():
+    # FACTS: a task on node 2 bound to 0-2 fills 2, then 0, then 1.
+    s = one(host(4, 4, 4), size=10 * GiB, policy=Policy.BIND, nodes=frozenset({0, 1, 2}),
+            cpu_node=2)
+    assert list(s.placed) == [2, 0, 1] and gib(s.placed) == {2: 4, 0: 4, 1: 2}
+
+
+def test_bind_never_leaves_its_nodeset():
+    s = one(host(4, 4, 4, swap_gib=1), size=6 * GiB, policy=Policy.BIND,
+            nodes=frozenset({0}), cpu_node=1)
+    assert set(s.placed) == {0} and s.swapped == 1 * GiB and s.failed == 1 * GiB
+
+
+def test_preferred_walks_the_preferred_nodes_zonelist():
+    s = one(host(4, 4, 4), size=6 * GiB, policy=Policy.PREFERRED, nodes=frozenset({2}),
+            cpu_node=0)
+    assert list(s.placed) == [2, 0] and gib(s.placed) == {2: 4, 0: 2}
+
+
+def test_preferred_many_fills_its_nodes_then_any():
+    s = one(host(4, 4, 4), size=10 * GiB, policy=Policy.PREFERRED_MANY,
+            nodes=frozenset({1, 2}), cpu_node=0)
+    # the CPU's zonelist (0 1 2) filtered to {1, 2} first, then the whole zonelist
+    assert list(s.placed) == [1, 2, 0] and gib(s.placed) == {1: 4, 2: 4, 0: 2}
+
+
+def test_interleave_splits_evenly_while_every_node_has_room():
+    s = one(host(15, 15, 15), size=35 * GiB, policy=Policy.INTERLEAVE,
+            nodes=frozenset({0, 1, 2}))
+    assert sum(s.placed.values()) == 35 * GiB
+    assert max(s.placed.values()) - min(s.placed.values()) <= 2
+
+
+def test_interleave_share_of_a_full_node_follows_that_nodes_fallback_even_out_of_the_set():
+    # node 1 runs dry after 2 GiB; its share goes along node 1's zonelist (1 2 0): to node 2,
+    # which is outside the interleave set {0, 1}.
+    s = one(host(10, 2, 10), size=12 * GiB, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1}))
+    assert gib(s.placed) == {0: 6, 1: 2, 2: 4}
+
+
+def test_interleave_inside_a_cpuset_stays_inside():
+    s = one(host(10, 2, 10), size=12 * GiB, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1}),
+            cpuset_mems=frozenset({0, 1}))
+    assert gib(s.placed) == {0: 10, 1: 2}
+
+
+def test_fast_path_stops_at_low_and_slow_path_at_min():
+    h = host(4, 4, low_mib=300, min_mib=200)
+    # 3.7 GiB fits node 0 above its low watermark: nothing spills
+    s = one(h, size=4 * GiB - 300 * MiB, cpu_node=0)
+    assert s.placed == {0: 4 * GiB - 300 * MiB}
+    # more than both nodes above low: the rest comes from between low and min, node by node
+    s = one(h, size=8 * GiB - 450 * MiB, cpu_node=0)
+    assert s.placed == {0: 4 * GiB - 200 * MiB, 1: 4 * GiB - 250 * MiB}
+    assert min(s.free_after.values()) >= 200 * MiB
+
+
+def test_reclaim_drops_page_cache_before_swapping():
+    h = host(2, 2, reclaimable_gib=1, swap_gib=4)
+    s = one(h, size=5 * GiB, policy=Policy.BIND, nodes=frozenset({0}), cpu_node=0)
+    assert s.placed == {0: 3 * GiB} and s.swapped == 2 * GiB and s.failed == 0
+
+
+def test_swap_then_oom_kill_of_the_strict_guest_itself():
+    steps = [Step("vm1", 6 * GiB, policy=Policy.BIND, nodes=frozenset({0}),
+                  cpuset_mems=frozenset({0})),
+             Step("app", 3 * GiB, cpu_node=0),
+             Step("vm1", 6 * GiB, policy=Policy.BIND, nodes=frozenset({0}),
+                  cpuset_mems=frozenset({0}))]
+    r = simulate(host(12, 12, swap_gib=1), steps)
+    last = r.steps[2]
+    assert last.swapped == 1 * GiB and last.failed == 2 * GiB
+    [event] = r.oom_events
+    # a bind nodemask that excludes memory nodes: CONSTRAINT_MEMORY_POLICY (oom_kill.c)
+    assert (event.victim, event.constraint, event.nodes) == ("vm1", "memory-policy", (0,))
+    vm1 = next(a for a in r.allocations if a.name == "vm1")
+    assert vm1.oom_killed and vm1.placed == {} and vm1.swapped == 0
+    assert r.swap_used == 0  # the victim's swap is freed too
+    assert r.free[0] == 12 * GiB - 3 * GiB  # only the application's pages remain
+
+
+def test_preferred_version_of_the_story_spills_and_nobody_dies():
+    steps = [Step("vm1", 6 * GiB, policy=Policy.PREFERRED, nodes=frozenset({0})),
+             Step("app", 3 * GiB, cpu_node=0),
+             Step("vm1", 6 * GiB, policy=Policy.PREFERRED, nodes=frozenset({0}))]
+    r = simulate(host(12, 12, swap_gib=1), steps)
+    assert r.oom_events == ()
+    assert gib(r.steps[2].placed) == {0: 3, 1: 3}
+
+
+def test_cpuset_constraint_without_bind():
+    # restrictive: no mempolicy, only cpuset.mems
+    steps = [Step("vm", 5 * GiB, cpuset_mems=frozenset({0}))]
+    r = simulate(host(4, 4), steps)
+    assert r.steps[0].placed == {0: 4 * GiB}
+    assert [(e.victim, e.constraint) for e in r.oom_events] == [("vm", "cpuset")]
+
+
+def test_oom_victim_is_the_biggest_eligible_task_and_allocation_retries():
+    steps = [Step("big", 6 * GiB, cpu_node=0),
+             Step("small", 1 * GiB, cpu_node=0),
+             Step("vm", 7 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(8, 8), steps)
+    # node 0 has 1 GiB left: the OOM killer takes "big" (6 GiB), then vm's allocation retries
+    assert [(e.victim, e.trigger) for e in r.oom_events] == [("big", "vm")]
+    assert r.steps[2].placed == {0: 7 * GiB} and r.steps[2].failed == 0
+    # one more byte than node 0 can hold after that: the next victim is vm itself (7 GiB)
+    steps[2] = Step("vm", 7 * GiB + 1, policy=Policy.BIND, nodes=frozenset({0}))
+    r = simulate(host(8, 8), steps)
+    assert [e.victim for e in r.oom_events] == ["big", "vm"]
+
+
+def test_oom_score_adj_and_unkillable_tasks():
+    steps = [Step("qemu", 6 * GiB, cpu_node=0, oom_score_adj=-1000),
+             Step("app", 1 * GiB, cpu_node=0, oom_score_adj=1000),
+             Step("vm", 4 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(8, 8), steps)
+    assert r.oom_events[0].victim == "app"
+    assert "qemu" not in {e.victim for e in r.oom_events}
+
+
+def test_tasks_bound_elsewhere_are_not_eligible_for_a_memory_policy_oom():
+    steps = [Step("other", 7 * GiB, policy=Policy.BIND, nodes=frozenset({1}), cpu_node=1),
+             Step("vm", 9 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(8, 8), steps)
+    assert [e.victim for e in r.oom_events] == ["vm"]
+
+
+def test_ties_go_to_the_newest_task():
+    steps = [Step("a", 2 * GiB, cpu_node=0), Step("b", 2 * GiB, cpu_node=0),
+             Step("c", 5 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(8, 8), steps)
+    assert r.oom_events[0].victim in ("c", "b")  # c is biggest once it holds 4 GiB
+    assert r.oom_events[0].victim == "c"
+
+
+def test_hugepages_come_from_the_pools_and_never_swap():
+    pools = {0: {2 * MiB: 1024}, 1: {2 * MiB: 512}}
+    h = host(8, 8, swap_gib=8, hugepages=pools)
+    s = one(h, size=3 * GiB, policy=Policy.BIND, nodes=frozenset({0, 1}), hugepage_size=2 * MiB)
+    assert gib(s.placed) == {0: 2, 1: 1} and s.swapped == 0 and s.failed == 0
+    s = one(h, size=4 * GiB, policy=Policy.BIND, nodes=frozenset({0}), hugepage_size=2 * MiB)
+    assert s.placed == {0: 2 * GiB} and s.failed == 2 * GiB and s.swapped == 0
+
+
+def test_free_returns_memory():
+    steps = [Step("vm", 6 * GiB, cpu_node=0), Step("vm", 2 * GiB, action="free"),
+             Step("vm", None, action="free")]
+    r = simulate(host(8, 8), steps)
+    assert r.steps[1].free_after[0] == 4 * GiB
+    assert r.steps[2].free_after[0] == 8 * GiB and r.allocations[0].placed == {}
+
+
+def test_cost_does_not_grow_with_bytes():
+    """TiB guests take as many engine rounds as GiB guests (amounts, not pages)."""
+    big = host(4096, 4096, 4096, total_gib=4096)
+    s = one(big, size=10_000 * GiB, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1, 2}))
+    assert sum(s.placed.values()) == 10_000 * GiB
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_every_step_conserves_bytes(policy):
+    nodes = None if policy is Policy.DEFAULT else frozenset({0, 1})
+    r = simulate(host(3, 3, 3, swap_gib=1), [Step("t", 9 * GiB, policy=policy, nodes=nodes)])
+    s = r.steps[0]
+    assert sum(s.placed.values()) + s.swapped + s.failed == s.requested
