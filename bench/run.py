@@ -32,6 +32,43 @@ def median_seconds(fn, runs: int = RUNS) -> float:
     return statistics.median(times)
 
 
+def simulate_rows() -> list[tuple[str, float]]:
+    """10,000 steps over 16 nodes with TiB-sized guests (issue 4): cost must not grow with
+    bytes, so the same run with sizes in GiB instead of TiB is measured beside it."""
+    import random
+
+    from numaguard.core.fallback import fallback_orders
+    from numaguard.core.simulate import Policy, SimHost, SimNode, Step, simulate
+    from numaguard.model.topology import Host, Node
+
+    def run(unit: int) -> None:
+        rng = random.Random(4)
+        n = 16
+        model = Host(tuple(Node(i, frozenset({i}), 64 * unit) for i in range(n)),
+                     tuple(tuple(10 if a == b else (21 if abs(a - b) < 4 else 31)
+                                 for b in range(n)) for a in range(n)))
+        host = SimHost(tuple(SimNode(i, 64 * unit, unit // 256, unit // 200, total=64 * unit)
+                             for i in range(n)), fallback_orders(model), 8 * unit)
+        steps = []
+        for k in range(10_000):
+            name = f"g{rng.randrange(400)}"
+            if rng.random() < 0.2:
+                steps.append(Step(name, None, action="free"))
+                continue
+            policy = rng.choice(list(Policy))
+            first = rng.randrange(n)
+            nodes = None if policy is Policy.DEFAULT else frozenset(
+                {first, (first + 1) % n, (first + 2) % n})
+            steps.append(Step(name, rng.randrange(1, 8) * unit // 4, policy=policy,
+                              nodes=nodes, cpu_node=first))
+        simulate(host, steps)
+
+    return [("  in-process: simulate 10,000 steps, 16 nodes, TiB guests",
+             median_seconds(lambda: run(1024**4), runs=3)),
+            ("  in-process: the same with GiB guests (bytes must not matter)",
+             median_seconds(lambda: run(1024**3), runs=3))]
+
+
 def main() -> None:
     exe = os.path.join(os.path.dirname(sys.executable), "numaguard")
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +113,7 @@ def main() -> None:
         rows.append(("  in-process: render audit Markdown",
                      median_seconds(lambda: audit_markdown(result))))
 
+    rows.extend(simulate_rows())
     width = max(len(r[0]) for r in rows)
     print(f"{'benchmark (16 nodes, 1,000 guests)':<{width}}  median")
     print("-" * (width + 10))
