@@ -1,0 +1,249 @@
+"""Byte-exact edits of ``<numatune>``: only its subtree changes, every other byte is kept.
+
+Element positions come from expat (``CurrentByteIndex`` at each start and end tag), so
+comments, CDATA, attribute quoting and foreign namespaces elsewhere in the document are never
+re-serialised.  New text follows the document's own conventions: its indentation unit, its
+newline, its attribute quote character (libvirt writes ``'``).
+
+``<numatune>`` is created, when absent, where libvirt's own formatter puts it
+(``virDomainDefFormatInternal``): after ``<cputune>`` and the other tuning elements that precede
+it, before ``<resource>``/``<sysinfo>``/``<os>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.parsers import expat
+
+from numaguard.cpuset import format_bitmap
+from numaguard.domxml.document import DomainDocument
+from numaguard.errors import ParseError
+
+#: Elements libvirt formats before <numatune>, in its order.
+BEFORE_NUMATUNE = ("name", "uuid", "genid", "title", "description", "metadata", "maxMemory",
+                   "memory", "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu",
+                   "vcpus", "iothreads", "iothreadids", "defaultiothread", "cputune")
+MODES = ("strict", "preferred", "interleave", "restrictive")
+
+
+@dataclass(frozen=True, slots=True)
+class MemnodeEdit:
+    cellid: int
+    mode: str
+    nodeset: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class NumatuneEdit:
+    """What to set.  ``mode``/``nodeset`` apply to ``<memory>`` (``nodeset=None`` keeps the
+    current one); each memnode replaces or adds ``<memnode cellid=…>``."""
+
+    mode: str | None = None
+    nodeset: frozenset[int] | None = None
+    memnodes: tuple[MemnodeEdit, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return self.mode is None and self.nodeset is None and not self.memnodes
+
+
+@dataclass(slots=True)
+class _Span:
+    tag: str
+    depth: int
+    start: int          # offset of '<'
+    head_end: int       # offset after the start tag's '>'
+    end: int = -1       # offset after the element's last byte
+    attrs: dict[str, str] | None = None
+    parent: int = -1
+
+
+def element_spans(data: bytes, max_depth: int = 2) -> list[_Span]:
+    """Byte spans of the elements down to *max_depth* (0 = the root)."""
+    parser = expat.ParserCreate()
+    parser.buffer_text = False
+    spans: list[_Span] = []
+    stack: list[int] = []
+
+    def head_end(offset: int) -> int:
+        quote = None
+        i = offset
+        while i < len(data):
+            c = data[i:i + 1]
+            if quote:
+                if c == quote:
+                    quote = None
+            elif c in (b"'", b'"'):
+                quote = c
+            elif c == b">":
+                return i + 1
+            i += 1
+        return len(data)
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        depth = len(stack)
+        offset = parser.CurrentByteIndex
+        if depth <= max_depth:
+            spans.append(_Span(tag, depth, offset, head_end(offset), attrs=dict(attrs),
+                               parent=stack[-1] if stack else -1))
+            stack.append(len(spans) - 1)
+        else:
+            stack.append(-1)
+
+    def end(tag: str) -> None:
+        index = stack.pop()
+        if index < 0:
+            return
+        span = spans[index]
+        if data[span.head_end - 2:span.head_end] == b"/>":   # <tag .../>
+            span.end = span.head_end
+        else:
+            span.end = head_end(parser.CurrentByteIndex)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.ordered_attributes = False
+    parser.Parse(data, True)
+    return spans
+
+
+def _line_start(data: bytes, offset: int) -> int:
+    return data.rfind(b"\n", 0, offset) + 1
+
+
+def _indent_of(data: bytes, offset: int) -> bytes:
+    start = _line_start(data, offset)
+    prefix = data[start:offset]
+    return prefix if prefix.strip() == b"" else b""
+
+
+def _quote(data: bytes) -> bytes:
+    """The document's attribute quote: libvirt writes single quotes; nova double quotes."""
+    return b'"' if data.count(b'="') > data.count(b"='") else b"'"
+
+
+def _tag(name: str, attrs: list[tuple[str, str]], q: bytes) -> bytes:
+    parts = [f"<{name}".encode()]
+    for key, value in attrs:
+        esc = value.replace("&", "&amp;").replace("<", "&lt;")
+        esc = esc.replace("'", "&apos;") if q == b"'" else esc.replace('"', "&quot;")
+        parts.append(b" " + key.encode() + b"=" + q + esc.encode() + q)
+    return b"".join(parts) + b"/>"
+
+
+def _memory_attrs(old: dict[str, str] | None, edit: NumatuneEdit) -> list[tuple[str, str]]:
+    old = dict(old or {})
+    mode = edit.mode or old.get("mode") or "strict"   # never leave strict implicit
+    attrs: list[tuple[str, str]] = [("mode", mode)]
+    nodeset = format_bitmap(edit.nodeset) if edit.nodeset is not None else old.get("nodeset")
+    placement = old.get("placement")
+    if placement == "auto" and edit.nodeset is not None:
+        raise ParseError("placement 'auto' (numad) cannot take a nodeset: remove the placement "
+                         "or leave the nodeset out", field="numatune/memory/@placement")
+    if placement is not None:
+        attrs.append(("placement", placement))
+    if nodeset is not None:
+        attrs.append(("nodeset", nodeset))
+    if nodeset is None and placement != "auto":
+        raise ParseError("a nodeset is needed (give --nodeset)", field="numatune/memory/@nodeset")
+    known = {"mode", "placement", "nodeset"}
+    attrs.extend((k, v) for k, v in old.items() if k not in known)  # keep unknown attributes
+    return attrs
+
+
+def _memnode_attrs(old: dict[str, str] | None, m: MemnodeEdit) -> list[tuple[str, str]]:
+    attrs = [("cellid", str(m.cellid)), ("mode", m.mode), ("nodeset", format_bitmap(m.nodeset))]
+    attrs.extend((k, v) for k, v in (old or {}).items() if k not in ("cellid", "mode", "nodeset"))
+    return attrs
+
+
+def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
+    """The document's bytes with *edit* applied to ``<numatune>``; unchanged when empty."""
+    data = doc.to_bytes()
+    if edit.empty:
+        return data
+    for mode in [edit.mode, *(m.mode for m in edit.memnodes)]:
+        if mode is not None and mode not in MODES:
+            raise ParseError(f"unknown mode {mode!r} ({', '.join(MODES)})", field="mode")
+    spans = element_spans(data)
+    root = spans[0]
+    children = [s for s in spans if s.depth == 1]
+    newline = b"\r\n" if b"\r\n" in data else b"\n"
+    q = _quote(data)
+    numatune = next((s for s in children if s.tag == "numatune"), None)
+    unit = _indent_unit(data, spans)
+
+    if numatune is None:
+        anchor = None
+        for s in children:
+            if s.tag in BEFORE_NUMATUNE:
+                anchor = s
+        if anchor is not None:
+            indent = _indent_of(data, anchor.start)
+            at = anchor.end
+        else:
+            indent = _indent_of(data, children[0].start) if children else unit
+            at = root.head_end
+        lines = [indent + b"<numatune>"]
+        if edit.mode is not None or edit.nodeset is not None:
+            lines.append(indent + unit + _tag("memory", _memory_attrs(None, edit), q))
+        for m in sorted(edit.memnodes, key=lambda m: m.cellid):
+            lines.append(indent + unit + _tag("memnode", _memnode_attrs(None, m), q))
+        lines.append(indent + b"</numatune>")
+        block = newline + newline.join(lines)
+        return data[:at] + block + data[at:]
+
+    inner = [s for s in spans if s.depth == 2 and spans[s.parent] is numatune]
+    indent = _indent_of(data, numatune.start)
+    child_indent = _indent_of(data, inner[0].start) if inner else indent + unit
+    replacements: list[tuple[int, int, bytes]] = []
+    memory = next((s for s in inner if s.tag == "memory"), None)
+    if edit.mode is not None or edit.nodeset is not None:
+        new = _tag("memory", _memory_attrs(memory.attrs if memory else None, edit), q)
+        if memory is not None:
+            replacements.append((memory.start, memory.end, new))
+        else:
+            replacements.append((numatune.head_end, numatune.head_end,
+                                 newline + child_indent + new))
+    elif memory is not None and "mode" not in (memory.attrs or {}) and \
+            memory.attrs and "nodeset" in memory.attrs:
+        # an edit of the memnodes still writes the silent strict of <memory> out
+        replacements.append((memory.start, memory.end,
+                             _tag("memory", [("mode", "strict"), *memory.attrs.items()], q)))
+    existing = {s.attrs.get("cellid"): s for s in inner if s.tag == "memnode" and s.attrs}
+    appended: list[bytes] = []
+    for m in sorted(edit.memnodes, key=lambda m: m.cellid):
+        old = existing.get(str(m.cellid))
+        new = _tag("memnode", _memnode_attrs(old.attrs if old else None, m), q)
+        if old is not None:
+            replacements.append((old.start, old.end, new))
+        else:
+            appended.append(newline + child_indent + new)
+    for s in inner:
+        if s.tag == "memnode" and s.attrs and "mode" not in s.attrs and \
+                not any(str(m.cellid) == s.attrs.get("cellid") for m in edit.memnodes):
+            replacements.append((s.start, s.end, _tag(
+                "memnode", [("cellid", s.attrs.get("cellid", "")), ("mode", "strict"),
+                            *((k, v) for k, v in s.attrs.items() if k != "cellid")], q)))
+    if appended:
+        if numatune.end == numatune.head_end:        # <numatune/>: open it up
+            replacements.append((numatune.start, numatune.end,
+                                 b"<numatune>" + b"".join(appended) + newline + indent
+                                 + b"</numatune>"))
+        else:
+            last = max(inner, key=lambda s: s.end).end if inner else numatune.head_end
+            replacements.append((last, last, b"".join(appended)))
+    out = data
+    for start, end, text in sorted(replacements, key=lambda r: r[0], reverse=True):
+        out = out[:start] + text + out[end:]
+    return out
+
+
+def _indent_unit(data: bytes, spans: list[_Span]) -> bytes:
+    """The step between a depth-1 element's indentation and the root's (two spaces usually)."""
+    for s in spans:
+        if s.depth == 1:
+            ind = _indent_of(data, s.start)
+            if ind:
+                return ind
+    return b"  "
