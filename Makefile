@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
-.PHONY: demo test test-fast bench lint docs system-deps clean
+.PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ test: $(STAMP) $(VENV)/.libvirt
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# The kernel oracle (slow, not part of `make test`): boots Debian's 6.1 kernel under qemu (TCG)
+# with emulated NUMA nodes, plays tests/oracle/scenarios/*.toml, re-records
+# tests/oracle/results/*.json and prints kernel vs simulator.  Needs root for apt-get (its
+# Debian parts); ORACLE_ARGS="--no-apt n3" to skip apt or re-record one boot or scenario.
+oracle: $(STAMP)
+	$(PY) tests/oracle/run_oracle.py $(ORACLE_ARGS)
+
+oracle-table: $(STAMP)
+	$(PY) tests/oracle/run_oracle.py --table
 
 # docs/rules.md is generated from the rule docstrings (a test checks it is current).
 docs: $(STAMP)

@@ -2,7 +2,8 @@
 
 Exit codes (every command):
   0  success
-  1  findings at or above --fail-on (commands that audit)
+  1  findings at or above --fail-on (commands that audit); an OOM kill or a failed
+     allocation (simulate)
   2  bad input or unreadable source: one line per problem, ``file:line: field: what is wrong``;
      a bad option or option value is one line naming the option
 """
@@ -31,7 +32,7 @@ them.  Without SOURCE numaguard reads this machine (/sys, /proc, /etc/libvirt/qe
 
 exit codes:
   0  success
-  1  findings at or above --fail-on (audit)
+  1  findings at or above --fail-on (audit); an OOM kill or failed allocation (simulate)
   2  bad input or unreadable source (one line per problem: file:line: field: what is wrong),
      or a bad option value (one line naming the option)
 """
@@ -52,6 +53,27 @@ examples:
   numaguard audit examples/article-host
   numaguard audit --fail-on warning --format json /srv/snapshots/hv07 > hv07.json
   numaguard audit capabilities.xml domains/ --rule NG101 --min-headroom 8GiB
+"""
+
+SIMULATE_EPILOG = """\
+SOURCE: a scenario file (.toml, see examples/scenarios/README.md) or a snapshot directory, whose
+guests then touch their full memory one after another in name order, each guest cell with the
+policy libvirt gives QEMU and the cgroups.
+
+--compare MODES plays the same steps once per mode (comma-separated: strict, restrictive,
+preferred, interleave): every step with a `nodes` nodeset gets that mode; other steps (an
+application with the default policy) stay as written.
+
+exit codes:
+  0  every byte was placed (in RAM or swap) and nobody was OOM-killed
+  1  some task was OOM-killed or some allocation failed (in any mode with --compare)
+  2  bad input, unreadable source or bad option value (one line: file: key: what is wrong)
+
+examples:
+  numaguard simulate examples/scenarios/article-vm1-app.toml
+  numaguard simulate examples/scenarios/article-fig5-strict.toml --compare strict,interleave
+  numaguard simulate examples/article-host --format json
+  numaguard simulate scenario.toml --compare strict,preferred --plot before-after.png
 """
 
 FAIL_ON = ("critical", "warning", "info", "never")
@@ -203,6 +225,277 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return cmd_explain(args)
 
 
+def _compare_modes(text: str) -> list[str]:
+    from numaguard.core.scenario import MODES
+
+    modes: list[str] = []
+    for item in (i.strip().lower() for i in text.split(",")):
+        if not item:
+            continue
+        if item not in MODES:
+            raise ParseError(f"unknown mode {item!r} (known: {', '.join(MODES)})",
+                             field="--compare")
+        if item not in modes:
+            modes.append(item)
+    if not modes:
+        raise ParseError("expected modes such as strict,preferred,interleave", field="--compare")
+    return modes
+
+
+def _plot_format(path: str) -> str:
+    from numaguard.report.plots import FORMATS
+
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in FORMATS:
+        raise ParseError(f"{path!r}: expected a file name ending in .png or .svg", field="--plot")
+    return ext
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from numaguard.core.scenario import compare, play
+    from numaguard.readers.scenario import load_scenario
+
+    modes = _compare_modes(args.compare) if args.compare is not None else None
+    plot_format = _plot_format(args.plot) if args.plot is not None else None
+    scenario = load_scenario(args.source)
+    runs = compare(scenario, modes) if modes else (play(scenario),)
+    if plot_format is not None:
+        from numaguard.report.plots import render_plot
+        from numaguard.writers.files import write_atomic
+
+        write_atomic(args.plot, render_plot(runs, plot_format))
+    _emit(runs, args.format, "simulate", module="simulate")
+    return EXIT_FINDINGS if any(r.troubled for r in runs) else EXIT_OK
+
+
+FIX_EPILOG = """\
+GUEST|FILE: a domain XML file, or a guest name looked up in the snapshot given with --host
+SNAPSHOT or in /etc/libvirt/qemu (--apply: a domain name on the libvirt connection).
+
+Output (one of):
+  --diff     (default) a dry run: the unified diff of the domain XML, then the guest's findings
+             before -> after the change (re-audited) and when the change takes effect
+  --xml      the whole edited XML on stdout
+  --virsh    the equivalent virsh lines (shell-quoted), `virsh define` for <memnode> changes
+  --write    replace FILE atomically, keeping FILE.numaguard-YYYYmmddTHHMMSS.bak
+  --apply    define the edited persistent XML through libvirt (--connect URI, default
+             qemu:///system), refused if the domain changed since it was read; the old XML is
+             saved first in --backup-dir (default .) as DOMAIN.numaguard-YYYYmmddTHHMMSS.xml
+
+Only <numatune> changes; every other byte of the XML is kept.  The host (for the nodeset check
+and the re-audit) is --host SOURCE, else the snapshot FILE lives in, else this machine (--apply:
+the connection's capabilities).  libvirt never changes the mode of a running guest: a change
+takes effect at the next cold boot (virsh shutdown + start; a reboot inside the guest is not
+enough); only a restrictive guest's nodeset can change live.
+
+exit codes:
+  0  done (or nothing to change for --recommended)
+  2  refused or failed, nothing written: one line naming the file and the field
+
+examples:
+  numaguard fix examples/article-host/domains/vm1.xml --recommended
+  numaguard fix vm1 --host examples/article-host --mode preferred --nodeset 0 --virsh
+  numaguard fix /etc/libvirt/qemu/db.xml --memnode 1:preferred:1 --write
+  numaguard fix vm1 --mode interleave --nodeset 0-1 --apply --connect qemu:///system
+"""
+
+
+def _fix_edit(args: argparse.Namespace) -> Any:
+    """The NumatuneEdit the options ask for; ``None`` for --recommended."""
+    from numaguard.cpuset import parse_nodeset
+    from numaguard.domxml.edit import MODES, MemnodeEdit, NumatuneEdit
+    from numaguard.fix import NOTHING_TO_CHANGE
+
+    explicit = args.mode is not None or args.nodeset is not None or bool(args.memnode)
+    if args.recommended and explicit:
+        raise NumaguardError("give --recommended or --mode/--nodeset/--memnode, not both")
+    if args.recommended:
+        return None
+    if not explicit:
+        raise NumaguardError(NOTHING_TO_CHANGE)
+    nodeset = None
+    if args.nodeset is not None:
+        try:
+            nodeset = parse_nodeset(args.nodeset)
+        except ParseError as exc:
+            raise ParseError(exc.reason, field="--nodeset") from None
+    memnodes: list[Any] = []
+    for text in args.memnode or []:
+        parts = [p.strip() for p in text.split(":")]
+        if len(parts) != 3:
+            raise ParseError(f"{text!r}: expected CELL:MODE:NODESET such as 0:preferred:1",
+                             field="--memnode")
+        cell, mode, ns = parts[0], parts[1].lower(), parts[2]
+        if not (cell.isascii() and cell.isdigit()):
+            raise ParseError(f"{text!r}: CELL must be a guest NUMA cell number",
+                             field="--memnode")
+        if mode not in MODES:
+            raise ParseError(f"{text!r}: unknown mode {mode!r} ({', '.join(MODES)})",
+                             field="--memnode")
+        try:
+            nodes = parse_nodeset(ns)
+        except ParseError as exc:
+            raise ParseError(f"{text!r}: {exc.reason}", field="--memnode") from None
+        if any(m.cellid == int(cell) for m in memnodes):
+            raise ParseError(f"cell {int(cell)} given twice", field="--memnode")
+        memnodes.append(MemnodeEdit(int(cell), mode, nodes))
+    return NumatuneEdit(args.mode, nodeset, tuple(memnodes))
+
+
+def _fix_context(side: Any) -> Any:
+    from numaguard.core.rules import AuditOptions
+    from numaguard.fix import AuditContext
+
+    for note in side.notes:
+        sys.stderr.write(f"numaguard fix: {note}\n")
+    if side.unknown:
+        sys.stderr.write(f"numaguard fix: host topology unknown ({side.unknown}): the nodeset "
+                         "check and the re-audit are skipped\n")
+    options = AuditOptions(kernel_release=side.kernel_release,
+                           numad_installed=side.numad_installed)
+    return AuditContext(side.host, tuple(side.others), options, side.unknown)
+
+
+def _fix_replay(args: argparse.Namespace, output: str) -> str:
+    """This command line with another output option (for the `# first save it:` hint)."""
+    import shlex
+
+    argv = ["numaguard", "fix", args.target]
+    if args.recommended:
+        argv.append("--recommended")
+    if args.mode is not None:
+        argv += ["--mode", args.mode]
+    if args.nodeset is not None:
+        argv += ["--nodeset", args.nodeset]
+    for m in args.memnode or []:
+        argv += ["--memnode", m]
+    if args.host is not None:
+        argv += ["--host", args.host]
+    return shlex.join([*argv, output])
+
+
+def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
+    from numaguard.domxml.document import DomainDocument
+    from numaguard.fix import plan_fix
+    from numaguard.report.fix import summary_lines
+    from numaguard.writers.apply import LibvirtSession
+    from numaguard.writers.virsh import COLD_BOOT
+
+    if os.sep in args.target or os.path.exists(args.target):
+        raise NumaguardError(f"{args.target}: --apply takes a domain name (libvirt keeps the "
+                             "definition); to change a file use --write")
+    with LibvirtSession(args.connect) as session:
+        read = session.read(args.target)
+        ctx = _fix_context(session.host_side(read, args.host))
+        plan = plan_fix(DomainDocument(read.xml, path=read.label), edit, ctx)
+        if plan.edit.empty:
+            sys.stderr.write(f"numaguard fix: the audit proposes no <numatune> change for "
+                             f"{plan.name}\n")
+            return EXIT_OK
+        if not plan.changed:
+            sys.stdout.write(f"{plan.name}: nothing to define, its persistent XML already has "
+                             "this <numatune>\n")
+            return EXIT_OK
+        result = session.apply(read, plan, backup_dir=args.backup_dir or ".")
+    out = [(f"defined {plan.name} on {session.uri}; the old XML is saved in {result.backup} "
+            f"(virsh define {result.backup} restores it)")]
+    if result.live_nodeset is not None:
+        out.append(f"the running {plan.name} took the new nodeset now as well")
+    elif result.live_error is not None:
+        out.append(f"the running {plan.name} kept its nodeset ({result.live_error}); the "
+                   f"change {COLD_BOOT}")
+    elif plan.policy_changed:
+        out.append(COLD_BOOT)
+    sys.stdout.write("".join(f"{line}\n" for line in out))
+    sys.stderr.write("".join(f"{line}\n" for line in summary_lines(plan, effect=False)))
+    return EXIT_OK
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from numaguard.domxml.document import DomainDocument
+    from numaguard.fix import plan_fix
+    from numaguard.readers.files import read_bytes
+    from numaguard.readers.sources import LIBVIRT_QEMU_DIR
+    from numaguard.readers.target import load_host_side, resolve_target
+    from numaguard.report.fix import summary_lines
+    from numaguard.writers.virsh import virsh_lines
+    from numaguard.writers.xml_patch import replace_file, unified_diff
+
+    edit = _fix_edit(args)
+    if args.output != "apply" and (args.connect is not None or args.backup_dir is not None):
+        raise NumaguardError("--connect and --backup-dir go with --apply")
+    if args.output == "apply":
+        return _fix_apply(args, edit)
+    target = resolve_target(args.target, host_source=args.host)
+    doc = DomainDocument(read_bytes(target.path), path=target.path)
+    ctx = _fix_context(load_host_side(target, args.host))
+    plan = plan_fix(doc, edit, ctx)
+    if plan.edit.empty:   # --recommended, and the audit proposes nothing
+        sys.stderr.write(f"numaguard fix: the audit proposes no <numatune> change for "
+                         f"{plan.name}\n")
+    summary = summary_lines(plan)
+    if args.output == "diff":
+        sys.stdout.write(unified_diff(plan.old, plan.new, plan.label))
+        sys.stdout.write("".join(f"# {line}\n" for line in summary))
+        return EXIT_OK
+    if args.output == "xml":
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(plan.new)
+            buffer.flush()
+        else:  # pragma: no cover - a text-only stdout
+            sys.stdout.write(plan.new.decode("utf-8"))
+    elif args.output == "virsh":
+        lines = virsh_lines(plan, save_command=_fix_replay(args, "--xml"))
+        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        summary = summary_lines(plan, effect=False)
+    elif args.output == "write":
+        if not plan.changed:
+            sys.stdout.write(f"{target.path}: nothing written\n")
+        else:
+            saved = replace_file(target.path, plan.old, plan.new)
+            sys.stdout.write(f"wrote {target.path} (backup: {saved})\n")
+            if os.path.realpath(os.path.dirname(os.path.abspath(target.path))) == \
+                    os.path.realpath(LIBVIRT_QEMU_DIR):
+                summary.append(f"libvirtd reads {LIBVIRT_QEMU_DIR} only when it starts: run "
+                               f"`virsh define {target.path}` so it sees the change now")
+    sys.stderr.write("".join(f"{line}\n" for line in summary))
+    return EXIT_OK
+
+
+def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
+    from numaguard.domxml.edit import MODES
+
+    p = add("fix", cmd_fix, "change a guest's <numatune> safely: diff, XML, virsh lines, "
+            "file edit or libvirt apply",
+            "Change one guest's NUMA memory tuning exactly: only <numatune> changes, every "
+            "other byte of the domain XML is kept; the result is checked the way libvirt "
+            "checks it, re-audited, and its effect explained.", FIX_EPILOG)
+    p.add_argument("target", metavar="GUEST|FILE")
+    p.add_argument("--mode", choices=MODES, help="the <memory> mode")
+    p.add_argument("--nodeset", metavar="NODESET", help="the <memory> host nodes, e.g. 0-1")
+    p.add_argument("--memnode", action="append", metavar="CELL:MODE:NODESET",
+                   help="a guest NUMA cell's policy (repeatable), e.g. 1:preferred:1")
+    p.add_argument("--recommended", action="store_true",
+                   help="apply the changes the audit proposes for this guest")
+    out = p.add_mutually_exclusive_group()
+    for flag, what in (("diff", "unified diff (default, dry run)"),
+                       ("xml", "the whole edited XML"),
+                       ("virsh", "the equivalent virsh lines"),
+                       ("write", "rewrite FILE atomically, keeping a .bak"),
+                       ("apply", "define through libvirt")):
+        out.add_argument(f"--{flag}", dest="output", action="store_const", const=flag, help=what)
+    p.set_defaults(output="diff")
+    p.add_argument("--host", metavar="SOURCE",
+                   help="host topology (snapshot, sysfs root, numactl -H file, capabilities "
+                        "XML) for the nodeset check and the re-audit")
+    p.add_argument("--connect", metavar="URI",
+                   help="libvirt URI for --apply (default qemu:///system)")
+    p.add_argument("--backup-dir", metavar="DIR",
+                   help="where --apply saves the old XML (default: the current directory)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="numaguard",
@@ -267,6 +560,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", action="append", metavar="ID",
                    help="run only this rule (repeatable, or comma-separated)")
 
+    p = add("simulate", cmd_simulate,
+            "play allocations on the host: where pages land, swap, OOM kills",
+            "Follow the kernel's page allocator step by step (zonelist fallback, memory "
+            "policies, cpuset.mems, watermarks, reclaim, swap, the OOM killer): per step and at "
+            "the end, the bytes of every task on every node, per-node free memory, swap and "
+            "OOM events.", SIMULATE_EPILOG)
+    p.add_argument("source", metavar="SOURCE", help="scenario .toml file or snapshot dir")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--compare", metavar="MODES",
+                   help="run once per libvirt mode, side by side, e.g. strict,preferred,"
+                        "interleave")
+    p.add_argument("--plot", metavar="FILE",
+                   help="also draw per-node bars before/after into FILE (.png or .svg; "
+                        "needs matplotlib)")
+
     explain_help = "print a rule's documentation (--all: every rule)"
     p = add("explain", cmd_explain, explain_help,
             "Print the documentation of a rule (its ID, name and docstring), or with --all "
@@ -278,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("rules", cmd_rules, "list every rule (same as `explain --all`)",
             "One line per rule: ID, name, summary.  `numaguard explain ID` prints one in full.")
     p.add_argument("--format", choices=("text", "markdown"), default="text")
+    _add_fix_parser(add)
     return parser
 
 

@@ -20,12 +20,11 @@
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-BUILD_DIR=${BUILD_DIR:-$REPO_ROOT/.oracle-build}
+LOG_TAG=capture
+# shellcheck source=tests/oracle/lib.sh
+. "$SCRIPT_DIR/lib.sh"   # REPO_ROOT, BUILD_DIR, QEMU, KERNEL_ABI; fetch_kernel, qa_*, ...
 FIXTURE_DIR=${FIXTURE_DIR:-$REPO_ROOT/tests/fixtures/sys}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-600}
-QEMU=${QEMU:-qemu-system-x86_64}
-KERNEL_ABI=${KERNEL_ABI:-}
 
 APT_PACKAGES=(qemu-system-x86 busybox-static cpio numactl gcc libc6-dev)
 # Kernel modules shipped in the initramfs (dependencies are resolved from
@@ -34,46 +33,9 @@ INITRAMFS_MODULES=(kernel/drivers/block/zram/zram.ko)
 
 CONFIGS=(1node 2node 4node 8node memoryless cpuless offline-cpus hugepages swap)
 
-log() { printf '[capture] %s\n' "$*" >&2; }
-die() { printf '[capture] ERROR: %s\n' "$*" >&2; exit 1; }
-
 # --------------------------------------------------------------------------
-# Host preparation
+# Host preparation (install_deps, fetch_kernel: lib.sh)
 # --------------------------------------------------------------------------
-
-install_deps() {
-    log "installing Debian packages: ${APT_PACKAGES[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
-}
-
-# Sets KVER (e.g. 6.1.0-56-amd64), KERNEL_IMAGE (relative to BUILD_DIR), MODDIR.
-fetch_kernel() {
-    local abi=$KERNEL_ABI
-    if [[ -z $abi ]]; then
-        abi=$(apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' \
-              | awk '{print $1}' | sed -E 's/^linux-image-(6\.1\.0-[0-9]+)-amd64$/\1/' \
-              | sort -V | tail -n1)
-        [[ -n $abi ]] || die "no linux-image-6.1.0-N-amd64 package found (apt-get update?)"
-    fi
-    KVER="$abi-amd64"
-    local pkgdir="$BUILD_DIR/kernel-$KVER"
-    if [[ ! -f $pkgdir/boot/vmlinuz-$KVER ]]; then
-        log "downloading linux-image-$KVER"
-        mkdir -p "$BUILD_DIR/debs"
-        # (apt warns about an unsandboxed download when run as root; harmless)
-        (cd "$BUILD_DIR/debs" && apt-get download "linux-image-$KVER") 2>&1 \
-            | grep -v '^W: Download is performed unsandboxed' >&2 || true
-        local deb
-        deb=$(find "$BUILD_DIR/debs" -maxdepth 1 -name "linux-image-${KVER}_*.deb" | sort -V | tail -n1)
-        [[ -n $deb ]] || die "apt-get download linux-image-$KVER failed"
-        rm -rf "$pkgdir"; mkdir -p "$pkgdir"
-        dpkg -x "$deb" "$pkgdir"
-    fi
-    KERNEL_IMAGE="kernel-$KVER/boot/vmlinuz-$KVER"
-    MODDIR="$pkgdir/lib/modules/$KVER"
-    log "kernel $KVER"
-}
 
 # Small static helper run inside the guest: keeps memory mapped so that the
 # captured counters show pages in use.
@@ -221,27 +183,9 @@ EOF
     chmod 755 "$1"
 }
 
-# Resolve "depends=" of a module (recursively); prints paths relative to MODDIR
-# in load order (dependencies first).
-module_closure() {
-    local rel=$1 ko dep
-    ko="$MODDIR/$rel"
-    [[ -f $ko ]] || die "module $rel not in kernel package"
-    for dep in $(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
-        module_closure "$(cd "$MODDIR" && find kernel -name "$dep.ko" | head -n1)"
-    done
-    echo "$rel"
-}
-
 build_initramfs() {
     local root="$BUILD_DIR/initramfs"
-    rm -rf "$root"
-    mkdir -p "$root"/{bin,sbin,usr/bin,proc,sys,dev,run,tmp,lib/modules,lib64,lib/x86_64-linux-gnu}
-    cp /bin/busybox "$root/bin/busybox"
-    local a
-    for a in $("$root/bin/busybox" --list); do
-        [[ -e $root/bin/$a ]] || ln -s busybox "$root/bin/$a"
-    done
+    initramfs_skeleton "$root"
     cp /usr/bin/numactl "$root/usr/bin/numactl"
     local lib
     for lib in $(ldd /usr/bin/numactl | grep -o '/[^ ]*'); do
@@ -251,71 +195,15 @@ build_initramfs() {
         esac
     done
     cp "$BUILD_DIR/nghelper" "$root/bin/nghelper"
-    local m rel seen=" "
-    : >"$root/lib/modules/load-order"
-    for m in "${INITRAMFS_MODULES[@]}"; do
-        for rel in $(module_closure "$m"); do
-            [[ $seen == *" $rel "* ]] && continue
-            seen+="$rel "
-            cp "$MODDIR/$rel" "$root/lib/modules/"
-            basename "$rel" >>"$root/lib/modules/load-order"
-        done
-    done
+    initramfs_modules "$root" "${INITRAMFS_MODULES[@]}"
     write_init "$root/init"
-    (cd "$root" && find . -print0 | cpio --null -o -H newc --quiet | gzip -9) >"$BUILD_DIR/initramfs.cpio.gz"
+    pack_initramfs "$root" "$BUILD_DIR/initramfs.cpio.gz"
     log "initramfs: $(du -h "$BUILD_DIR/initramfs.cpio.gz" | cut -f1)"
 }
 
 # --------------------------------------------------------------------------
-# qemu argument builders (append to the global arrays QARGS / KARGS)
+# Boot + decode (qemu argument builders qa_*, shell_join: lib.sh)
 # --------------------------------------------------------------------------
-
-MEM_MB=0
-qa_reset() { QARGS=(); KARGS=(); MEM_MB=0; }
-# qa_smp CPUS SOCKETS
-qa_smp() { QARGS+=(-smp "$1,sockets=$2,cores=$(($1 / $2)),threads=1"); }
-# qa_node NODEID SIZE_MB CPUS   (SIZE_MB 0 = memoryless, CPUS "" = cpuless)
-qa_node() {
-    local id=$1 mb=$2 cpus=$3 spec="node,nodeid=$1"
-    [[ -n $cpus ]] && spec+=",cpus=$cpus"
-    if ((mb > 0)); then
-        QARGS+=(-object "memory-backend-ram,id=m$id,size=${mb}M")
-        spec+=",memdev=m$id"
-        MEM_MB=$((MEM_MB + mb))
-    fi
-    QARGS+=(-numa "$spec")
-}
-# qa_dist "ROW0" "ROW1" ...  full distance matrix, one string per row.
-qa_dist() {
-    local -a rows=("$@")
-    local n=${#rows[@]} i j
-    for ((i = 0; i < n; i++)); do
-        local -a r
-        read -ra r <<<"${rows[i]}"
-        ((${#r[@]} == n)) || die "distance row $i has ${#r[@]} entries, want $n"
-        for ((j = 0; j < n; j++)); do
-            ((i == j)) && continue
-            QARGS+=(-numa "dist,src=$i,dst=$j,val=${r[j]}")
-        done
-    done
-}
-# Plain memory without NUMA options (-m only).
-qa_mem() { MEM_MB=$((MEM_MB + $1)); }
-
-# --------------------------------------------------------------------------
-# Boot + decode
-# --------------------------------------------------------------------------
-
-# Print arguments as one shell-quoted line (single quotes only where needed).
-shell_join() {
-    local a sep=""
-    for a in "$@"; do
-        if [[ $a =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then printf '%s%s' "$sep" "$a"
-        else printf "%s'%s'" "$sep" "${a//\'/\'\\\'\'}"; fi
-        sep=" "
-    done
-    printf '\n'
-}
 
 # boot_capture NAME  (uses QARGS, KARGS, MEM_MB)
 boot_capture() {
@@ -463,7 +351,7 @@ main() {
     ((${#todo[@]})) || todo=("${CONFIGS[@]}")
 
     mkdir -p "$BUILD_DIR" "$FIXTURE_DIR"
-    ((do_apt)) && install_deps
+    ((do_apt)) && install_deps "${APT_PACKAGES[@]}"
     fetch_kernel
     build_helper
     build_initramfs

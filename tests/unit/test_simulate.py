@@ -201,3 +201,44 @@ def test_every_step_conserves_bytes(policy):
     r = simulate(host(3, 3, 3, swap_gib=1), [Step("t", 9 * GiB, policy=policy, nodes=nodes)])
     s = r.steps[0]
     assert sum(s.placed.values()) + s.swapped + s.failed == s.requested
+
+
+def test_hugepage_requests_that_are_not_whole_pages_conserve_bytes():
+    h = host(8, 8, hugepages={0: {2 * MiB: 1}, 1: {2 * MiB: 4}})
+    s = one(h, size=3 * MiB, policy=Policy.BIND, nodes=frozenset({0, 1}), hugepage_size=2 * MiB)
+    assert s.placed == {0: 2 * MiB, 1: 1 * MiB} and s.failed == 0
+    s = one(h, size=5 * MiB, policy=Policy.BIND, nodes=frozenset({0}), hugepage_size=2 * MiB)
+    assert s.placed == {0: 2 * MiB} and s.failed == 3 * MiB
+
+
+def test_mbind_guests_stay_eligible_in_a_memory_policy_oom():
+    # QEMU binds guest RAM with mbind: the task policy stays default, so a big guest bound to
+    # node 1 is still a candidate (and is killed, uselessly) when a node-0 binding runs out
+    # (oom_kill.c mempolicy_in_oom_domain looks at tsk->mempolicy only).
+    def story(scope):
+        return [Step("app", 6 * GiB, cpu_node=0),
+                Step("other", 11 * GiB, policy=Policy.BIND, nodes=frozenset({1}), cpu_node=1,
+                     policy_scope=scope),
+                Step("vm", 8 * GiB, policy=Policy.BIND, nodes=frozenset({0}),
+                     policy_scope=scope)]
+    vma = simulate(host(12, 12), story("vma"))
+    assert [e.victim for e in vma.oom_events][0] == "other"
+    task = simulate(host(12, 12), story("task"))
+    assert "other" not in [e.victim for e in task.oom_events]
+    assert task.oom_events[0].victim == "vm"  # app and vm tie at 6 GiB: the newer task
+
+
+def test_preferred_many_takes_its_nodes_down_to_min_before_spilling():
+    h = host(4, 4, 4, low_mib=300, min_mib=200)
+    s = one(h, size=4 * GiB - 200 * MiB, policy=Policy.PREFERRED_MANY, nodes=frozenset({1}),
+            cpu_node=1)
+    assert s.placed == {1: 4 * GiB - 200 * MiB}
+
+
+def test_a_killed_guest_can_start_again_after_it_is_freed():
+    steps = [Step("vm", 9 * GiB, policy=Policy.BIND, nodes=frozenset({0})),
+             Step("vm", None, action="free"),
+             Step("vm", 2 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(8, 8), steps)
+    assert [e.victim for e in r.oom_events] == ["vm"]
+    assert r.steps[2].placed == {0: 2 * GiB} and r.steps[2].failed == 0

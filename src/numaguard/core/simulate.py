@@ -90,6 +90,9 @@ class Step:
     cpuset_mems: frozenset[int] | None = None
     hugepage_size: int | None = None
     oom_score_adj: int = 0
+    #: "task": set_mempolicy (the task's policy); "vma": mbind on the memory, as QEMU does for
+    #: guest RAM — the OOM killer's eligibility test looks at the task policy only.
+    policy_scope: str = "task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,9 @@ class _Task:
     placed: dict[int, int] = field(default_factory=dict)
     swapped: int = 0
     hugepages: dict[int, int] = field(default_factory=dict)  # node -> bytes in hugepages
+    hugepage_pages: dict[int, int] = field(default_factory=dict)  # node -> whole pages held
     hugepage_size: int | None = None
+    policy_scope: str = "task"
     killed: bool = False
 
     @property
@@ -194,12 +199,13 @@ class _State:
             self.free[n] += b
             freed += b
         task.placed.clear()
-        for n, b in task.hugepages.items():
+        for n, pages in task.hugepage_pages.items():
             if task.hugepage_size:
                 self.hp_free[n][task.hugepage_size] = \
-                    self.hp_free[n].get(task.hugepage_size, 0) + b // task.hugepage_size
-            freed += b
+                    self.hp_free[n].get(task.hugepage_size, 0) + pages
+        freed += sum(task.hugepages.values())
         task.hugepages.clear()
+        task.hugepage_pages.clear()
         self.swap_free += task.swapped
         self.swap_used -= task.swapped
         freed += task.swapped
@@ -285,8 +291,10 @@ def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
     if task.killed or (not task.placed and not task.swapped):
         return False
     if constraint == "memory-policy":
-        # mempolicy_in_oom_domain: only a bind policy can take a task out of the domain
-        return task.policy is not Policy.BIND or task.nodes is None or bool(task.nodes & nodes)
+        # mempolicy_in_oom_domain: only a task-wide bind policy (set_mempolicy) can take a task
+        # out of the domain; an mbind on its memory (QEMU's guest RAM) does not
+        return (task.policy_scope != "task" or task.policy is not Policy.BIND
+                or task.nodes is None or bool(task.nodes & nodes))
     if constraint == "cpuset":
         return task.cpuset is None or bool(task.cpuset & nodes)
     return True
@@ -344,8 +352,13 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
             first = min(step.nodes) if step.nodes else step.cpu_node
             return _walk(state, task, state.zonelist(first), allowed, amount, floor, placed)
         if p is Policy.PREFERRED_MANY:
-            rest = _walk(state, task, state.zonelist(step.cpu_node), mask, amount, floor, placed)
-            return _walk(state, task, state.zonelist(step.cpu_node), allowed, rest, floor, placed)
+            # alloc_pages_preferred_many: its nodes first without direct reclaim — the fast
+            # path and then the slow path down to min — then any node
+            zl = state.zonelist(step.cpu_node)
+            if floor == "low":
+                amount = _walk(state, task, zl, mask, amount, "low", placed)
+                amount = _walk(state, task, zl, mask, amount, "min", placed)
+            return _walk(state, task, zl, allowed, amount, floor, placed)
         return _walk(state, task, state.zonelist(step.cpu_node), allowed, amount, floor, placed)
 
     swapped = 0
@@ -382,36 +395,46 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
 
 def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[int],
                      amount: int, placed: dict[int, int]) -> int:
+    """Whole pages from the pools in the policy's node order; return the bytes not placed.
+
+    A request that is not a multiple of the page size still takes whole pages; the bytes
+    reported placed are the bytes requested (the rest of the last page is slack)."""
     size = step.hugepage_size
     assert size
     task.hugepage_size = size
-    pages = -(-amount // size)
     if step.policy is Policy.INTERLEAVE and step.nodes:
-        order = sorted(step.nodes & allowed)
-    elif step.policy in (Policy.PREFERRED,) and step.nodes:
+        order = tuple(sorted(step.nodes & allowed))
+    elif step.policy is Policy.PREFERRED and step.nodes:
         order = state.zonelist(min(step.nodes))
     else:
         order = state.zonelist(step.cpu_node)
     mask = allowed & step.nodes if (step.nodes is not None and step.policy in (
         Policy.BIND, Policy.INTERLEAVE)) else allowed
+    left = amount
     for n in order:
-        if n not in mask or pages <= 0:
+        if n not in mask or left <= 0:
             continue
-        take = min(pages, state.hp_free[n].get(size, 0))
-        if take:
-            state.hp_free[n][size] -= take
-            task.hugepages[n] = task.hugepages.get(n, 0) + take * size
-            placed[n] = placed.get(n, 0) + take * size
-            pages -= take
-    return min(amount, pages * size)
+        pages = min(-(-left // size), state.hp_free[n].get(size, 0))
+        if pages:
+            got = min(pages * size, left)
+            state.hp_free[n][size] -= pages
+            task.hugepage_pages[n] = task.hugepage_pages.get(n, 0) + pages
+            task.hugepages[n] = task.hugepages.get(n, 0) + got
+            placed[n] = placed.get(n, 0) + got
+            left -= got
+    return left
 
 
 def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]) -> int:
     """Free *amount* bytes (all when ``None``): swap first, then the nodes it has most on."""
     if amount is None:
-        freed = {n: -b for n, b in task.placed.items()}
+        freed: dict[int, int] = {}
+        for source in (task.placed, task.hugepages):
+            for n, b in source.items():
+                freed[n] = freed.get(n, 0) - b
         total = state.release(task)
         placed.update(freed)
+        task.killed = False  # a guest that stopped (or was killed) may be started again
         return total
     left = amount
     out = min(left, task.swapped)
@@ -427,7 +450,18 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
         state.free[n] += give
         placed[n] = placed.get(n, 0) - give
         left -= give
-    return amount - left
+    size = task.hugepage_size
+    for n in sorted(task.hugepages, key=lambda n: -task.hugepages[n]):
+        if left <= 0 or not size:
+            break
+        pages = min(-(-left // size), task.hugepage_pages.get(n, 0))
+        give = min(pages * size, task.hugepages[n])
+        task.hugepage_pages[n] -= pages
+        task.hugepages[n] -= give
+        state.hp_free[n][size] = state.hp_free[n].get(size, 0) + pages
+        placed[n] = placed.get(n, 0) - give
+        left -= give
+    return amount - max(left, 0)
 
 
 def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
@@ -449,6 +483,7 @@ def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
             requested = failed = step.size or 0
         else:
             task.policy, task.nodes, task.cpuset = step.policy, step.nodes, step.cpuset_mems
+            task.policy_scope = step.policy_scope
             task.oom_score_adj = step.oom_score_adj
             requested = step.size or 0
             task.requested += requested

@@ -131,7 +131,10 @@ def _tag(name: str, attrs: list[tuple[str, str]], q: bytes) -> bytes:
     return b"".join(parts) + b"/>"
 
 
-def _memory_attrs(old: dict[str, str] | None, edit: NumatuneEdit) -> list[tuple[str, str]]:
+def _memory_attrs(old: dict[str, str] | None, edit: NumatuneEdit, *,
+                  vcpu_auto: bool = False) -> list[tuple[str, str]]:
+    """The attributes of the new ``<memory>``.  *vcpu_auto*: ``<vcpu placement='auto'>``, under
+    which a ``<memory>`` without placement and nodeset is placed automatically (numad)."""
     old = dict(old or {})
     mode = edit.mode or old.get("mode") or "strict"   # never leave strict implicit
     attrs: list[tuple[str, str]] = [("mode", mode)]
@@ -140,11 +143,17 @@ def _memory_attrs(old: dict[str, str] | None, edit: NumatuneEdit) -> list[tuple[
     if placement == "auto" and edit.nodeset is not None:
         raise ParseError("placement 'auto' (numad) cannot take a nodeset: remove the placement "
                          "or leave the nodeset out", field="numatune/memory/@placement")
+    if placement == "auto":
+        # libvirt drops a nodeset given with placement='auto' (virDomainNumatuneSet) and the
+        # schema rejects the combination: the rewritten element leaves it out.
+        nodeset = None
     if placement is not None:
         attrs.append(("placement", placement))
     if nodeset is not None:
         attrs.append(("nodeset", nodeset))
-    if nodeset is None and placement != "auto":
+    # Without placement and nodeset, placement follows <vcpu placement> (auto or static).
+    auto = placement == "auto" or (placement is None and vcpu_auto)
+    if nodeset is None and not auto:
         raise ParseError("a nodeset is needed (give --nodeset)", field="numatune/memory/@nodeset")
     known = {"mode", "placement", "nodeset"}
     attrs.extend((k, v) for k, v in old.items() if k not in known)  # keep unknown attributes
@@ -165,13 +174,26 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
     for mode in [edit.mode, *(m.mode for m in edit.memnodes)]:
         if mode is not None and mode not in MODES:
             raise ParseError(f"unknown mode {mode!r} ({', '.join(MODES)})", field="mode")
+    cellids = [m.cellid for m in edit.memnodes]
+    for cellid in cellids:
+        if cellid < 0:
+            raise ParseError(f"cellid {cellid} is negative", field="numatune/memnode/@cellid")
+        if cellids.count(cellid) > 1:
+            raise ParseError(f"memnode for cell {cellid} given twice",
+                             field="numatune/memnode/@cellid")
     spans = element_spans(data)
     root = spans[0]
     children = [s for s in spans if s.depth == 1]
     newline = b"\r\n" if b"\r\n" in data else b"\n"
-    q = _quote(data)
     numatune = next((s for s in children if s.tag == "numatune"), None)
+    # The attribute quote of the <numatune> being edited, else the document's.
+    own = data[numatune.start:numatune.end] if numatune is not None else b""
+    q = _quote(own) if (b"='" in own or b'="' in own) else _quote(data)
     unit = _indent_unit(data, spans)
+    vcpu = next((s for s in children if s.tag == "vcpu"), None)
+    vcpu_auto = vcpu is not None and (vcpu.attrs or {}).get("placement") == "auto"
+    set_memory = edit.mode is not None or edit.nodeset is not None
+    new_memnodes = sorted(edit.memnodes, key=lambda m: m.cellid)
 
     if numatune is None:
         anchor = None
@@ -185,9 +207,10 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
             indent = _indent_of(data, children[0].start) if children else unit
             at = root.head_end
         lines = [indent + b"<numatune>"]
-        if edit.mode is not None or edit.nodeset is not None:
-            lines.append(indent + unit + _tag("memory", _memory_attrs(None, edit), q))
-        for m in sorted(edit.memnodes, key=lambda m: m.cellid):
+        if set_memory:
+            lines.append(indent + unit + _tag("memory", _memory_attrs(None, edit,
+                                                                      vcpu_auto=vcpu_auto), q))
+        for m in new_memnodes:
             lines.append(indent + unit + _tag("memnode", _memnode_attrs(None, m), q))
         lines.append(indent + b"</numatune>")
         block = newline + newline.join(lines)
@@ -197,46 +220,69 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
     indent = _indent_of(data, numatune.start)
     child_indent = _indent_of(data, inner[0].start) if inner else indent + unit
     replacements: list[tuple[int, int, bytes]] = []
+    # New children by insertion offset, formatted with their line breaks, in the order libvirt
+    # formats them (<memory> first, then the memnodes by cellid).
+    inserts: dict[int, list[bytes]] = {}
     memory = next((s for s in inner if s.tag == "memory"), None)
-    if edit.mode is not None or edit.nodeset is not None:
-        new = _tag("memory", _memory_attrs(memory.attrs if memory else None, edit), q)
+    if set_memory:
+        new = _tag("memory", _memory_attrs(memory.attrs if memory else None, edit,
+                                           vcpu_auto=vcpu_auto), q)
         if memory is not None:
             replacements.append((memory.start, memory.end, new))
         else:
-            replacements.append((numatune.head_end, numatune.head_end,
-                                 newline + child_indent + new))
+            inserts.setdefault(numatune.head_end, []).append(newline + child_indent + new)
     elif memory is not None and "mode" not in (memory.attrs or {}) and \
             memory.attrs and "nodeset" in memory.attrs:
         # an edit of the memnodes still writes the silent strict of <memory> out
         replacements.append((memory.start, memory.end,
                              _tag("memory", [("mode", "strict"), *memory.attrs.items()], q)))
     existing = {s.attrs.get("cellid"): s for s in inner if s.tag == "memnode" and s.attrs}
-    appended: list[bytes] = []
-    for m in sorted(edit.memnodes, key=lambda m: m.cellid):
+    for m in new_memnodes:
         old = existing.get(str(m.cellid))
         new = _tag("memnode", _memnode_attrs(old.attrs if old else None, m), q)
         if old is not None:
             replacements.append((old.start, old.end, new))
+            continue
+        # Before the first memnode with a higher cellid, else after the last child element.
+        later = [s for s in inner if s.tag == "memnode"
+                 and _int_or((s.attrs or {}).get("cellid"), -1) > m.cellid]
+        if later:
+            at = later[0].start
+            inserts.setdefault(at, []).append(new + newline + child_indent)
         else:
-            appended.append(newline + child_indent + new)
+            at = max(s.end for s in inner) if inner else numatune.head_end
+            inserts.setdefault(at, []).append(newline + child_indent + new)
     for s in inner:
         if s.tag == "memnode" and s.attrs and "mode" not in s.attrs and \
                 not any(str(m.cellid) == s.attrs.get("cellid") for m in edit.memnodes):
             replacements.append((s.start, s.end, _tag(
                 "memnode", [("cellid", s.attrs.get("cellid", "")), ("mode", "strict"),
                             *((k, v) for k, v in s.attrs.items() if k != "cellid")], q)))
-    if appended:
-        if numatune.end == numatune.head_end:        # <numatune/>: open it up
-            replacements.append((numatune.start, numatune.end,
-                                 b"<numatune>" + b"".join(appended) + newline + indent
-                                 + b"</numatune>"))
-        else:
-            last = max(inner, key=lambda s: s.end).end if inner else numatune.head_end
-            replacements.append((last, last, b"".join(appended)))
+    if numatune.end == numatune.head_end:
+        # <numatune/>: open it up; everything new goes inside.
+        added = inserts.pop(numatune.head_end, [])
+        head = data[numatune.start:numatune.head_end - 2].rstrip() + b">"
+        replacements.append((numatune.start, numatune.end, head + b"".join(added) + newline
+                             + indent + b"</numatune>"))
+    for at, texts in inserts.items():
+        text = b"".join(texts)
+        if not inner:
+            # nothing but text/comments inside: keep the end tag on its own line
+            close = data.rfind(b"</", numatune.head_end, numatune.end)
+            if b"\n" not in data[at:close]:
+                text += newline + indent
+        replacements.append((at, at, text))
     out = data
     for start, end, text in sorted(replacements, key=lambda r: r[0], reverse=True):
         out = out[:start] + text + out[end:]
     return out
+
+
+def _int_or(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
 
 
 def _indent_unit(data: bytes, spans: list[_Span]) -> bytes:

@@ -1,0 +1,208 @@
+"""What ``numaguard simulate`` plays: a host for the simulator and a sequence of steps.
+
+Pure glue between the model (:class:`~numaguard.model.topology.Host`, guests) and the engine
+(:mod:`numaguard.core.simulate`):
+
+* :func:`sim_host` turns a host into the allocator's view of it — free memory, watermarks (from
+  ``/proc/zoneinfo`` when known, else derived as the kernel does, :mod:`.watermarks`), page cache
+  reclaim can drop, free hugepages per pool, zonelists (:func:`~.fallback.fallback_orders`) and
+  free swap;
+* :func:`guest_steps` turns libvirt guests into allocation steps the way libvirt hands their
+  policies to QEMU and cgroups (FACTS.md, qemu_command.c / qemu_process.c);
+* :func:`with_mode` rewrites a run for ``--compare`` (the same steps in strict, preferred, …).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from numaguard.core.capacity import MemoryUnit, memory_units, vcpu_host_cpus
+from numaguard.core.fallback import fallback_orders
+from numaguard.core.simulate import Policy, SimHost, SimNode, SimResult, Step, simulate
+from numaguard.core.watermarks import kernel_watermarks
+from numaguard.model.guest import Guest
+from numaguard.model.policy import MemoryMode, Placement
+from numaguard.model.topology import Host
+
+#: ``--compare`` modes, in the order they are shown.
+MODES = ("strict", "restrictive", "preferred", "interleave")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A host and the steps played on it.  ``labels[i]`` names step *i* for people (``vm1
+    cell 0`` when a guest has several NUMA cells; the step's ``name`` is the task, the whole
+    QEMU process, which is what the OOM killer kills)."""
+
+    name: str
+    host: SimHost
+    steps: tuple[Step, ...]
+    labels: tuple[str, ...]
+    source: str | None = None
+
+    def run(self) -> SimResult:
+        return simulate(self.host, self.steps)
+
+    def with_mode(self, mode: str) -> Scenario:
+        return replace(self, steps=tuple(with_mode(s, mode) for s in self.steps))
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One played scenario; *mode* is the ``--compare`` mode it was rewritten to, if any."""
+
+    scenario: Scenario
+    result: SimResult
+    mode: str | None = None
+
+    @property
+    def troubled(self) -> bool:
+        """Some task was OOM-killed or some bytes could not be placed at all."""
+        return troubled(self.result)
+
+
+def troubled(result: SimResult) -> bool:
+    return bool(result.oom_events) or any(a.oom_killed or a.failed for a in result.allocations)
+
+
+def play(scenario: Scenario) -> Run:
+    return Run(scenario, scenario.run())
+
+
+def compare(scenario: Scenario, modes: Iterable[str]) -> tuple[Run, ...]:
+    """The scenario once per mode (:func:`with_mode`)."""
+    runs = []
+    for mode in modes:
+        variant = scenario.with_mode(mode)
+        runs.append(Run(variant, variant.run(), mode))
+    return tuple(runs)
+
+
+def sim_host(host: Host, *, fallback: Mapping[int, tuple[int, ...]] | None = None,
+             swap: int | None = None, min_free_kbytes: int | None = None,
+             watermark_scale_factor: int = 10) -> SimHost:
+    """The allocator's view of *host*.
+
+    Free memory is MemFree (which already excludes hugepage pools); a source that does not know
+    it (capabilities XML) gives MemTotal minus the hugepage pools.  Watermarks missing from the
+    source are derived with the kernel's boot-time formula over all nodes' MemTotal.  A hugepage
+    pool with an unknown free count counts as entirely free.  Swap is *swap*, else the host's
+    SwapFree, else none.
+    """
+    derived = kernel_watermarks({n.id: n.mem_total for n in host.nodes},
+                                min_free_kbytes=min_free_kbytes,
+                                watermark_scale_factor=watermark_scale_factor)
+    nodes = []
+    for n in host.nodes:
+        hugepages = sum(p.total_bytes for p in n.hugepages)
+        free = n.mem_free if n.mem_free is not None else max(0, n.mem_total - hugepages)
+        marks = derived[n.id]
+        wmin = n.watermark_min if n.watermark_min is not None else marks.min
+        wlow = n.watermark_low if n.watermark_low is not None else max(marks.low, wmin)
+        nodes.append(SimNode(
+            id=n.id, free=free, watermark_min=wmin, watermark_low=wlow,
+            reclaimable=n.reclaimable or 0, total=n.mem_total,
+            hugepages={p.size: (p.free if p.free is not None else p.total)
+                       for p in n.hugepages if p.total or p.free}))
+    if fallback is None:
+        fallback = fallback_orders(host)
+    if swap is None:
+        swap = host.swap_free or 0
+    return SimHost(tuple(nodes), dict(fallback), swap)
+
+
+# -- libvirt guests -> steps ------------------------------------------------------------------
+
+def _cgroup_mems(guest: Guest, unit: MemoryUnit) -> frozenset[int] | None:
+    """cpuset.mems libvirt gives the threads that touch this unit's memory (FACTS.md,
+    src/qemu/qemu_process.c): strict ``<memory>`` → the union of the guest's nodesets;
+    restrictive → the unit's own nodeset (a restrictive memnode's for its cell's vCPUs);
+    preferred, interleave or no ``<numatune>`` → not set."""
+    top = guest.policy
+    if top is None or top.placement is not Placement.STATIC:
+        return None
+    if top.mode is MemoryMode.STRICT:
+        union: set[int] = set()
+        for p in (top, *guest.policies):
+            if p is not None and p.nodeset is not None:
+                union |= p.nodeset
+        return frozenset(union) or None
+    if top.mode is MemoryMode.RESTRICTIVE:
+        return unit.static_nodeset
+    return None
+
+
+def _policy(unit: MemoryUnit) -> tuple[Policy, frozenset[int] | None]:
+    """The QEMU memory-backend policy of a unit (qemu_command.c): strict → bind, preferred →
+    preferred (MPOL_PREFERRED_MANY for several nodes, kernel ≥ 5.15), interleave →
+    interleave; restrictive and automatic placement give QEMU no policy."""
+    nodeset = unit.static_nodeset
+    if unit.policy is None or nodeset is None:
+        return Policy.DEFAULT, None
+    mode = unit.policy.mode
+    if mode is MemoryMode.STRICT:
+        return Policy.BIND, nodeset
+    if mode is MemoryMode.PREFERRED:
+        return (Policy.PREFERRED if len(nodeset) == 1 else Policy.PREFERRED_MANY), nodeset
+    if mode is MemoryMode.INTERLEAVE:
+        return Policy.INTERLEAVE, nodeset
+    return Policy.DEFAULT, nodeset  # restrictive: cgroups only
+
+
+def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit) -> int:
+    """The node the unit's vCPUs run on when their pinning keeps them on one node, else the
+    first node of its nodeset, else the first host node."""
+    cpus = vcpu_host_cpus(guest, unit.vcpus)
+    if cpus:
+        nodes = host.nodes_of_cpus(cpus)
+        if len(nodes) == 1:
+            return next(iter(nodes))
+    nodeset = unit.static_nodeset
+    if nodeset:
+        known = sorted(nodeset & host.node_ids)
+        if known:
+            return known[0]
+    return host.nodes[0].id if host.nodes else 0
+
+
+def guest_steps(host: Host, guests: Iterable[Guest]) -> list[tuple[Step, str]]:
+    """Each guest, in name order, touching its full memory: one step per memory unit (guest
+    NUMA cell, or the whole guest), with the label people see."""
+    out: list[tuple[Step, str]] = []
+    for guest in sorted(guests, key=lambda g: g.name):
+        for unit in memory_units(guest):
+            if unit.size <= 0:
+                continue
+            policy, nodes = _policy(unit)
+            step = Step(name=guest.name, size=unit.size, policy=policy, nodes=nodes,
+                        cpu_node=_cpu_node(host, guest, unit),
+                        cpuset_mems=_cgroup_mems(guest, unit),
+                        hugepage_size=unit.hugepage_size,
+                        # QEMU applies the policy with mbind on the guest RAM, not to the task
+                        policy_scope="vma")
+            out.append((step, unit.label))
+    return out
+
+
+# -- --compare ----------------------------------------------------------------------------------
+
+def with_mode(step: Step, mode: str) -> Step:
+    """*step* as if its nodeset were given with libvirt *mode*; steps without ``nodes`` (an
+    application with the default policy) and ``free`` steps are left alone.
+
+    strict → bind + cpuset.mems = nodes; restrictive → default policy + cpuset.mems = nodes;
+    preferred → preferred (one node) or preferred-many (several); interleave → interleave.
+    """
+    if step.nodes is None or step.action != "alloc":
+        return step
+    if mode == "strict":
+        return replace(step, policy=Policy.BIND, cpuset_mems=step.nodes)
+    if mode == "restrictive":
+        return replace(step, policy=Policy.DEFAULT, cpuset_mems=step.nodes)
+    if mode == "preferred":
+        policy = Policy.PREFERRED if len(step.nodes) == 1 else Policy.PREFERRED_MANY
+        return replace(step, policy=policy, cpuset_mems=None)
+    if mode == "interleave":
+        return replace(step, policy=Policy.INTERLEAVE, cpuset_mems=None)
+    raise ValueError(f"unknown mode {mode!r} ({', '.join(MODES)})")

@@ -1,0 +1,226 @@
+"""``numaguard fix --apply``: the change made through libvirt, opt-in, checked at every step.
+
+1. read the persistent definition (``XMLDesc(VIR_DOMAIN_XML_INACTIVE | VIR_DOMAIN_XML_SECURE)``,
+   as ``virsh edit`` does: without SECURE libvirt leaves out secrets such as ``<graphics
+   passwd>``, and defining that XML would drop them) and its sha256;
+2. (the caller plans the edit on exactly those bytes, see :mod:`numaguard.fix`);
+3. save the old XML to ``BACKUP_DIR/DOMAIN.numaguard-YYYYmmddTHHMMSS.xml`` (atomically, never
+   over an existing file, mode 0600 as it holds the secrets) — ``virsh define`` of that file
+   restores it;
+4. just before defining, read the definition again: if its hash differs, someone changed the
+   domain since step 1 and nothing is defined (the backup is removed again);
+5. ``defineXML`` the edited XML, then read it back and compare the effective policies with the
+   plan's (libvirt normalises the XML, so bytes are not compared);
+6. live: only for a running guest in restrictive mode whose ``<memory>`` nodeset alone changed,
+   ``setNumaParameters({nodeset}, VIR_DOMAIN_AFFECT_LIVE)``; anything else takes effect at the
+   next cold boot (libvirt never changes a running guest's mode; src/qemu/qemu_driver.c).
+
+``import libvirt`` happens only here and only when ``--apply`` is used.  Every libvirt error is
+one line naming the URI (exit code 2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self
+
+from numaguard.cpuset import format_bitmap
+from numaguard.domxml.document import DomainDocument
+from numaguard.domxml.extract import extract_guest
+from numaguard.errors import InvalidDocument, NumaguardError, ParseError
+from numaguard.fix import FixPlan, effective_policies
+from numaguard.readers.target import HostSide
+from numaguard.writers.xml_patch import save_new, stamp
+
+DEFAULT_URI = "qemu:///system"
+
+
+class LibvirtError(NumaguardError):
+    """A libvirt call failed: one line naming the URI."""
+
+
+def _import_libvirt() -> Any:
+    try:
+        import libvirt  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise NumaguardError(f"--apply needs libvirt-python ({exc}); install it with "
+                             "pip install 'numaguard[libvirt]' (needs libvirt-dev and "
+                             "pkg-config), or use --virsh / --write") from None
+    return libvirt
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class DomainXML:
+    """One read of a domain's persistent definition."""
+
+    name: str
+    uuid: str
+    xml: bytes
+    digest: str
+    active: bool
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    backup: str
+    active: bool
+    live_nodeset: frozenset[int] | None    # set when the running guest took the new nodeset
+    live_error: str | None = None
+
+
+class LibvirtSession:
+    """A connection to one libvirt URI (``with LibvirtSession(uri) as s: ...``)."""
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = uri or DEFAULT_URI
+        self.libvirt = _import_libvirt()
+        # libvirt prints every error to stderr by default; ours are reported once, as one line.
+        self.libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        self.conn = self._call(self.libvirt.open, self.uri)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except self.libvirt.libvirtError:
+                pass
+            self.conn = None
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.libvirt.libvirtError as exc:
+            message = exc.get_error_message() or str(exc)
+            raise LibvirtError(f"{self.uri}: {message}") from None
+
+    @property
+    def _persistent(self) -> int:
+        """XMLDesc flags of the persistent definition with its secrets (``virsh edit``)."""
+        return int(self.libvirt.VIR_DOMAIN_XML_INACTIVE | self.libvirt.VIR_DOMAIN_XML_SECURE)
+
+    def label(self, name: str) -> str:
+        return f"{self.uri} domain {name}"
+
+    def _lookup(self, name: str) -> Any:
+        try:
+            return self.conn.lookupByName(name)
+        except self.libvirt.libvirtError:
+            pass
+        try:
+            return self.conn.lookupByUUIDString(name)
+        except self.libvirt.libvirtError:
+            raise LibvirtError(f"{self.uri}: no domain named {name!r}") from None
+
+    def read(self, name: str) -> DomainXML:
+        """The persistent definition of domain *name* (a name or a UUID)."""
+        dom = self._lookup(name)
+        if not self._call(dom.isPersistent):
+            raise LibvirtError(f"{self.uri}: domain {name!r} is transient: it has no persistent "
+                               "definition to change")
+        xml = self._call(dom.XMLDesc, self._persistent).encode("utf-8")
+        real = self._call(dom.name)
+        return DomainXML(real, self._call(dom.UUIDString), xml, sha256(xml),
+                         bool(self._call(dom.isActive)), self.label(real))
+
+    def capabilities(self) -> bytes:
+        xml: str = self._call(self.conn.getCapabilities)
+        return xml.encode("utf-8")
+
+    def other_definitions(self, exclude_uuid: str) -> list[tuple[str, bytes]]:
+        """(label, persistent XML) of every other domain on the connection."""
+        out: list[tuple[str, bytes]] = []
+        for dom in self._call(self.conn.listAllDomains, 0):
+            if self._call(dom.UUIDString) == exclude_uuid:
+                continue
+            flags = self.libvirt.VIR_DOMAIN_XML_INACTIVE
+            out.append((self.label(self._call(dom.name)),
+                        self._call(dom.XMLDesc, flags).encode("utf-8")))
+        return out
+
+    def host_side(self, read: DomainXML, host_source: str | None = None) -> HostSide:
+        """The host (``--host SOURCE``, else this connection's capabilities) and the other
+        domains of the connection, for the nodeset check and the re-audit."""
+        from numaguard.domxml.capabilities import parse_capabilities
+        from numaguard.readers.target import load_host_side
+
+        if host_source is not None:
+            side = load_host_side(None, host_source)
+            side.others, side.notes = [], []
+        else:
+            side = HostSide()
+            try:
+                side.host = parse_capabilities(self.capabilities(),
+                                               path=f"{self.uri} capabilities")
+            except (ParseError, InvalidDocument) as exc:
+                side.unknown = str(exc).splitlines()[0]
+        for label, xml in self.other_definitions(read.uuid):
+            try:
+                side.others.append(extract_guest(DomainDocument(xml, path=label)))
+            except (InvalidDocument, ParseError):
+                side.notes.append(f"re-audit: skipped {label}: numaguard cannot read its XML")
+        return side
+
+    def apply(self, read: DomainXML, plan: FixPlan, *, backup_dir: str = ".",
+              now: datetime | None = None) -> ApplyResult:
+        """Steps 3-6 of the module docstring for *plan*, planned on *read*."""
+        if plan.old != read.xml:
+            raise NumaguardError(f"{read.label}: the plan was not made on the XML read from "
+                                 "libvirt")
+        safe = read.name.replace(os.sep, "_")
+        if not os.path.isdir(backup_dir):
+            raise NumaguardError(f"{backup_dir}: --backup-dir is not a directory")
+        backup = save_new(backup_dir, f"{safe}.numaguard-{stamp(now)}", ".xml", read.xml)
+        try:
+            dom = self._lookup(read.uuid)
+            current = self._call(dom.XMLDesc, self._persistent)
+            if sha256(current.encode("utf-8")) != read.digest:
+                raise NumaguardError(f"{read.label}: the domain's XML changed since it was "
+                                     "read; nothing changed (run the command again)")
+            self._call(self.conn.defineXML, plan.new.decode("utf-8"))
+        except BaseException:
+            try:
+                os.unlink(backup)
+            except OSError:
+                pass
+            raise
+        self._verify(read, plan, backup)
+        dom = self._lookup(read.uuid)
+        active = bool(self._call(dom.isActive))
+        live = plan.live_nodeset
+        if active and live is not None:
+            try:
+                self._call(dom.setNumaParameters,
+                           {self.libvirt.VIR_DOMAIN_NUMA_NODESET: format_bitmap(live)},
+                           self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+            except LibvirtError as exc:
+                return ApplyResult(backup, active, None, str(exc))
+            return ApplyResult(backup, active, live)
+        return ApplyResult(backup, active, None)
+
+    def _verify(self, read: DomainXML, plan: FixPlan, backup: str) -> None:
+        dom = self._lookup(read.uuid)
+        stored = self._call(dom.XMLDesc, self._persistent).encode("utf-8")
+        try:
+            now = extract_guest(DomainDocument(stored, path=read.label))
+        except (InvalidDocument, ParseError) as exc:
+            raise NumaguardError(f"{read.label}: defined, but the stored XML does not read "
+                                 f"back ({str(exc).splitlines()[0]}); the old XML is in "
+                                 f"{backup} (virsh define {backup} restores it)") from None
+        if effective_policies(now) != effective_policies(plan.after):
+            raise NumaguardError(f"{read.label}: defined, but libvirt stored a different "
+                                 "<numatune> than numaguard asked for; the old XML is in "
+                                 f"{backup} (virsh define {backup} restores it)")

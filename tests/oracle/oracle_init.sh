@@ -1,0 +1,197 @@
+#!/bin/busybox sh
+# /init of the NUMA oracle initramfs (busybox sh). Runs the experiments of /plans/<ng.plan>.plan,
+# written by run_oracle.py, and ships the raw measurements over the serial console as
+# base64(tar.gz) between markers, one block per experiment; then powers off.
+#
+# Plan lines (one experiment = exp ... run):
+#   exp NAME
+#   swap KIB                  zram swap of this size for the experiment (0: none)
+#   min_free_kbytes N         vm.min_free_kbytes for the experiment
+#   live STEPNAME             copy /proc/PID/numa_maps (+ memory.numa_stat) while it holds
+#   step IDX NAME alloc POLICY NODES SIZE_KIB CPU_NODE CPUSET_MEMS OOM_ADJ API
+#   step IDX NAME free
+#   run
+# NODES / CPUSET_MEMS are "-" when not given.  Every hog holds its memory until a free step
+# or the end of the experiment (the simulator keeps a task's memory until it is freed).
+export PATH=/bin:/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /run /out
+
+say() { echo "ng-oracle: $*"; }
+param() {
+    for w in $(cat /proc/cmdline); do
+        case "$w" in "$1="*) echo "${w#*=}" ;; esac
+    done
+}
+
+# Pure allocator placement: no NUMA balancing (it migrates pages), no THP (order-9 pages and a
+# raised min_free_kbytes).  The kernel command line already asks for both; make sure.
+echo 0 > /proc/sys/kernel/numa_balancing 2>/dev/null
+echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+echo never > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null
+# the shell and its helpers are never OOM victims (children inherit; hogs set their own)
+echo -1000 > /proc/self/oom_score_adj
+# keep kernel messages (OOM reports) off the console: the serial line carries our markers
+echo 1 > /proc/sys/kernel/printk
+echo "+cpuset +memory" > /sys/fs/cgroup/cgroup.subtree_control || say "cgroup controllers?"
+
+for m in $(cat /lib/modules/load-order 2>/dev/null); do
+    insmod "/lib/modules/$m" || say "insmod $m failed"
+done
+
+ship() { # ship DIR TAG
+    ( cd "$1" && tar cf - . ) | gzip -9 > /run/ship.tgz
+    sum=$(sha256sum /run/ship.tgz | cut -d' ' -f1)
+    echo "NG-ORACLE-BEGIN $2"
+    base64 /run/ship.tgz
+    echo "NG-ORACLE-END $2 $sum"
+    rm -f /run/ship.tgz
+}
+
+nodes_meminfo() { for n in /sys/devices/system/node/node[0-9]*; do cat $n/meminfo; done; }
+
+snap() { # snap PREFIX: per-node meminfo + /proc/meminfo
+    nodes_meminfo > "$1.nodes"
+    cat /proc/meminfo > "$1.meminfo"
+}
+
+# ---- the boot itself -----------------------------------------------------------------------
+B=/out/boot; mkdir -p $B
+cat /proc/version > $B/version
+cat /proc/cmdline > $B/cmdline
+dmesg > $B/dmesg
+for n in /sys/devices/system/node/node[0-9]*; do
+    id=${n##*node}
+    echo "$id $(cat $n/cpulist) $(cat $n/distance)" >> $B/nodes
+done
+cat /sys/kernel/mm/transparent_hugepage/enabled > $B/thp
+cat /proc/sys/kernel/numa_balancing > $B/numa_balancing
+cat /proc/sys/vm/min_free_kbytes > $B/min_free_kbytes
+cat /proc/zoneinfo > $B/zoneinfo
+snap $B/boot
+ship $B boot
+dmesg -c > /dev/null
+
+# ---- experiments ---------------------------------------------------------------------------
+D=""
+is_live() { case " $LIVE " in *" $1 "*) return 0 ;; esac; return 1; }
+hog_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ API
+    idx=$1 name=$2 policy=$3 nodes=$4 kib=$5 cpun=$6 cpuset=$7 adj=$8 api=$9
+    cpus=$(cat /sys/devices/system/node/node$cpun/cpulist)
+    cg=""
+    if [ "$cpuset" != "-" ] || is_live "$name"; then
+        cg=/sys/fs/cgroup/ng-$name
+        mkdir -p $cg
+        echo "$cg" >> /run/cgroups
+        if [ "$cpuset" != "-" ]; then
+            cat /sys/devices/system/cpu/online > $cg/cpuset.cpus
+            echo "$cpuset" > $cg/cpuset.mems || say "cpuset.mems $cpuset failed"
+        fi
+    fi
+    set -- --name "$name" --size-kib "$kib" --policy "$policy" --cpus "$cpus" \
+        --oom-score-adj "$adj" --api "$api" --progress "$D/s$idx.progress" --hold
+    [ "$nodes" != "-" ] && set -- "$@" --nodes "$nodes"
+    echo "$name" >> /run/hogs
+    rm -f "$D/$name.pid"
+    ( sh -c 'echo $$ > "$0"; if [ -n "$1" ]; then echo $$ > "$1/cgroup.procs"; fi; shift;
+             exec /bin/hog "$@"' "$D/$name.pid" "$cg" "$@" \
+        > "$D/s$idx.out" 2> "$D/s$idx.err" < /dev/null
+      echo $? > "$D/$name.rc" ) &
+    # wait for its report, or its death (OOM kill), at most ~5 min
+    t=0
+    while [ ! -s "$D/$name.rc" ] && ! grep -q '^{' "$D/s$idx.out" 2>/dev/null; do
+        sleep 0.1
+        t=$((t + 1))
+        if [ $t -gt 3000 ]; then
+            say "step $idx ($name) timed out"; echo timeout > "$D/s$idx.timeout"
+            kill -9 "$(cat "$D/$name.pid")" 2>/dev/null
+            break
+        fi
+    done
+}
+
+hog_stop() { # NAME SIGNAL
+    pid=$(cat "$D/$1.pid" 2>/dev/null)
+    [ -n "$pid" ] && kill -"$2" "$pid" 2>/dev/null
+    t=0
+    while [ ! -s "$D/$1.rc" ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t + 1)); done
+}
+
+run_exp() {
+    D=/out/$EXP; mkdir -p $D
+    : > /run/hogs; : > /run/cgroups
+    say "experiment $EXP"
+    if [ "$SWAP" != 0 ]; then
+        echo 1 > /sys/block/zram0/reset
+        echo "${SWAP}K" > /sys/block/zram0/disksize
+        mkswap /dev/zram0 > /dev/null
+        swapon /dev/zram0 || say "swapon failed"
+    fi
+    old_mfk=$(cat /proc/sys/vm/min_free_kbytes)
+    [ -n "$MINFREE" ] && echo "$MINFREE" > /proc/sys/vm/min_free_kbytes
+    sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
+    dmesg -c > $D/pre.dmesg
+    cat /proc/zoneinfo > $D/zoneinfo
+    cat /proc/sys/vm/min_free_kbytes > $D/min_free_kbytes
+    cat /proc/swaps > $D/swaps
+    snap $D/start
+    date +%s > $D/t0
+    while read -r kw idx name action policy nodes kib cpun cpuset adj api; do
+        snap $D/s$idx.before
+        if [ "$action" = alloc ]; then
+            hog_start "$idx" "$name" "$policy" "$nodes" "$kib" "$cpun" "$cpuset" "$adj" "$api"
+        else
+            hog_stop "$name" TERM
+        fi
+        sleep 0.3   # let an OOM victim's memory come back (oom_reaper, exit)
+        for h in $(cat /run/hogs); do
+            pid=$(cat "$D/$h.pid" 2>/dev/null)
+            if [ -n "$pid" ] && [ ! -s "$D/$h.rc" ]; then
+                echo "$h $pid alive $(grep -E '^(VmRSS|VmSwap)' /proc/$pid/status | tr -s ' \n' '  ')"
+            else
+                echo "$h ${pid:--} dead $(cat "$D/$h.rc" 2>/dev/null)"
+            fi
+        done > $D/s$idx.hogs
+        snap $D/s$idx.after
+        dmesg -c > $D/s$idx.dmesg
+        if is_live "$name" && [ "$action" = alloc ] && [ ! -s "$D/$name.rc" ]; then
+            pid=$(cat "$D/$name.pid")
+            mkdir -p $D/live
+            cat /proc/$pid/numa_maps > $D/live/numa_maps 2>/dev/null
+            cat /proc/$pid/status > $D/live/status 2>/dev/null
+            cg=/sys/fs/cgroup/ng-$name
+            [ -d $cg ] && for f in memory.numa_stat memory.stat cpuset.mems cpuset.mems.effective; do
+                cat $cg/$f > $D/live/$f 2>/dev/null
+            done
+        fi
+    done < /run/steps
+    snap $D/end
+    for h in $(cat /run/hogs); do hog_stop "$h" 9; done
+    wait
+    if [ "$SWAP" != 0 ]; then swapoff /dev/zram0; echo 1 > /sys/block/zram0/reset; fi
+    echo "$old_mfk" > /proc/sys/vm/min_free_kbytes
+    for cg in $(cat /run/cgroups); do rmdir "$cg" 2>/dev/null; done
+    echo $(( $(date +%s) - $(cat $D/t0) )) > $D/seconds
+    dmesg -c > $D/post.dmesg
+    ship $D "exp $EXP"
+    rm -rf $D
+}
+
+PLAN=/plans/$(param ng.plan).plan
+[ -f "$PLAN" ] || say "no plan $PLAN"
+EXP=""; SWAP=0; MINFREE=""; LIVE=""
+while read -r kw a b; do
+    case "$kw" in
+        exp) EXP=$a; SWAP=0; MINFREE=""; LIVE=""; : > /run/steps ;;
+        swap) SWAP=$a ;;
+        min_free_kbytes) MINFREE=$a ;;
+        live) LIVE="$LIVE $a" ;;
+        step) echo "$kw $a $b" >> /run/steps ;;
+        run) run_exp < /dev/null ;;
+    esac
+done < "$PLAN"
+echo "NG-ORACLE-DONE"
+poweroff -f
