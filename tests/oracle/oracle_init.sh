@@ -9,10 +9,13 @@
 #   min_free_kbytes N         vm.min_free_kbytes for the experiment
 #   live STEPNAME             copy /proc/PID/numa_maps (+ memory.numa_stat) while it holds
 #   step IDX NAME alloc POLICY NODES SIZE_KIB CPU_NODE CPUSET_MEMS OOM_ADJ API
+#                             (API: set_mempolicy = task policy, mbind = on the mapping)
 #   step IDX NAME free
 #   run
 # NODES / CPUSET_MEMS are "-" when not given.  Every hog holds its memory until a free step
 # or the end of the experiment (the simulator keeps a task's memory until it is freed).
+# After each step: per-node meminfo, /proc/meminfo, swap/OOM counters of /proc/vmstat, the
+# step's kernel log (dmesg -c) and every live hog's /proc/PID/numa_maps.
 export PATH=/bin:/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -50,6 +53,8 @@ ship() { # ship DIR TAG
     echo "NG-ORACLE-END $2 $sum"
     rm -f /run/ship.tgz
 }
+
+vmcounters() { grep -E '^(pswpin|pswpout|oom_kill|pgscan_kswapd|pgscan_direct|pgsteal_kswapd|pgsteal_direct|numa_hit|numa_miss|numa_foreign|numa_interleave|numa_local|numa_other) ' /proc/vmstat; }
 
 nodes_meminfo() { for n in /sys/devices/system/node/node[0-9]*; do cat $n/meminfo; done; }
 
@@ -141,6 +146,7 @@ run_exp() {
     date +%s > $D/t0
     while read -r kw idx name action policy nodes kib cpun cpuset adj api; do
         snap $D/s$idx.before
+        vmcounters > $D/s$idx.before.vmstat
         if [ "$action" = alloc ]; then
             hog_start "$idx" "$name" "$policy" "$nodes" "$kib" "$cpun" "$cpuset" "$adj" "$api"
         else
@@ -151,11 +157,13 @@ run_exp() {
             pid=$(cat "$D/$h.pid" 2>/dev/null)
             if [ -n "$pid" ] && [ ! -s "$D/$h.rc" ]; then
                 echo "$h $pid alive $(grep -E '^(VmRSS|VmSwap)' /proc/$pid/status | tr -s ' \n' '  ')"
+                cat /proc/$pid/numa_maps > "$D/s$idx.$h.numa_maps" 2>/dev/null
             else
                 echo "$h ${pid:--} dead $(cat "$D/$h.rc" 2>/dev/null)"
             fi
         done > $D/s$idx.hogs
         snap $D/s$idx.after
+        vmcounters > $D/s$idx.after.vmstat
         dmesg -c > $D/s$idx.dmesg
         if is_live "$name" && [ "$action" = alloc ] && [ ! -s "$D/$name.rc" ]; then
             pid=$(cat "$D/$name.pid")

@@ -5,16 +5,20 @@ agreement table) and ``test_oracle.py`` (replays every recorded result through t
 each test run).  Nothing here boots anything; it turns scenario files into experiment plans and
 qemu command lines, decodes what the guest's /init shipped over the serial console, and compares.
 
-What the kernel measurement is, per step (Debian 6.1, THP off, NUMA balancing off):
+What the kernel measurement is (Debian 6.1, THP off, NUMA balancing off), per step:
 
-* ``placed`` - the hog's resident pages per node at the end of its step, from
-  ``/proc/self/numa_maps`` (``N<node>=<pages>``).  A hog the OOM killer takes during its own step
-  cannot report; its placement is what it had touched per node (``move_pages`` status, kept in a
-  shared file) minus its swap entries at the kill (the OOM report's task dump).
-* ``swapped_bytes`` - ``VmSwap`` at the end of the step (or ``swapents`` at the kill).
+* ``placed`` - the pages the step's hog put on each node, counted as it touched them
+  (``move_pages(2)`` status after every 256 pages, kept in a shared file, so a hog the OOM killer
+  takes during its own step still leaves its count).  This is the simulator's
+  ``StepResult.placed`` (placed + failed = requested).
+* ``swapped_out_bytes`` - pages reclaim wrote to swap during the step, whoever owned them
+  (``pswpout`` of /proc/vmstat, before and after): ``StepResult.swapped``.
 * ``oom_events`` - the kernel's OOM reports of the step: who invoked it, ``oom-kill:constraint=``
   (CONSTRAINT_MEMORY_POLICY / CONSTRAINT_CPUSET / CONSTRAINT_NONE), the victim (``task=``) and
   the candidate table (rss, swapents, oom_score_adj).
+* ``tasks_after`` - every hog after the step: alive with its resident pages per node
+  (``/proc/PID/numa_maps``, ``N<node>=<pages>``) and ``VmSwap``, or dead (OOM-killed / freed).
+  After the last step this is the simulator's ``allocations`` (resident, swapped, oom_killed).
 
 The simulator is fed the *measured* starting state (``result["host"]``): each node's MemFree
 just before the first step, its watermarks from ``/proc/zoneinfo`` (sum over the node's zones of
@@ -131,7 +135,6 @@ def plan_text(group: list[ScenarioFile]) -> str:
     out = []
     for s in group:
         o = s.oracle
-        api = o.get("api", "set_mempolicy")
         out.append(f"exp {s.name}")
         swap = size_bytes(s.doc["host"].get("swap", 0))
         out.append(f"swap {swap // KiB}")
@@ -161,6 +164,7 @@ def plan_text(group: list[ScenarioFile]) -> str:
             cpu_node = st.get("cpu_node", 0)
             cpuset = st.get("cpuset_mems", "-")
             adj = st.get("oom_score_adj", 0)
+            api = "mbind" if st.get("policy_scope", "task") == "vma" else "set_mempolicy"
             out.append(f"step {i} {name} alloc {policy} {nodes} {kib} {cpu_node} {cpuset} "
                        f"{adj} {api}")
         out.append("run")
@@ -368,6 +372,27 @@ def oom_events(dmesg: str) -> list[dict[str, Any]]:
     return events
 
 
+def numa_maps_resident(text: str) -> dict[str, int]:
+    """Resident bytes per node of the hog's memory: the anonymous mapping with the most
+    pages in /proc/PID/numa_maps (N<node>=<pages> x kernelpagesize_kB)."""
+    best: tuple[int, dict[str, int]] = (-1, {})
+    for line in text.splitlines():
+        m = re.search(r"\banon=(\d+)", line)
+        if not m or "file=" in line:
+            continue
+        kb = int(re.search(r"kernelpagesize_kB=(\d+)", line).group(1)) \
+            if "kernelpagesize_kB=" in line else 4
+        nodes = {n: int(p) * kb * KiB for n, p in re.findall(r"\bN(\d+)=(\d+)", line)}
+        if int(m.group(1)) > best[0]:
+            best = (int(m.group(1)), nodes)
+    return best[1]
+
+
+def vmstat(text: str) -> dict[str, int]:
+    return {k: int(v) for k, v in (line.split() for line in text.splitlines()
+                                   if len(line.split()) == 2)}
+
+
 def _progress(data: bytes | None) -> tuple[int, dict[str, int]] | None:
     """The hog's --progress file: magic, touched pages, 64 per-node page counts."""
     if not data or len(data) < 16 + 8 * 64 or not data.startswith(b"NGHOG1"):
@@ -391,8 +416,30 @@ def _hogs_state(text: str) -> dict[str, dict[str, Any]]:
                 st["vm_swap_kb"] = int(m.group(1))
             if parts[2] == "dead" and len(parts) > 3 and parts[3].isdigit():
                 st["exit"] = int(parts[3])
+                # 137: SIGKILL (the OOM killer; the harness kills only after the last step),
+                # 143: SIGTERM (a free step)
+                st["state"] = {137: "killed", 143: "freed"}.get(st["exit"], "dead")
             out[parts[0]] = st
     return out
+
+
+def _net_swapped_out(mb: Mapping[str, int], ma: Mapping[str, int], events: list[dict[str, Any]],
+                     tasks: Mapping[str, Any], prev_tasks: Mapping[str, Any]) -> int:
+    """Bytes that went to swap during a step and stayed there until reclaim was done: the drop
+    of SwapFree plus the swap released by tasks that died in the step (OOM victims: swapents in
+    the OOM report; freed tasks: VmSwap after the previous step).  Not ``pswpout``: when swap
+    runs full, reclaim drops the swap copy of pages it re-activates (mm/vmscan.c
+    shrink_folio_list, activate_locked: folio_free_swap when mem_cgroup_swap_full), and such a
+    page can be written again - writes, not pages in swap."""
+    out = mb.get("SwapFree", 0) - ma.get("SwapFree", 0)
+    for e in events:
+        row = next((t for t in e.get("tasks", []) if t["name"] == e.get("victim")), None)
+        if row:
+            out += row["swapents"] * PAGE
+    for name, st in tasks.items():
+        if st["state"] == "freed" and prev_tasks.get(name, {}).get("state") == "alive":
+            out += prev_tasks[name].get("swap_bytes", 0)
+    return max(0, out)
 
 
 def _txt(files: Mapping[str, bytes], name: str) -> str:
@@ -436,6 +483,7 @@ def experiment_result(scn: ScenarioFile, boot: Mapping[str, bytes], exp: Mapping
     host = measured_host(scn, boot, exp)
     steps_out = []
     all_events = []
+    prev_tasks: dict[str, dict[str, Any]] = {}
     for i, st in enumerate(scn.steps):
         name = st["name"]
         action = st.get("action", "alloc")
@@ -446,51 +494,51 @@ def experiment_result(scn: ScenarioFile, boot: Mapping[str, bytes], exp: Mapping
         for e in events:
             e["step"] = i
         all_events += events
+        vb, va = vmstat(_txt(exp, f"s{i}.before.vmstat")), vmstat(_txt(exp, f"s{i}.after.vmstat"))
+        tasks = _hogs_state(_txt(exp, f"s{i}.hogs"))
+        for h, st_ in tasks.items():
+            if st_["state"] == "alive":
+                st_["resident"] = numa_maps_resident(_txt(exp, f"s{i}.{h}.numa_maps"))
+                st_["swap_bytes"] = st_.get("vm_swap_kb", 0) * KiB
         rec: dict[str, Any] = {
             "index": i, "name": name, "action": action,
             "memfree_before": {str(n): v["MemFree"] for n, v in sorted(before.items())},
             "memfree_after": {str(n): v["MemFree"] for n, v in sorted(after.items())},
             "swap_free_before": mb.get("SwapFree", 0), "swap_free_after": ma.get("SwapFree", 0),
-            "hogs_after": _hogs_state(_txt(exp, f"s{i}.hogs")),
+            "swapped_out_bytes": _net_swapped_out(mb, ma, events, tasks, prev_tasks),
+            "swap_writes_bytes": (va.get("pswpout", 0) - vb.get("pswpout", 0)) * PAGE,
+            "swap_reads_bytes": (va.get("pswpin", 0) - vb.get("pswpin", 0)) * PAGE,
+            "vmstat_delta": {k: va[k] - vb.get(k, 0) for k in va if va[k] != vb.get(k, 0)},
             "oom_events": events,
+            "tasks_after": tasks,
         }
         if action == "alloc":
             rec.update({k: st[k] for k in ("policy", "nodes", "cpu_node", "cpuset_mems",
-                                           "oom_score_adj") if k in st})
-            rec["api"] = scn.oracle.get("api", "set_mempolicy")
+                                           "oom_score_adj", "policy_scope") if k in st})
+            rec["api"] = "mbind" if st.get("policy_scope") == "vma" else "set_mempolicy"
             rec["requested_bytes"] = -(-size_bytes(st["size"]) // KiB) * KiB
             out = _txt(exp, f"s{i}.out").strip().splitlines()
             report = json.loads(out[0]) if out and out[0].startswith("{") else None
             prog = _progress(exp.get(f"s{i}.progress"))
-            if f"s{i}.timeout" in exp:
-                rec["outcome"] = "timeout"
+            touched, first = prog if prog else (0, {})
+            rec.update({"placed": first, "placed_source": "move_pages", "touched_bytes": touched})
             if report is not None:
-                rec.update({"outcome": "completed", "placed": report["placed"],
-                            "placed_source": "numa_maps",
-                            "swapped_bytes": report["vm_swap_kb"] * KiB,
-                            "first_touch": report["first_touch"],
+                rec.update({"outcome": "completed", "placed": report["first_touch"],
                             "touched_bytes": report["touched_bytes"],
+                            "resident_at_report": report["placed"],
+                            "vm_swap_at_report_bytes": report["vm_swap_kb"] * KiB,
                             "cpu": report["cpu"], "seconds": report["seconds"]})
             else:
                 kill = next((e for e in events if e.get("victim") == name), None)
-                touched, first = prog if prog else (0, {})
-                rec.update({"outcome": rec.get("outcome", "oom-killed" if kill else "died"),
-                            "first_touch": first, "touched_bytes": touched})
-                swapped = 0
-                if kill:
-                    row = next((t for t in kill["tasks"] if t["name"] == name), None)
-                    if row:
-                        swapped = row["swapents"] * PAGE
-                        rec["rss_at_kill_bytes"] = row["rss_pages"] * PAGE
-                rec["swapped_bytes"] = swapped
-                if swapped == 0:
-                    rec["placed"], rec["placed_source"] = first, "first_touch"
-                elif len(first) == 1:
-                    (n, b), = first.items()
-                    rec["placed"], rec["placed_source"] = {n: b - swapped}, "first_touch-swap"
-                else:
-                    rec["placed"], rec["placed_source"] = None, "unknown"
+                rec["outcome"] = "oom-killed" if kill else "died"
+                row = next((t for t in kill["tasks"] if t["name"] == name), None) if kill else None
+                if row:
+                    rec["rss_at_kill_bytes"] = row["rss_pages"] * PAGE
+                    rec["swap_at_kill_bytes"] = row["swapents"] * PAGE
+            if f"s{i}.timeout" in exp:
+                rec["outcome"] = "timeout"
         steps_out.append(rec)
+        prev_tasks = tasks
     live = {k[len("live/"):]: v.decode("utf-8", "replace") for k, v in exp.items()
             if k.startswith("live/")}
     return {
@@ -506,6 +554,7 @@ def experiment_result(scn: ScenarioFile, boot: Mapping[str, bytes], exp: Mapping
         "memfree_end": {str(n): v["MemFree"]
                         for n, v in sorted(node_meminfo(_txt(exp, "end.nodes")).items())},
         "steps": steps_out,
+        "tasks_end": steps_out[-1]["tasks_after"] if steps_out else {},
         "oom_events": [{"step": e["step"], "invoker": e["invoker"], "victim": e.get("victim"),
                         "constraint": e.get("constraint"), "nodemask": e.get("nodemask"),
                         "line": e.get("line")} for e in all_events],
@@ -637,50 +686,83 @@ def _events_text(events: list[tuple[str, str]]) -> str:
     return "".join(f" OOM[{c}]->{v}" for v, c in events)
 
 
+def _within(cmp: Comparison, what: str, kernel: Mapping[str, int], sim: Mapping[str, int],
+            tol: int) -> None:
+    for n in sorted(set(kernel) | set(sim), key=int):
+        a, b = kernel.get(n, 0), sim.get(n, 0)
+        if abs(a - b) > tol:
+            cmp.problems.append(f"{what}: node {n} kernel {_mib(a)} MiB, simulator {_mib(b)} MiB "
+                                f"(tolerance {_mib(tol)} MiB)")
+
+
 def compare(result: Mapping[str, Any], sim) -> Comparison:
-    """Kernel vs simulator: per alloc step, placement per node and swap within
-    max(2 % of the request, 4 MiB); OOM events (victim, constraint) in the same steps."""
+    """Kernel vs simulator, within max(2 % of the request, 4 MiB):
+
+    * per alloc step: bytes put on each node (``StepResult.placed``) and bytes reclaim swapped
+      out during the step (``StepResult.swapped``);
+    * per step: the same OOM events (victim, constraint), in the same order;
+    * at the end, per task: OOM-killed or not, and for a live task its resident bytes per node
+      and its swap (``SimResult.allocations``).
+    """
     cmp = Comparison(result["scenario"])
+    requested: dict[str, int] = {}
     for k, s in zip(result["steps"], sim.steps):
         i, name = k["index"], k["name"]
         k_ev = [(e.get("victim"), e.get("constraint")) for e in k["oom_events"]]
         s_ev = [(e.victim, e.constraint) for e in s.oom]
+        kout, sout = k.get("swapped_out_bytes", 0), s.swapped
         if k["action"] != "alloc":
             cmp.kernel.append(f"{name} freed{_events_text(k_ev)}")
             cmp.simulator.append(f"{name} freed{_events_text(s_ev)}")
+            tol = TOL_FLOOR
         else:
             req = k["requested_bytes"]
+            requested[name] = requested.get(name, 0) + req
             tol = tolerance(req)
-            kp = k.get("placed")
-            sp = {str(n): b for n, b in s.placed.items()}
-            kswap, sswap = k.get("swapped_bytes", 0), s.swapped
+            kp = k.get("placed") or {}
+            sp = {str(n): b for n, b in s.placed.items() if b}
             tag = "" if k["outcome"] == "completed" else f" ({k['outcome']})"
             cmp.kernel.append(f"{name}: {_placement(kp)}"
-                              + (f" swap={_mib(kswap)}" if kswap > tol // 2 else "")
+                              + (f" swapout={_mib(kout)}" if kout > tol // 2 else "")
                               + tag + _events_text(k_ev))
             cmp.simulator.append(f"{name}: {_placement(sp)}"
-                                 + (f" swap={_mib(sswap)}" if sswap > tol // 2 else "")
+                                 + (f" swapout={_mib(sout)}" if sout > tol // 2 else "")
                                  + (f" failed={_mib(s.failed)}" if s.failed else "")
                                  + _events_text(s_ev))
-            if kp is None:
-                ktot = k.get("rss_at_kill_bytes", 0)
-                stot = sum(sp.values())
-                if abs(ktot - stot) > tol:
-                    cmp.problems.append(f"step {i} {name}: resident {_mib(ktot)} MiB at the kill "
-                                        f"vs simulated {_mib(stot)} MiB")
-            else:
-                for n in sorted(set(kp) | set(sp), key=int):
-                    a, b = kp.get(n, 0), sp.get(n, 0)
-                    if abs(a - b) > tol:
-                        cmp.problems.append(
-                            f"step {i} {name}: node {n} kernel {_mib(a)} MiB, simulator "
-                            f"{_mib(b)} MiB (tolerance {_mib(tol)} MiB)")
-            if abs(kswap - sswap) > tol:
-                cmp.problems.append(f"step {i} {name}: swapped kernel {_mib(kswap)} MiB, "
-                                    f"simulator {_mib(sswap)} MiB")
+            _within(cmp, f"step {i} {name} placed", kp, sp, tol)
+        if abs(kout - sout) > tol:
+            cmp.problems.append(f"step {i} {name}: swapped out during the step: kernel "
+                                f"{_mib(kout)} MiB, simulator {_mib(sout)} MiB")
         if k_ev != s_ev:
             cmp.problems.append(f"step {i} {name}: OOM kernel {k_ev or 'none'}, simulator "
                                 f"{s_ev or 'none'}")
+    end_k, end_s = [], []
+    tasks_end = result.get("tasks_end", {})
+    for a in sim.allocations:
+        kt = tasks_end.get(a.name)
+        if kt is None:
+            continue
+        tol = tolerance(requested.get(a.name, 0))
+        k_killed = kt["state"] == "killed"
+        if k_killed != a.oom_killed:
+            cmp.problems.append(f"end {a.name}: kernel {kt['state']}, simulator "
+                                f"{'OOM-killed' if a.oom_killed else 'alive'}")
+        if kt["state"] == "alive":
+            kres, kswap = kt.get("resident", {}), kt.get("swap_bytes", 0)
+            sres = {str(n): b for n, b in a.placed.items() if b}
+            end_k.append(f"{a.name} {_placement(kres)}" + (f" swap={_mib(kswap)}" if kswap else ""))
+            end_s.append(f"{a.name} {_placement(sres)}"
+                         + (f" swap={_mib(a.swapped)}" if a.swapped else ""))
+            _within(cmp, f"end {a.name} resident", kres, sres, tol)
+            if abs(kswap - a.swapped) > tol:
+                cmp.problems.append(f"end {a.name}: in swap kernel {_mib(kswap)} MiB, "
+                                    f"simulator {_mib(a.swapped)} MiB")
+        else:
+            end_k.append(f"{a.name} {kt['state']}")
+            end_s.append(f"{a.name} {'killed' if a.oom_killed else 'freed'}")
+    if any("swap" in t or "killed" in t for t in end_k + end_s):
+        cmp.kernel.append("end: " + ", ".join(end_k))
+        cmp.simulator.append("end: " + ", ".join(end_s))
     return cmp
 
 

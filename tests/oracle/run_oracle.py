@@ -4,6 +4,7 @@
     make oracle                                  # all scenarios (root: installs Debian parts)
     tests/oracle/run_oracle.py [--no-apt] [NAME...]   NAME: a scenario or a boot (n3, n4, n2)
     tests/oracle/run_oracle.py --table           # only the table, from results/*.json
+    tests/oracle/run_oracle.py --reparse         # results again from the last console logs
 
 For every boot (scenarios sharing [oracle].boot share one qemu run: same nodes, CPUs,
 distances) this writes the experiment plan, builds the initramfs (build_oracle.sh: Debian's
@@ -87,11 +88,18 @@ def boot(name: str, group: list[ol.ScenarioFile], info: dict[str, str], timeout:
             rc = "timeout"
     seconds = round(time.monotonic() - t0, 1)
     log(f"[{name}] qemu exited rc={rc} after {seconds} s (log: {logf})")
+    meta = {"command": shlex.join(cmd), "seconds": seconds, "rc": rc,
+            "kernel_release": info["KVER"]}
+    (logs / f"oracle-{name}.meta.json").write_text(json.dumps(meta) + "\n")
+    return decode_run(name, logf, meta)
+
+
+def decode_run(name: str, logf: Path, meta: dict) -> dict:
     text = logf.read_text(errors="replace")
     blocks = ol.decode_console(text)
     if "boot" not in blocks:
         raise SystemExit(f"[{name}] no boot block in {logf}")
-    return {"blocks": blocks, "command": shlex.join(cmd), "seconds": seconds,
+    return {"blocks": blocks, "command": meta["command"], "seconds": meta["seconds"],
             "done": "NG-ORACLE-DONE" in text}
 
 
@@ -108,7 +116,9 @@ def save_live(result: dict) -> None:
     log(f"live files of {result['scenario']}: {d}")
 
 
-def record(selected: list[str], no_apt: bool, timeout: int) -> None:
+def record(selected: list[str], no_apt: bool, timeout: int, reparse: bool = False) -> None:
+    """Boot (or, with *reparse*, re-read the console logs of the last boots) and write
+    results/<scenario>.json."""
     scenarios = ol.load_scenarios()
     boots = ol.group_boots(scenarios)
     plans = {b: ol.plan_text(g) for b, g in boots.items()}
@@ -117,14 +127,20 @@ def record(selected: list[str], no_apt: bool, timeout: int) -> None:
     unknown = set(selected) - set(boots) - {s.name for s in scenarios}
     if unknown:
         raise SystemExit(f"unknown scenario or boot: {', '.join(sorted(unknown))}")
-    info = build(no_apt, plans)
-    meta_kernel = {"release": info["KVER"], "package": kernel_package(info["KVER"])}
+    info = {} if reparse else build(no_apt, plans)
     qver = qemu_version()
     ol.RESULTS_DIR.mkdir(exist_ok=True)
     total = 0.0
     for b in todo:
         group = [s for s in boots[b] if not selected or b in selected or s.name in selected]
-        run = boot(b, boots[b], info, timeout)
+        if reparse:
+            logs = BUILD / "logs"
+            meta = json.loads((logs / f"oracle-{b}.meta.json").read_text())
+            info = {"KVER": meta["kernel_release"]}
+            run = decode_run(b, logs / f"oracle-{b}.console.log", meta)
+        else:
+            run = boot(b, boots[b], info, timeout)
+        meta_kernel = {"release": info["KVER"], "package": kernel_package(info["KVER"])}
         total += run["seconds"]
         bootfiles = run["blocks"]["boot"]
         version = bootfiles.get("version", b"").decode().strip()
@@ -151,7 +167,7 @@ def record(selected: list[str], no_apt: bool, timeout: int) -> None:
     log(f"{len(todo)} boot(s), {total:.0f} s of qemu")
 
 
-def table() -> int:
+def table(markdown: bool = False) -> int:
     scenarios = {s.name: s for s in ol.load_scenarios()}
     rows = []
     for result in ol.load_results():
@@ -170,6 +186,12 @@ def table() -> int:
         print("no results in", ol.RESULTS_DIR)
         return 1
     head = ("scenario", "kernel (MiB per node)", "simulator (MiB per node)", "agree")
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r[:4]) + " |")
+        return 0 if all(r[3] != "NO" for r in rows) else 1
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     line = " | ".join(h.ljust(w) for h, w in zip(head, widths))
     print(line)
@@ -192,10 +214,13 @@ def main() -> int:
     ap.add_argument("--no-apt", action="store_true", help="do not apt-get install")
     ap.add_argument("--table", action="store_true", help="only print the table")
     ap.add_argument("--timeout", type=int, default=600, help="seconds per boot")
+    ap.add_argument("--markdown", action="store_true", help="the table as Markdown")
+    ap.add_argument("--reparse", action="store_true",
+                    help="rebuild results from the console logs of the last boots (no qemu)")
     args = ap.parse_args()
     if not args.table:
-        record(args.names, args.no_apt, args.timeout)
-    return table()
+        record(args.names, args.no_apt, args.timeout, args.reparse)
+    return table(args.markdown)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,14 @@ def test_bind_starts_at_the_cpus_node_not_at_the_lowest_node_of_the_set():
 
 
 def test_bind_never_leaves_its_nodeset():
-    s = one(host(4, 4, 4, swap_gib=1), size=6 * GiB, policy=Policy.BIND,
-            nodes=frozenset({0}), cpu_node=1)
+    r = simulate(host(4, 4, 4, swap_gib=1), [Step("t", 6 * GiB, policy=Policy.BIND,
+                                                 nodes=frozenset({0}), cpu_node=1)])
+    s, t = r.steps[0], r.allocations[0]
+    # 4 GiB fit; reclaim swaps 1 GiB of the task's own oldest pages out and the room is reused
     assert set(s.placed) == {0} and s.swapped == 1 * GiB and s.failed == 1 * GiB
+    assert s.placed[0] == 5 * GiB
+    # 1 GiB short with swap full: the OOM killer takes the task itself, and its swap goes too
+    assert t.oom_killed and t.placed == {} and t.swapped == 0 and r.swap_used == 0
 
 
 def test_preferred_walks_the_preferred_nodes_zonelist():
@@ -94,8 +99,10 @@ def test_fast_path_stops_at_low_and_slow_path_at_min():
 
 def test_reclaim_drops_page_cache_before_swapping():
     h = host(2, 2, reclaimable_gib=1, swap_gib=4)
-    s = one(h, size=5 * GiB, policy=Policy.BIND, nodes=frozenset({0}), cpu_node=0)
-    assert s.placed == {0: 3 * GiB} and s.swapped == 2 * GiB and s.failed == 0
+    r = simulate(h, [Step("t", 5 * GiB, policy=Policy.BIND, nodes=frozenset({0}))])
+    s, t = r.steps[0], r.allocations[0]
+    assert s.swapped == 2 * GiB and s.failed == 0
+    assert t.placed == {0: 3 * GiB} and t.swapped == 2 * GiB
 
 
 def test_swap_then_oom_kill_of_the_strict_guest_itself():
@@ -106,6 +113,7 @@ def test_swap_then_oom_kill_of_the_strict_guest_itself():
                   cpuset_mems=frozenset({0}))]
     r = simulate(host(12, 12, swap_gib=1), steps)
     last = r.steps[2]
+    # reclaim swaps the oldest anon pages on node 0 — vm1's first 1 GiB — then nothing is left
     assert last.swapped == 1 * GiB and last.failed == 2 * GiB
     [event] = r.oom_events
     # a bind nodemask that excludes memory nodes: CONSTRAINT_MEMORY_POLICY (oom_kill.c)
@@ -199,8 +207,21 @@ def test_cost_does_not_grow_with_bytes():
 def test_every_step_conserves_bytes(policy):
     nodes = None if policy is Policy.DEFAULT else frozenset({0, 1})
     r = simulate(host(3, 3, 3, swap_gib=1), [Step("t", 9 * GiB, policy=policy, nodes=nodes)])
-    s = r.steps[0]
-    assert sum(s.placed.values()) + s.swapped + s.failed == s.requested
+    s, t = r.steps[0], r.allocations[0]
+    assert sum(s.placed.values()) + s.failed == s.requested
+    if not t.oom_killed:
+        assert sum(t.placed.values()) + t.swapped + t.failed == t.requested
+
+
+def test_swap_takes_the_oldest_pages_not_the_newest():
+    # the application touched its memory after vm1: reclaim pushes vm1's pages to swap first
+    steps = [Step("vm1", 3 * GiB, policy=Policy.BIND, nodes=frozenset({0}), policy_scope="vma"),
+             Step("app", 2 * GiB, cpu_node=0),
+             Step("app", 1 * GiB, policy=Policy.BIND, nodes=frozenset({0}))]
+    r = simulate(host(5, 5, swap_gib=2), steps)
+    vm1, app = r.allocations
+    assert vm1.swapped == 1 * GiB and vm1.placed == {0: 2 * GiB}
+    assert app.swapped == 0 and app.placed == {0: 3 * GiB}
 
 
 def test_hugepage_requests_that_are_not_whole_pages_conserve_bytes():
@@ -222,7 +243,7 @@ def test_mbind_guests_stay_eligible_in_a_memory_policy_oom():
                 Step("vm", 8 * GiB, policy=Policy.BIND, nodes=frozenset({0}),
                      policy_scope=scope)]
     vma = simulate(host(12, 12), story("vma"))
-    assert [e.victim for e in vma.oom_events][0] == "other"
+    assert vma.oom_events[0].victim == "other"
     task = simulate(host(12, 12), story("task"))
     assert "other" not in [e.victim for e in task.oom_events]
     assert task.oom_events[0].victim == "vm"  # app and vm tie at 6 GiB: the newer task

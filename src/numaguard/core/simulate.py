@@ -29,9 +29,12 @@ follows, by kernel source (Linux 6.1):
 * **Hugepages**: a hugepage-backed allocation draws whole pages from per-node pools (in the
   policy's order) and never swaps; what the pools cannot give fails.
 
-Simplification: when reclaim must swap, the pages swapped are the allocating task's own newest
-pages (so ``swapped_bytes`` is charged to it).  The kernel picks pages from the LRU of the allowed
-nodes; the kernel oracle (tests/oracle) measures where the two differ.
+* **Swap** (mm/vmscan.c ``shrink_inactive_list``): reclaim swaps out the *oldest* anonymous
+  memory on the nodes the allocation may use — a new page enters the head of the inactive anon
+  LRU (``lru_cache_add_inactive_or_unevictable``) and reclaim isolates from the tail — whoever
+  owns it, the allocating task included.  Memory is tracked as chunks in allocation order, so
+  an application that touched memory after a guest pushes the guest's pages to swap (measured
+  by the kernel oracle, tests/oracle).
 """
 
 from __future__ import annotations
@@ -107,6 +110,10 @@ class OomEvent:
 
 @dataclass(frozen=True, slots=True)
 class StepResult:
+    """What one step did.  ``placed`` is what it put on each node (negative for frees);
+    ``swapped`` the bytes reclaim pushed to swap during the step, whoever owned them;
+    ``placed`` + ``failed`` = ``requested`` for every allocation."""
+
     index: int
     name: str
     action: str
@@ -141,7 +148,16 @@ class SimResult:
     oom_events: tuple[OomEvent, ...]
 
 
-@dataclass
+@dataclass(eq=False)
+class _Chunk:
+    """Memory one task placed on one node in one step: an entry of the anon LRU."""
+
+    task: _Task
+    node: int
+    bytes: int
+
+
+@dataclass(eq=False)
 class _Task:
     name: str
     order: int
@@ -158,6 +174,7 @@ class _Task:
     hugepage_size: int | None = None
     policy_scope: str = "task"
     killed: bool = False
+    chunks: list[_Chunk] = field(default_factory=list)
 
     @property
     def resident(self) -> int:
@@ -177,6 +194,8 @@ class _State:
         self.memory_nodes = frozenset(n.id for n in host.nodes
                                       if (n.total if n.total is not None else n.free) > 0)
         self.tasks: dict[str, _Task] = {}
+        self.lru: list[_Chunk] = []  # oldest first
+        self.lru_head = 0            # chunks before this index are empty
 
     def zonelist(self, node: int) -> tuple[int, ...]:
         order = self.host.fallback.get(node)
@@ -192,6 +211,31 @@ class _State:
         self.free[n] -= amount
         task.placed[n] = task.placed.get(n, 0) + amount
         placed[n] = placed.get(n, 0) + amount
+        chunk = _Chunk(task, n, amount)
+        task.chunks.append(chunk)
+        self.lru.append(chunk)
+
+    def swap_out(self, nodes: frozenset[int], amount: int) -> int:
+        """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*."""
+        out = 0
+        for i in range(self.lru_head, len(self.lru)):
+            if out >= amount:
+                break
+            chunk = self.lru[i]
+            if chunk.bytes == 0 or chunk.node not in nodes:
+                continue
+            take = min(chunk.bytes, amount - out)
+            chunk.bytes -= take
+            owner = chunk.task
+            owner.placed[chunk.node] -= take
+            owner.swapped += take
+            self.free[chunk.node] += take
+            out += take
+        while self.lru_head < len(self.lru) and self.lru[self.lru_head].bytes == 0:
+            self.lru_head += 1
+        self.swap_free -= out
+        self.swap_used += out
+        return out
 
     def release(self, task: _Task) -> int:
         freed = 0
@@ -199,6 +243,9 @@ class _State:
             self.free[n] += b
             freed += b
         task.placed.clear()
+        for chunk in task.chunks:
+            chunk.bytes = 0
+        task.chunks.clear()
         for n, pages in task.hugepage_pages.items():
             if task.hugepage_size:
                 self.hp_free[n][task.hugepage_size] = \
@@ -367,22 +414,21 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
         if amount:
             amount = attempt(amount, "min")      # slow path: ALLOC_WMARK_MIN
         if amount:                               # direct reclaim drops page cache
-            reach = mask if step.policy is Policy.BIND else allowed
             reclaimed = False
-            for n in sorted(reach):
+            for n in sorted(mask if step.policy is Policy.BIND else allowed):
                 if state.reclaimable[n]:
                     state.free[n] += state.reclaimable[n]
                     state.reclaimable[n] = 0
                     reclaimed = True
             if reclaimed:
                 amount = attempt(amount, "min")
-        if amount and state.swap_free:           # reclaim swaps anonymous memory out
-            out = min(amount, state.swap_free)
-            state.swap_free -= out
-            state.swap_used += out
-            task.swapped += out
+        reach = mask if step.policy is Policy.BIND else allowed
+        while amount and state.swap_free:        # reclaim swaps the oldest anon memory out
+            out = state.swap_out(reach, min(amount, state.swap_free))
+            if not out:
+                break
             swapped += out
-            amount -= out
+            amount = attempt(amount, "min")
         if not amount:
             return swapped, 0, events
         event = _oom(state, task, step, index)
@@ -448,6 +494,14 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
         give = min(left, task.placed[n])
         task.placed[n] -= give
         state.free[n] += give
+        rest = give
+        for chunk in reversed(task.chunks):
+            if rest <= 0:
+                break
+            if chunk.node == n and chunk.bytes:
+                cut = min(rest, chunk.bytes)
+                chunk.bytes -= cut
+                rest -= cut
         placed[n] = placed.get(n, 0) - give
         left -= give
     size = task.hugepage_size
@@ -465,7 +519,8 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
 
 
 def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
-    """Play *steps* on *host*; every byte requested ends placed, swapped or failed."""
+    """Play *steps* on *host*.  Every byte a task requests ends resident on a node, in swap, or
+    failed (or freed, or gone with an OOM-killed task)."""
     state = _State(host)
     results: list[StepResult] = []
     events: list[OomEvent] = []
