@@ -52,7 +52,8 @@ from numaguard.units import parse_size
 #: a scenario is a few KiB; refuse megabytes
 MAX_SCENARIO_BYTES = 4 * 1024 * 1024
 
-_TOP_KEYS = ("name", "description", "host", "snapshot", "step")
+#: ``[oracle]`` holds the kernel-oracle harness settings (tests/oracle); the simulator ignores it.
+_TOP_KEYS = ("name", "description", "host", "snapshot", "step", "oracle")
 _HOST_KEYS = ("distances", "fallback", "swap", "nodes", "min_free_kbytes",
               "watermark_scale_factor")
 _NODE_KEYS = ("id", "cpus", "mem_total", "mem_free", "watermark_min", "watermark_low",
