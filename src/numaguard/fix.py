@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditOptions, AuditResult, audit
+from numaguard.core.scenario import guest_steps, sim_host
+from numaguard.core.simulate import SimResult, simulate
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.edit import MemnodeEdit, NumatuneEdit, edit_numatune
@@ -58,6 +60,9 @@ class FixPlan:
     audit_after: AuditResult | None = None
     #: the findings whose fixes ``--recommended`` applied
     recommended_by: tuple[Finding, ...] = ()
+    #: every guest touching its memory in name order, with the old and the new XML
+    sim_before: SimResult | None = None
+    sim_after: SimResult | None = None
 
     @property
     def name(self) -> str:
@@ -180,8 +185,18 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
                 problems.append(again)
         raise InvalidDocument(problems) from None
     audit_after = audit(ctx.host, (*others, after), ctx.options) if ctx.host else None
+    sim_before = sim_after = None
+    if ctx.host is not None:
+        sim_before = _simulate(ctx.host, (*others, before))
+        sim_after = _simulate(ctx.host, (*others, after))
     return FixPlan(label, doc.to_bytes(), new, edit, before, after, audit_before, audit_after,
-                   used)
+                   used, sim_before, sim_after)
+
+
+def _simulate(host: Host, guests: tuple[Guest, ...]) -> SimResult:
+    """Every guest starting and touching all its memory, in name order (numaguard simulate
+    on a snapshot): where the edited guest's pages would land, and who would be killed."""
+    return simulate(sim_host(host), [step for step, _ in guest_steps(host, guests)])
 
 
 # -- before/after of the findings ---------------------------------------------------------------

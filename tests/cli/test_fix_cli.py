@@ -536,3 +536,15 @@ def test_apply_libvirt_error_is_one_line(tmp_path: Path, capsys) -> None:
                      f"test://{tmp_path}/missing.xml")
     assert rc == 2
     assert one_error_line(err).startswith(f"numaguard fix: test://{tmp_path}/missing.xml: ")
+
+
+def test_diff_shows_the_simulated_effect(capsys):
+    """The simulator, every guest touching its memory: strict vm1 makes the kernel kill a
+    sibling guest inside vm1's memory policy; preferred vm1 spreads out instead."""
+    rc, out, _ = run(capsys, "fix", ARTICLE / "domains" / "vm1.xml", "--recommended")
+    assert rc == 0
+    [sim] = [line for line in out.splitlines() if line.startswith("# simulation")]
+    before, after = sim.split(": ", 1)[1].split(" -> ")
+    assert before == "node 0 12.0 GiB"
+    assert after.startswith("node 0 ") and "node 1 " in after
+    assert "# " + "  OOM kills: bigmem-preferred (memory-policy, for vm1) -> " in out
