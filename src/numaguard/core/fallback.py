@@ -26,7 +26,8 @@ LOCAL_DISTANCE = 10
 REMOTE_DISTANCE = 20
 
 
-def _distance(host: Host, a: int, b: int) -> int:
+def node_distance(host: Host, a: int, b: int) -> int:
+    """The SLIT distance, or the kernel's default (10 local, 20 remote) without a SLIT."""
     d = host.distance(a, b)
     if d is None:  # no SLIT: the kernel's default node_distance()
         return LOCAL_DISTANCE if a == b else REMOTE_DISTANCE
@@ -52,7 +53,7 @@ def fallback_orders(host: Host) -> dict[int, tuple[int, ...]]:
                     n = cand.id
                     if n in used:
                         continue
-                    val = _distance(host, local.id, n)
+                    val = node_distance(host, local.id, n)
                     val += 1 if n < local.id else 0
                     if cand.cpus:
                         val += PENALTY_FOR_NODE_WITH_CPUS
@@ -62,7 +63,7 @@ def fallback_orders(host: Host) -> dict[int, tuple[int, ...]]:
                 if best < 0:
                     break
             used.add(best)
-            if _distance(host, local.id, best) != _distance(host, local.id, prev):
+            if node_distance(host, local.id, best) != node_distance(host, local.id, prev):
                 node_load[best] += 1
             order.append(best)
             prev = best

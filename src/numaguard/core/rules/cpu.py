@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from numaguard.core.capacity import MemoryUnit, is_mode
+from numaguard.core.fallback import node_distance
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, numatune_fix, size
@@ -29,17 +30,7 @@ from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.model.topology import Host
 
-LOCAL_DISTANCE = 10
-REMOTE_DISTANCE = 20
-
-
 # --- helpers shared by the NG2xx rules ---------------------------------------------------------
-
-def _distance(host: Host, a: int, b: int) -> int:
-    d = host.distance(a, b)
-    if d is None:  # no SLIT: the kernel's default node_distance()
-        return LOCAL_DISTANCE if a == b else REMOTE_DISTANCE
-    return d
 
 
 def local_cpus(host: Host, nodes: Iterable[int]) -> frozenset[int]:
@@ -52,9 +43,9 @@ def local_cpus(host: Host, nodes: Iterable[int]) -> frozenset[int]:
     with_cpus = [n for n in host.nodes if n.cpus]
     if not with_cpus:
         return frozenset()
-    best = min(min(_distance(host, m, c.id) for m in wanted) for c in with_cpus)
+    best = min(min(node_distance(host, m, c.id) for m in wanted) for c in with_cpus)
     return frozenset().union(*(c.cpus for c in with_cpus
-                               if min(_distance(host, m, c.id) for m in wanted) == best))
+                               if min(node_distance(host, m, c.id) for m in wanted) == best))
 
 
 def vcpupin_commands(guest: str, vcpus: Iterable[int], cpus: frozenset[int]) -> tuple[str, ...]:
@@ -434,7 +425,7 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
         if not targets:
             continue
         target = max(targets, key=lambda t: (t.limit - t.vcpus,
-                                             -_distance(host, load.node, t.node), -t.node))
+                                             -node_distance(host, load.node, t.node), -t.node))
         guest = ctx.guest_by_name[name]
         cpus = host.node(target.node).cpus
         commands = vcpupin_commands(name, vcpus, cpus)
