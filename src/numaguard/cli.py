@@ -261,7 +261,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     runs = compare(scenario, modes) if modes else (play(scenario),)
     if plot_format is not None:
         from numaguard.report.plots import render_plot
-        from numaguard.writers.files import write_atomic
+        from numaguard.writers.xml_patch import write_atomic
 
         write_atomic(args.plot, render_plot(runs, plot_format))
     _emit(runs, args.format, "simulate", module="simulate")
