@@ -87,7 +87,8 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
               "shortfall_bytes": oc.shortfall}
         yield Finding(
             "NG101", Severity.CRITICAL,
-            f"{_who(units)} {_are(units)} bound to {nodes_text(oc.nodes)} and need "
+            f"{_who(units)} {_are(units)} bound to {nodes_text(oc.nodes)} and "
+            f"{_are(units, 'needs', 'need')} "
             f"{size(oc.demand)}, "
             f"but {nodes_text(oc.nodes)} can give guests only {size(oc.capacity)}: "
             f"{size(oc.shortfall)} short, so the kernel will swap and then OOM-kill inside the "
