@@ -35,9 +35,6 @@ class DomainDocument:
         """The document as bytes: identical to the input while nothing was edited."""
         return self._data
 
-    def xpath(self, expr: str) -> list[etree._Element]:
-        return self.root.xpath(expr)
-
 
 def _name(el: etree._Element) -> str:
     tag = el.tag if isinstance(el.tag, str) else "?"

@@ -111,10 +111,10 @@ def extract_guest(doc: DomainDocument) -> Guest:
         if (vcpu_el.text or "").strip():
             parsed = col.attempt("vcpu", vcpu_el, _uint, vcpu_el.text)
             vcpus = 1 if parsed is None else parsed  # 0 is an error below, not "1"
-        current = vcpu_el.get("current")
+        current_attr = vcpu_el.get("current")
         vcpus_current = vcpus
-        if current is not None:
-            parsed = col.attempt("vcpu/@current", vcpu_el, _uint, current)
+        if current_attr is not None:
+            parsed = col.attempt("vcpu/@current", vcpu_el, _uint, current_attr)
             vcpus_current = vcpus if parsed is None else parsed
             if vcpus_current > vcpus:
                 col.add(f"current vCPU count {vcpus_current} exceeds the maximum {vcpus}",
@@ -290,12 +290,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
                         cells_set = None
             if size is None:
                 continue
-            for other in hugepages:
-                if other.cells is None and ns_attr is None:
+            for earlier in hugepages:
+                if earlier.cells is None and ns_attr is None:
                     col.add("two hugepage sizes without nodeset; at most one may apply to "
                             "every cell", "memoryBacking/hugepages/page", page)
-                elif other.cells and cells_set and other.cells & cells_set:
-                    col.add(f"nodesets of hugepages of {other.size} and {size} bytes intersect",
+                elif earlier.cells and cells_set and earlier.cells & cells_set:
+                    col.add(f"nodesets of hugepages of {earlier.size} and {size} bytes intersect",
                             "memoryBacking/hugepages/page/@nodeset", page)
             if ns_attr is None or cells_set is not None:
                 hugepages.append(HugepageBacking(size=size, cells=cells_set))

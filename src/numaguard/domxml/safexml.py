@@ -42,9 +42,10 @@ def parse_xml(data: bytes, *, path: str | None = None) -> etree._ElementTree:
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:
-        line = exc.lineno if exc.lineno else None
+        err_line = exc.lineno if exc.lineno else None
         msg = exc.msg or str(exc)
         # lxml appends ", line N, column M" to its messages; the line is reported separately.
         msg = re.sub(r",? line \d+, column \d+$", "", msg)
-        raise ParseError(f"malformed XML: {msg}", field="xml", path=path, line=line) from None
+        raise ParseError(f"malformed XML: {msg}", field="xml", path=path,
+                         line=err_line) from None
     return root.getroottree()

@@ -114,7 +114,7 @@ def _pinning(g: Guest) -> str:
 
 
 def guests_text(guests: list[Guest], *, width: int | None = None, color: bool = False) -> str:
-    rows = []
+    rows: list[list[str | Text]] = []
     for g in guests:
         mem = format_bytes(g.memory)
         if g.current_memory != g.memory:

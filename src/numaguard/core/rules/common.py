@@ -27,6 +27,7 @@ def numatune_fix(unit: MemoryUnit, mode: str, nodeset: frozenset[int], why: str)
     virsh line edits the persistent config and the guest needs a cold restart."""
     ns = format_bitmap(nodeset)
     g = shlex.quote(unit.guest)
+    commands: tuple[str, ...]
     if unit.cell is None:
         commands = (
             f"numaguard fix {g} --mode {mode} --nodeset {ns}",
