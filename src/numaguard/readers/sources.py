@@ -41,6 +41,15 @@ def _is_sysfs_root(path: str) -> bool:
     return os.path.isdir(os.path.join(path, "sys", "devices", "system", "node"))
 
 
+def facts_root(source: str) -> str | None:
+    """The captured sysfs/proc root under *source* (a sysfs root, or a snapshot's ``host/``
+    holding one) that host facts such as the kernel release come from; ``None`` otherwise."""
+    if not os.path.isdir(source):
+        return None
+    root = os.path.join(source, "host") if is_snapshot(source) else source
+    return root if _is_sysfs_root(root) else None
+
+
 def read_host_dir(path: str) -> Host:
     """A directory holding one topology source (a snapshot's ``host/``, or a sysfs root)."""
     from numaguard.readers.sysfs import SysfsReader
@@ -147,9 +156,9 @@ def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
             files = list_domain_files(domains) if os.path.isdir(domains) else []
             if not os.path.isdir(host_dir):
                 return None, None, files
-            return host_dir, host_dir if _is_sysfs_root(host_dir) else None, files
+            return host_dir, facts_root(source), files
         if _is_sysfs_root(source):
-            return source, source, []
+            return source, facts_root(source), []
         files = list_domain_files(source)
         topology = [f for f in files if os.path.basename(f) == CAPABILITIES_FILE]
         if topology or os.path.isfile(os.path.join(source, NUMACTL_FILE)):

@@ -115,15 +115,6 @@ def other_guests(folder: str, *, exclude: str | None = None) -> tuple[list[Guest
     return guests, notes
 
 
-def _facts_root(source: str) -> str | None:
-    """The sysfs/proc root under *source* that host facts (kernel release) come from."""
-    if os.path.isdir(source):
-        root = os.path.join(source, "host") if sources.is_snapshot(source) else source
-        if os.path.isdir(os.path.join(root, "sys", "devices", "system", "node")):
-            return root
-    return None
-
-
 def load_host_side(target: FixTarget | None, host_source: str | None) -> HostSide:
     """The host and the other guests for ``numaguard fix`` (see the module docstring)."""
     from numaguard.readers.hostfacts import kernel_release, numad_installed
@@ -132,14 +123,14 @@ def load_host_side(target: FixTarget | None, host_source: str | None) -> HostSid
     folder: str | None = None
     if host_source is not None:
         side.host = sources.load_host(host_source)            # explicit: errors are errors
-        root = _facts_root(host_source)
+        root = sources.facts_root(host_source)
         side.kernel_release = kernel_release(root) if root else None
         if os.path.isdir(host_source) and sources.is_snapshot(host_source):
             folder = os.path.join(host_source, "domains")
     elif target is not None and target.snapshot is not None:
         try:
             side.host = sources.load_host(target.snapshot)
-            root = _facts_root(target.snapshot)
+            root = sources.facts_root(target.snapshot)
             side.kernel_release = kernel_release(root) if root else None
         except NumaguardError as exc:
             side.unknown = f"{exc}"
