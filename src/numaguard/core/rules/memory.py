@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from numaguard.core.capacity import MemoryUnit, hugepages_reserved
+from numaguard.core.capacity import MemoryUnit, hugepages_reserved, vcpu_host_cpus
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import solve
 from numaguard.core.rules import Context, rule
@@ -192,8 +192,6 @@ def guest_exceeds_nodeset(ctx: Context) -> Iterator[Finding]:
 
 def _local_node(ctx: Context, u: MemoryUnit) -> int | None:
     """The host node the unit's vCPUs run on, when they are pinned within one node."""
-    from numaguard.core.capacity import vcpu_host_cpus
-
     cpus = vcpu_host_cpus(ctx.guest_by_name[u.guest], u.vcpus)
     if not cpus:
         return None
