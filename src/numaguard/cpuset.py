@@ -18,19 +18,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from numaguard.errors import NodesetError
+from numaguard.limits import shorten
 
 #: libvirt's VIR_DOMAIN_CPUMASK_LEN: the size of nodeset/cpuset bitmaps.
 CPUMASK_LEN = 16384
 
 _SPACE = " \t\n\v\f\r"
 _INT_MAX = 2**31 - 1
+#: One int object per possible bit, shared by every set: a set of 16,384 CPUs then costs its
+#: hash table only (no 16,384 new int objects per cpuset).
+_BITS = tuple(range(CPUMASK_LEN))
 
 
 def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset") -> frozenset[int]:
     """Parse libvirt bitmap syntax into a set of bit numbers (possibly empty, e.g. ``0,^0``)."""
 
     def fail(why: str) -> NodesetError:
-        return NodesetError(f"{text!r}: {why}", field=field)
+        return NodesetError(f"{shorten(text)!r}: {why}", field=field)
 
     bits: set[int] = set()
     n = len(text)
@@ -53,6 +57,8 @@ def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset")
             k += 1
         if k == j:
             raise fail("expected a number")
+        if len(text[j:k].lstrip("0")) > 10:  # before int(): Python refuses 4,300+ digits
+            raise fail("number out of range")
         value = int(text[j:k])
         if value > _INT_MAX:
             raise fail("number out of range")
@@ -87,7 +93,7 @@ def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset")
                 raise fail(f"range {start}-{last} ends before it starts")
             if last >= limit:
                 raise fail(f"{last} is beyond the maximum {limit - 1}")
-            bits.update(range(start, last + 1))
+            bits.update(_BITS[start:last + 1] if last < CPUMASK_LEN else range(start, last + 1))
             i = skip(i)
         if i < n and text[i] == ",":
             i = skip(i + 1)
@@ -106,12 +112,16 @@ def parse_nodeset(text: str, *, field: str = "nodeset", limit: int = CPUMASK_LEN
     return bits
 
 
-def parse_cpulist(text: str, *, field: str = "cpulist") -> frozenset[int]:
-    """Parse a kernel cpulist/nodelist (``/sys/.../cpulist``, ``online``); empty is allowed."""
+def parse_cpulist(text: str, *, field: str = "cpulist",
+                  limit: int = CPUMASK_LEN) -> frozenset[int]:
+    """Parse a kernel cpulist/nodelist (``/sys/.../cpulist``, ``online``); empty is allowed.
+
+    Members are below *limit*: by default libvirt's bitmap size, which is above any Linux
+    NR_CPUS (the readers check node ids against MAX_NUMNODES themselves)."""
     stripped = text.strip()
     if not stripped:
         return frozenset()
-    return parse_bitmap(stripped, limit=1 << 22, field=field)
+    return parse_bitmap(stripped, limit=limit, field=field)
 
 
 def format_bitmap(bits: Iterable[int]) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from numaguard.errors import UnitError
+from numaguard.limits import shorten
 
 KiB = 1024
 MiB = 1024**2
@@ -59,11 +60,14 @@ def parse_scaled(
     """Parse a libvirt scaled integer (``value`` text and ``unit`` attribute) into bytes."""
     m = _DIGITS.fullmatch(value)
     if m is None:
-        raise UnitError(f"invalid value {value!r}: expected a non-negative integer")
+        raise UnitError(f"invalid value {shorten(value)!r}: expected a non-negative integer")
     scale = unit_scale(unit, default_scale)
-    number = int(m.group(1))
-    if number > limit // scale:
-        raise UnitError(f"value {value!r} {unit or ''} is too large".replace("  ", " "))
+    digits = m.group(1).lstrip("0") or "0"
+    # the length first: Python refuses to convert more than 4,300 digits
+    if len(digits) > len(str(limit)) or int(digits) > limit // scale:
+        raise UnitError(f"value {shorten(value)!r} {unit or ''} is too large (at most "
+                        f"{limit} bytes)".replace("  ", " "))
+    number = int(digits)
     nbytes = number * scale
     if round_to > 1:
         nbytes = -(-nbytes // round_to) * round_to
@@ -74,7 +78,8 @@ _SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
 def parse_size(text: str | int, *, default_scale: int = 1) -> int:
-    """Parse a human size such as ``"12GiB"``, ``"512 MiB"``, ``"4G"``, ``"1.5GiB"`` into bytes.
+    """Parse a human size such as ``"12GiB"``, ``"512 MiB"``, ``"4G"``, ``"1.5GiB"`` into bytes,
+    at most ``2**63 - 1`` (8 EiB, libvirt's LLONG_MAX).
 
     Used for command-line options and scenario files.  The unit table is libvirt's (so ``GB``
     is 10**9), a bare number is in *default_scale* (bytes unless told otherwise), and
@@ -85,16 +90,27 @@ def parse_size(text: str | int, *, default_scale: int = 1) -> int:
     if isinstance(text, int):
         if text < 0:
             raise UnitError(f"invalid size {text!r}: negative")
-        return text * default_scale
+        return _capped(text * default_scale, str(text))
     m = _SIZE.fullmatch(text)
     if m is None:
-        raise UnitError(f"invalid size {text!r}: expected a number and a unit such as 12GiB")
+        raise UnitError(f"invalid size {shorten(text)!r}: expected a number and a unit such "
+                        "as 12GiB")
     scale = unit_scale(m.group(2), default_scale)
-    number = m.group(1)
-    if "." in number:
-        whole, frac = number.split(".")
-        return int(whole) * scale + (int(frac) * scale) // (10 ** len(frac))
-    return int(number) * scale
+    whole, _, frac = m.group(1).partition(".")
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > len(str(MEMORY_MAX_BYTES)):
+        raise UnitError(f"size {shorten(text)!r} is too large (at most {MEMORY_MAX_BYTES} "
+                        "bytes)")
+    frac = frac[:24]  # digits beyond a yoctobyte cannot change the byte count
+    nbytes = int(whole) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+    return _capped(nbytes, text)
+
+
+def _capped(nbytes: int, text: str) -> int:
+    if nbytes > MEMORY_MAX_BYTES:
+        raise UnitError(f"size {shorten(text)!r} is too large (at most {MEMORY_MAX_BYTES} "
+                        "bytes, 8 EiB)")
+    return nbytes
 
 
 def format_bytes(n: int | None, *, precision: int = 1) -> str:

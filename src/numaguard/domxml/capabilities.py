@@ -42,6 +42,7 @@ from lxml import etree
 
 from numaguard.domxml.safexml import parse_xml
 from numaguard.errors import ParseError
+from numaguard.limits import MAX_CPUS, MAX_DISTANCE, MAX_NODES, decimal, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.units import KiB, parse_scaled
 
@@ -74,7 +75,7 @@ def parse_capabilities(data: bytes, *, path: str | None = None) -> Host:
         # own schema rejects.
         raise fail("the host reports no NUMA topology (no <cell> in <cells>)", cells_el,
                    "cells")
-    num = _uint(cells_el, "num", path)
+    num = _uint(cells_el, "num", path, MAX_NODES)
     if num != len(cells):
         raise fail(f"cells num='{num}' but {len(cells)} <cell> elements", cells_el, "num")
 
@@ -107,7 +108,7 @@ def parse_capabilities(data: bytes, *, path: str | None = None) -> Host:
 
 
 def _cell(cell: etree._Element, path: str | None) -> tuple[Node, dict[int, int]]:
-    nid = _uint(cell, "id", path)
+    nid = _uint(cell, "id", path, MAX_NODES - 1)
 
     memory = cell.find("memory")
     mem_total = 0 if memory is None else _scaled(memory, memory.text or "",
@@ -133,18 +134,18 @@ def _cell(cell: etree._Element, path: str | None) -> tuple[Node, dict[int, int]]
 
     siblings: dict[int, int] = {}
     for sib in cell.findall("distances/sibling"):
-        sid = _uint(sib, "id", path)
+        sid = _uint(sib, "id", path, MAX_NODES - 1)
         if sid in siblings:
             raise ParseError(f"second distance to cell {sid}", field="sibling", path=path,
                              line=_line(sib))
-        siblings[sid] = _uint(sib, "value", path)
+        siblings[sid] = _uint(sib, "value", path, MAX_DISTANCE)
 
     cpus: set[int] = set()
     cpus_el = cell.find("cpus")
     if cpus_el is not None:
         for cpu in cpus_el.findall("cpu"):
-            cpus.add(_uint(cpu, "id", path))
-        declared = _uint(cpus_el, "num", path)
+            cpus.add(_uint(cpu, "id", path, MAX_CPUS - 1))
+        declared = _uint(cpus_el, "num", path, MAX_CPUS)
         if declared != len(cpus_el.findall("cpu")):
             raise ParseError(f"cpus num='{declared}' but {len(cpus_el.findall('cpu'))} <cpu> "
                              "elements", field="num", path=path, line=_line(cpus_el))
@@ -154,22 +155,22 @@ def _cell(cell: etree._Element, path: str | None) -> tuple[Node, dict[int, int]]
     return node, siblings
 
 
-def _uint(el: etree._Element, attr: str, path: str | None) -> int:
+def _uint(el: etree._Element, attr: str, path: str | None, limit: int) -> int:
     value = el.get(attr)
     if value is None:
         raise ParseError(f"<{el.tag}> has no {attr}", field=attr, path=path, line=_line(el))
     if not (value.isascii() and value.isdigit()):
-        raise ParseError(f"<{el.tag} {attr}='{value}'>: expected a non-negative integer",
-                         field=attr, path=path, line=_line(el))
-    return int(value)
+        raise ParseError(f"<{el.tag} {attr}='{shorten(value)}'>: expected a non-negative "
+                         "integer", field=attr, path=path, line=_line(el))
+    return decimal(value, field=attr, limit=limit, path=path, line=_line(el))
 
 
 def _text_uint(el: etree._Element, path: str | None) -> int:
     value = (el.text or "").strip()
     if not (value.isascii() and value.isdigit()):
-        raise ParseError(f"<{el.tag}>{value}</{el.tag}>: expected a non-negative integer",
-                         field=el.tag, path=path, line=_line(el))
-    return int(value)
+        raise ParseError(f"<{el.tag}>{shorten(value)}</{el.tag}>: expected a non-negative "
+                         "integer", field=el.tag, path=path, line=_line(el))
+    return decimal(value, field=el.tag, limit=2**63 - 1, path=path, line=_line(el))
 
 
 def _scaled(el: etree._Element, value: str, unit: str | None, path: str | None,

@@ -24,6 +24,13 @@ from lxml import etree
 from numaguard.cpuset import parse_bitmap, parse_nodeset
 from numaguard.domxml.document import DomainDocument
 from numaguard.errors import InvalidDocument, ParseError
+from numaguard.limits import (
+    MAX_BITMAP_MEMBERS,
+    MAX_GUEST_CELLS,
+    MAX_PROBLEMS,
+    MAX_VCPUS,
+    decimal,
+)
 from numaguard.model.guest import Guest, GuestCell, HugepageBacking, VcpuPin
 from numaguard.model.policy import (
     MemnodeSpec,
@@ -40,11 +47,16 @@ _UINT_MAX = 2**32 - 1
 
 
 class _Collector:
-    """Gathers every problem of one document; parsing carries on after each."""
+    """Gathers every problem of one document; parsing carries on after each.
+
+    It also parses the document's cpusets and nodesets (:meth:`bitmap`): each distinct text
+    once, and at most :data:`~numaguard.limits.MAX_BITMAP_MEMBERS` members over all of them."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
         self.problems: list[ParseError] = []
+        self._bitmaps: dict[tuple[str, bool], frozenset[int]] = {}
+        self._members = 0
 
     def add(self, reason: str, field: str, el: etree._Element | None) -> None:
         self.problems.append(ParseError(reason, field=field, path=self.path,
@@ -61,14 +73,42 @@ class _Collector:
                                             line=el.sourceline if el is not None else None))
             return None
 
+    def bitmap(self, field: str, el: etree._Element, text: str, *,
+               nonempty: bool = True) -> frozenset[int] | None:
+        """A cpuset/nodeset in libvirt syntax (:func:`parse_nodeset`, or :func:`parse_bitmap`
+        when it may be empty), or ``None`` with the problem recorded."""
+        key = (text, nonempty)
+        bits = self._bitmaps.get(key)
+        if bits is not None:
+            return bits
+        if self._members > MAX_BITMAP_MEMBERS:
+            return None  # reported once, when the budget ran out
+        bits = self.attempt(field, el, parse_nodeset if nonempty else parse_bitmap, text)
+        if bits is None:
+            return None
+        self._members += len(bits)
+        if self._members > MAX_BITMAP_MEMBERS:
+            self.add(f"the cpusets and nodesets of this domain name more than "
+                     f"{MAX_BITMAP_MEMBERS} CPUs/nodes in total; numaguard reads no more "
+                     "(no host has that many CPUs to pin to)", field, el)
+            return None
+        self._bitmaps[key] = bits
+        return bits
+
+    def error(self) -> InvalidDocument:
+        problems = sorted(self.problems, key=lambda p: p.line or 0)
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = problems[:MAX_PROBLEMS] + [ParseError(
+                f"... and {more} more problem{'s' if more != 1 else ''} in this file",
+                path=self.path)]
+        return InvalidDocument(problems)
+
 
 def _uint(text: str | None) -> int:
-    if text is None or not text.strip().isdigit() or not text.strip().isascii():
-        raise ParseError(f"expected a non-negative integer, got {text!r}")
-    value = int(text.strip())
-    if value > _UINT_MAX:
-        raise ParseError(f"{value} is out of range")
-    return value
+    if text is None:
+        raise ParseError("expected a non-negative integer, got nothing")
+    return decimal(text, limit=_UINT_MAX)
 
 
 def _text(el: etree._Element | None) -> str | None:
@@ -100,6 +140,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if not name:
         col.add("missing <name>", "name", name_el if name_el is not None else root)
         name = "?"
+    elif "\n" in (name_el.text or "") or "\r" in name:
+        # every driver's DefineXML: virXMLCheckIllegalChars("name", def->name, "\n")
+        col.add("a domain name cannot contain a line break (libvirt refuses it)", "name",
+                name_el)
+        name = "?"
     uuid = _text(root.find("uuid")) or None
 
     # --- vCPUs (virDomainVcpuParse) -------------------------------------------------------
@@ -111,6 +156,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
         if (vcpu_el.text or "").strip():
             parsed = col.attempt("vcpu", vcpu_el, _uint, vcpu_el.text)
             vcpus = 1 if parsed is None else parsed  # 0 is an error below, not "1"
+            if vcpus > MAX_VCPUS:
+                col.add(f"{vcpus} vCPUs: QEMU's largest machine type (q35) takes at most "
+                        f"{MAX_VCPUS}, and libvirt refuses more than the machine type's limit",
+                        "vcpu", vcpu_el)
+                vcpus = 1
         current_attr = vcpu_el.get("current")
         vcpus_current = vcpus
         if current_attr is not None:
@@ -128,7 +178,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cpuset_attr = vcpu_el.get("cpuset")
         # libvirt ignores cpuset with automatic vCPU placement (numad decides).
         if cpuset_attr is not None and vcpu_placement is Placement.STATIC:
-            cpuset = col.attempt("vcpu/@cpuset", vcpu_el, parse_nodeset, cpuset_attr)
+            cpuset = col.bitmap("vcpu/@cpuset", vcpu_el, cpuset_attr)
     if vcpus == 0:
         col.add("a guest needs at least one vCPU", "vcpu", vcpu_el)
     elif vcpus_current == 0:
@@ -153,7 +203,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             if cpus_attr is None:
                 col.add("missing cpuset", "cputune/vcpupin/@cpuset", pin)
             else:
-                cpus = col.attempt("cputune/vcpupin/@cpuset", pin, parse_nodeset, cpus_attr)
+                cpus = col.bitmap("cputune/vcpupin/@cpuset", pin, cpus_attr)
             if vcpu is None:
                 continue
             if vcpu in seen_vcpus:
@@ -168,8 +218,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             if emu_attr is None:
                 col.add("missing cpuset", "cputune/emulatorpin/@cpuset", emu)
             else:
-                emulatorpin = col.attempt("cputune/emulatorpin/@cpuset", emu, parse_nodeset,
-                                          emu_attr)
+                emulatorpin = col.bitmap("cputune/emulatorpin/@cpuset", emu, emu_attr)
         has_iothreadpin = cputune.find("iothreadpin") is not None
     pins.sort(key=lambda p: p.vcpu)
 
@@ -182,6 +231,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if numa_el is not None and not cells_el:
         col.add("NUMA topology defined without NUMA cells", "cpu/numa", numa_el)
     ncells = len(cells_el)
+    if ncells > MAX_GUEST_CELLS:
+        col.add(f"{ncells} guest NUMA cells: QEMU supports at most {MAX_GUEST_CELLS} "
+                "(MAX_NODES)", "cpu/numa/cell", cells_el[MAX_GUEST_CELLS])
+        cells_el = cells_el[:MAX_GUEST_CELLS]
+        ncells = len(cells_el)
     by_id: dict[int, tuple[frozenset[int], int]] = {}
     for index, cell in enumerate(cells_el):
         cid_attr = cell.get("id")
@@ -198,7 +252,8 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cpus = frozenset()
         cpus_attr = cell.get("cpus")
         if cpus_attr is not None:
-            cpus = col.attempt("cpu/numa/cell/@cpus", cell, parse_bitmap, cpus_attr) or frozenset()
+            cpus = col.bitmap("cpu/numa/cell/@cpus", cell, cpus_attr, nonempty=False) \
+                or frozenset()
         for other, (ocpus, _) in by_id.items():
             if cpus & ocpus:
                 col.add(f"NUMA cells {cid} and {other} have overlapping vCPU ids",
@@ -273,8 +328,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             cells_set: frozenset[int] | None = None
             ns_attr = page.get("nodeset")
             if ns_attr is not None:
-                cells_set = col.attempt("memoryBacking/hugepages/page/@nodeset", page,
-                                        parse_nodeset, ns_attr)
+                cells_set = col.bitmap("memoryBacking/hugepages/page/@nodeset", page, ns_attr)
                 if ncells == 0 and cells_set == frozenset({0}):
                     # virDomainDefPostParseMemtune: without guest NUMA, nodeset='0' is dropped
                     # and the page applies to all memory (as if it had no nodeset).
@@ -314,7 +368,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             nodeset = None
             ns_attr = nt_mem.get("nodeset")
             if ns_attr is not None:
-                nodeset = col.attempt("numatune/memory/@nodeset", nt_mem, parse_nodeset, ns_attr)
+                nodeset = col.bitmap("numatune/memory/@nodeset", nt_mem, ns_attr)
                 bad_memory_nodeset = nodeset is None
             mem_spec = MemorySpec(mode=nt_mem.get("mode"), placement=nt_mem.get("placement"),
                                   nodeset=nodeset, line=nt_mem.sourceline)
@@ -328,7 +382,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             nodeset = None
             ns_attr = mn.get("nodeset")
             if ns_attr is not None:
-                nodeset = col.attempt("numatune/memnode/@nodeset", mn, parse_nodeset, ns_attr)
+                nodeset = col.bitmap("numatune/memnode/@nodeset", mn, ns_attr)
                 if nodeset is None:
                     continue
             memnodes.append(MemnodeSpec(cellid=cellid, mode=mn.get("mode"), nodeset=nodeset,
@@ -348,7 +402,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
         if not (bad_memory_nodeset and p.field == "numatune/memory/@nodeset"))
 
     if col.problems:
-        raise InvalidDocument(sorted(col.problems, key=lambda p: p.line or 0))
+        raise col.error()
 
     cells = tuple(
         GuestCell(

@@ -1,61 +1,114 @@
-"""Reading files with errors that name them.
+"""Reading files safely, with errors that name them.
 
 Every reader goes through :func:`read_bytes`/:func:`read_text`, so a missing file, a directory
 where a file was expected, or a permission problem always comes out as one line naming the path
 (:class:`SourceError` / :class:`PermissionDenied`), never as a traceback, and is never swallowed.
+
+numaguard runs as root over folders other people can write to (snapshots, support bundles,
+``/etc/libvirt/qemu``), so a read must never block, spin or have side effects:
+
+* only **regular files** are read.  The path is ``stat``-ed first, so a FIFO, a socket or a device
+  (``/dev/zero``, a tape that rewinds on open) is refused without being opened; it is then
+  opened with ``O_NONBLOCK`` (a FIFO swapped in after the ``stat`` does not block the open) and
+  ``fstat``-ed: the file read is the regular file that was checked.  sysfs attributes and procfs
+  files are regular files (their size reads as 0 or 4096; the content is read to its end);
+* reads are **size-capped** (:data:`MAX_BYTES`) and done in modest chunks;
+* symbolic links are followed for reading (``/etc/libvirt/qemu`` and sysfs have legitimate
+  ones); writers never follow them unless asked (:mod:`numaguard.writers.xml_patch`).
 """
 
 from __future__ import annotations
+
+import os
+import stat
 
 from numaguard.errors import PermissionDenied, SourceError
 
 #: Refuse absurdly large inputs (a domain XML is a few KiB; a sysfs file a few hundred bytes).
 MAX_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
+_OPEN_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_CLOEXEC", 0))
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages: ``a FIFO``, ``a character device`` …"""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _os_error(path: str, exc: OSError) -> SourceError:
+    if isinstance(exc, FileNotFoundError):
+        return SourceError(path, "no such file")
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(path)
+    if isinstance(exc, NotADirectoryError):
+        return SourceError(path, "no such file (a part of the path is not a directory)")
+    return SourceError(path, exc.strerror or str(exc))
+
+
+def _not_regular(path: str, mode: int) -> SourceError:
+    if stat.S_ISDIR(mode):
+        return SourceError(path, "is a directory, expected a file")
+    return SourceError(path, f"is {file_kind(mode)}, not a regular file; refusing to read it")
 
 
 def read_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
+    """The content of the regular file *path*, at most *limit* bytes (else an error)."""
     try:
-        with open(path, "rb") as fh:
-            # Read in modest chunks: procfs sysctl handlers allocate a buffer of the size asked
-            # for, and fail with ENOMEM on a huge read (seen on /proc/sys/kernel/numa_balancing).
-            chunks: list[bytes] = []
-            size = 0
-            while size <= limit:
-                chunk = fh.read(_CHUNK)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            data = b"".join(chunks)
-    except FileNotFoundError:
-        raise SourceError(path, "no such file") from None
-    except IsADirectoryError:
-        raise SourceError(path, "is a directory, expected a file") from None
-    except PermissionError as exc:
-        raise PermissionDenied(path) from exc
+        before = os.stat(path)
     except OSError as exc:
-        raise SourceError(path, exc.strerror or str(exc)) from None
-    if len(data) > limit:
+        raise _os_error(path, exc) from None
+    except ValueError:  # an embedded NUL in the path
+        raise SourceError(repr(path), "invalid path") from None
+    if not stat.S_ISREG(before.st_mode):
+        raise _not_regular(path, before.st_mode)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        # Read in modest chunks: procfs sysctl handlers allocate a buffer of the size asked
+        # for, and fail with ENOMEM on a huge read (seen on /proc/sys/kernel/numa_balancing).
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, _CHUNK)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    finally:
+        os.close(fd)
+    if size > limit:
         raise SourceError(path, f"larger than {limit // (1024 * 1024)} MiB; refusing to read it")
-    return data
+    return b"".join(chunks)
 
 
-def read_text(path: str, *, limit: int = MAX_BYTES) -> str:
-    data = read_bytes(path, limit=limit)
+def decode_utf8(data: bytes, path: str) -> str:
+    """*data* as UTF-8 text; an error names the byte and line of the first bad sequence."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SourceError(path, f"not UTF-8 text (byte {exc.start})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(path, f"line {line}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_text(path: str, *, limit: int = MAX_BYTES) -> str:
+    return decode_utf8(read_bytes(path, limit=limit), path)
 
 
 def read_optional_text(path: str) -> str | None:
     """The file's text, or ``None`` when it does not exist (optional sysfs/proc files)."""
-    try:
-        return read_text(path)
-    except PermissionDenied:
-        raise
-    except SourceError as exc:
-        if exc.reason == "no such file":
-            return None
-        raise
+    if not os.path.lexists(path):
+        return None
+    return read_text(path)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError
+from numaguard.limits import MAX_CPUS, MAX_DISTANCE, MAX_NODES, decimal, shorten
 from numaguard.model.topology import Host, Node
 from numaguard.units import MiB
 
@@ -68,8 +69,8 @@ def parse_numactl(text: str, *, path: str | None = None) -> Host:
     m = _AVAILABLE.fullmatch(first)
     if m is None:
         raise fail(f"expected 'available: N nodes (LIST)', got {first!r}", n, "available")
-    declared = _cpulist(m.group(2), n, "available", path)
-    if len(declared) != int(m.group(1)):
+    declared = _cpulist(m.group(2), n, "available", path, limit=MAX_NODES)
+    if len(declared) != _int(m.group(1), n, "available", path, MAX_NODES):
         raise fail(f"{m.group(1)} nodes announced but the list {m.group(2)!r} has "
                    f"{len(declared)}", n, "available")
 
@@ -80,7 +81,8 @@ def parse_numactl(text: str, *, path: str | None = None) -> Host:
         m = _NODE_LINE.fullmatch(line)
         if m is None:
             break
-        nid, key, value = int(m.group(1)), m.group(2), m.group(3).strip()
+        nid, key, value = (_int(m.group(1), n, "node", path, MAX_NODES - 1), m.group(2),
+                           m.group(3).strip())
         entry = nodes.setdefault(nid, _NodeLines(first_line=n))
         if key in entry.seen:
             raise fail(f"second '{key}' line for node {nid}", n, key)
@@ -140,7 +142,7 @@ def _distances(
     if not words or words[0] != "node" or not all(w.isdigit() for w in words[1:]):
         raise ParseError(f"expected 'node 0 1 ...', got {header!r}", field="distances",
                          path=path, line=n)
-    if [int(w) for w in words[1:]] != ids:
+    if [_int(w, n, "distances", path, MAX_NODES - 1) for w in words[1:]] != ids:
         raise ParseError(f"distance columns {words[1:]} do not match the nodes {ids}",
                          field="distances", path=path, line=n)
     rows: list[tuple[int, ...]] = []
@@ -154,10 +156,10 @@ def _distances(
         if m is None:
             raise ParseError(f"expected 'N: d d ...', got {line!r}", field="distances",
                              path=path, line=n)
-        if int(m.group(1)) != nid:
+        if _int(m.group(1), n, "distances", path, MAX_NODES - 1) != nid:
             raise ParseError(f"distance row for node {m.group(1)}, expected node {nid}",
                              field="distances", path=path, line=n)
-        row = tuple(int(v) for v in m.group(2).split())
+        row = tuple(_int(v, n, "distances", path, MAX_DISTANCE) for v in m.group(2).split())
         if len(row) != len(ids):
             raise ParseError(f"{len(row)} distances for {len(ids)} nodes", field="distances",
                              path=path, line=n)
@@ -170,27 +172,32 @@ def _cpus(value: str, line: int, path: str | None) -> frozenset[int]:
     m = _COMPRESSED_CPUS.fullmatch(value)
     if m is not None:  # --cpu-compress: "0-3, 8-11 (8)"
         cpus = _cpulist(m.group(1).replace(" ", ""), line, "cpus", path)
-        if len(cpus) != int(m.group(2)):
+        if len(cpus) != _int(m.group(2), line, "cpus", path, MAX_CPUS):
             raise ParseError(f"{len(cpus)} CPUs listed but the count says {m.group(2)}",
                              field="cpus", path=path, line=line)
         return cpus
     words = value.split()
     if not all(w.isascii() and w.isdigit() for w in words):
-        raise ParseError(f"expected CPU numbers separated by spaces, got {value!r}",
+        raise ParseError(f"expected CPU numbers separated by spaces, got {shorten(value)!r}",
                          field="cpus", path=path, line=line)
-    return frozenset(int(w) for w in words)
+    return frozenset(_int(w, line, "cpus", path, MAX_CPUS - 1) for w in words)
 
 
-def _cpulist(text: str, line: int, field: str, path: str | None) -> frozenset[int]:
+def _cpulist(text: str, line: int, field: str, path: str | None,
+             limit: int = MAX_CPUS) -> frozenset[int]:
     try:
-        return parse_cpulist(text, field=field)
+        return parse_cpulist(text, field=field, limit=limit)
     except ParseError as exc:
         raise exc.located(path=path, line=line) from None
+
+
+def _int(text: str, line: int, field: str, path: str | None, limit: int) -> int:
+    return decimal(text, field=field, limit=limit, path=path, line=line)
 
 
 def _megabytes(value: str, line: int, field: str, path: str | None) -> int:
     m = _SIZE.fullmatch(value)
     if m is None:
-        raise ParseError(f"expected '<number> MB', got {value!r}", field=field, path=path,
-                         line=line)
-    return int(m.group(1)) * MiB
+        raise ParseError(f"expected '<number> MB', got {shorten(value)!r}", field=field,
+                         path=path, line=line)
+    return _int(m.group(1), line, field, path, (2**63 - 1) // MiB) * MiB

@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError, PermissionDenied, SourceError
+from numaguard.limits import MAX_DISTANCE, MAX_NODES, decimal, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers.files import read_optional_text, read_text
 from numaguard.units import KiB
@@ -51,6 +52,10 @@ NUMA_BALANCING = "proc/sys/kernel/numa_balancing"
 ZONEINFO = "proc/zoneinfo"
 #: x86-64 base page size: zoneinfo counts pages
 PAGE_SIZE = 4096
+
+#: sizes in kB and page counts: at most 2**63 bytes
+_MAX_KIB = (2**63 - 1) // KiB
+_MAX_PAGES = (2**63 - 1) // PAGE_SIZE
 
 _NODE_NAME = re.compile(r"node([0-9]+)")
 _ZONE_HEADER = re.compile(r"Node ([0-9]+), zone\s+\S+")
@@ -125,7 +130,8 @@ class SysfsReader:
             raise SourceError(node_dir, "not a NUMA sysfs tree (no such directory)") from None
         except PermissionError as exc:
             raise PermissionDenied(node_dir) from exc
-        present = sorted(int(m.group(1)) for n in names if (m := _NODE_NAME.fullmatch(n)))
+        present = sorted(_node_id(m.group(1), os.path.join(node_dir, n)) for n in names
+                         if (m := _NODE_NAME.fullmatch(n)))
 
         online_path = self._path(f"{NODE_DIR}/online")
         online_text = read_optional_text(online_path)
@@ -133,7 +139,7 @@ class SysfsReader:
             ids = present
         else:
             try:
-                ids = sorted(parse_cpulist(online_text, field="online"))
+                ids = sorted(parse_cpulist(online_text, field="online", limit=MAX_NODES))
             except ParseError as exc:
                 raise exc.located(path=online_path, line=1) from None
             for nid in ids:
@@ -190,15 +196,13 @@ class SysfsReader:
         for lineno, line in enumerate(text.splitlines(), start=1):
             m = _ZONE_HEADER.match(line)
             if m:
-                node = int(m.group(1))
+                node = _node_id(m.group(1), path, line=lineno)
                 marks.setdefault(node, {"min": 0, "low": 0, "high": 0})
                 continue
             parts = line.split()
             if node is not None and len(parts) == 2 and parts[0] in ("min", "low", "high"):
-                if not parts[1].isdigit():
-                    raise ParseError(f"expected a page count, got {parts[1]!r}",
-                                     field=parts[0], path=path, line=lineno)
-                marks[node][parts[0]] += int(parts[1]) * PAGE_SIZE
+                pages = _uint(parts[1], path, parts[0], lineno, limit=_MAX_PAGES)
+                marks[node][parts[0]] += pages * PAGE_SIZE
         return marks
 
     def _read_hugepages(self, rel: str) -> tuple[HostHugepages, ...]:
@@ -214,7 +218,8 @@ class SysfsReader:
             m = _HUGEPAGES_NAME.fullmatch(name)
             if m is None:
                 continue  # not a pool directory (the kernel creates nothing else here)
-            size = int(m.group(1)) * KiB
+            size = _uint(m.group(1), os.path.join(pools_dir, name), "hugepage size", None,
+                         limit=_MAX_KIB) * KiB
             total_path = self._path(f"{rel}/{name}/nr_hugepages")
             total = _parse_count(read_text(total_path), total_path, "nr_hugepages")
             free_path = self._path(f"{rel}/{name}/free_hugepages")
@@ -247,11 +252,20 @@ class SysfsReader:
 
 def _parse_count(text: str, path: str, field: str) -> int:
     """A file holding one non-negative integer and a newline (``nr_hugepages``, sysctls)."""
-    value = text.strip()
-    if not value.isascii() or not value.isdigit():
-        raise ParseError(f"expected a non-negative integer, got {value!r}", field=field,
-                         path=path, line=1)
-    return int(value)
+    return _uint(text, path, field, 1, limit=2**63 - 1)
+
+
+def _uint(text: str, path: str, field: str | None, line: int | None, *, limit: int) -> int:
+    return decimal(text, field=field, limit=limit, path=path, line=line)
+
+
+def _node_id(digits: str, path: str, *, line: int | None = None) -> int:
+    """A node number from a name (``node12``) or a zoneinfo header: below MAX_NUMNODES."""
+    try:
+        return decimal(digits, field="node", limit=MAX_NODES - 1)
+    except ParseError:
+        raise ParseError(f"node {digits[:20]}: Linux numbers NUMA nodes below MAX_NUMNODES "
+                         f"({MAX_NODES})", field="node", path=path, line=line) from None
 
 
 def _parse_node_meminfo(text: str, nid: int, path: str) -> dict[str, int]:
@@ -266,10 +280,11 @@ def _parse_node_meminfo(text: str, nid: int, path: str) -> dict[str, int]:
             raise ParseError(f"malformed line {line.strip()!r} (expected "
                              f"'Node {nid} <Key>: <number> kB')", field=key, path=path,
                              line=lineno)
-        if int(m.group(1)) != nid:
-            raise ParseError(f"line is about node {m.group(1)}, expected node {nid}",
+        if _node_id(m.group(1), path, line=lineno) != nid:
+            raise ParseError(f"line is about node {m.group(1)[:20]}, expected node {nid}",
                              field=m.group(2), path=path, line=lineno)
-        number = int(m.group(3))
+        number = _uint(m.group(3), path, m.group(2), lineno,
+                       limit=_MAX_KIB if m.group(4) else 2**63 - 1)
         values[m.group(2)] = number * KiB if m.group(4) else number
     return values
 
@@ -285,19 +300,19 @@ def _parse_meminfo(text: str, path: str, *, wanted: tuple[str, ...]) -> dict[str
         if m is None or m.group(3) is None:
             raise ParseError(f"malformed line {line.strip()!r} (expected '{key}: <number> kB')",
                              field=key, path=path, line=lineno)
-        values[key] = int(m.group(2)) * KiB
+        values[key] = _uint(m.group(2), path, key, lineno, limit=_MAX_KIB) * KiB
     return values
 
 
 def _parse_distance(text: str, count: int, path: str) -> tuple[int, ...]:
     fields = text.split()
     if not all(f.isascii() and f.isdigit() for f in fields):
-        raise ParseError(f"expected distances separated by spaces, got {text.strip()!r}",
+        raise ParseError(f"expected distances separated by spaces, got {shorten(text.strip())!r}",
                          field="distance", path=path, line=1)
     if len(fields) != count:
         raise ParseError(f"{len(fields)} distances for {count} online nodes",
                          field="distance", path=path, line=1)
-    return tuple(int(f) for f in fields)
+    return tuple(_uint(f, path, "distance", 1, limit=MAX_DISTANCE) for f in fields)
 
 
 def _guess_key(line: str) -> str | None:
