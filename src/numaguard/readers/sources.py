@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from numaguard.errors import SourceError
 from numaguard.model.guest import Guest
 from numaguard.model.topology import Host
-from numaguard.readers.files import read_bytes
+from numaguard.readers.files import decode_utf8, read_bytes
 
 LIVE_ROOT = "/"
 LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
@@ -68,17 +68,38 @@ def read_host_dir(path: str) -> Host:
 
 def read_host_file(path: str) -> Host:
     data = read_bytes(path)
-    if data.lstrip()[:1] == b"<":
+    if _looks_like_xml(data):
         from numaguard.domxml.capabilities import parse_capabilities
 
         return parse_capabilities(data, path=path)
     from numaguard.readers.numactl import parse_numactl
 
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SourceError(path, "neither a capabilities XML nor numactl -H text") from None
-    return parse_numactl(text, path=path)
+    _check_text(data, path, "neither a capabilities XML nor numactl -H text")
+    return parse_numactl(decode_utf8(data, path), path=path)
+
+
+def _looks_like_xml(data: bytes) -> bool:
+    return data.removeprefix(_UTF8_BOM).lstrip()[:1] == b"<"
+
+
+def _looks_like_numactl(data: bytes) -> bool:
+    """``numactl -H`` text: its first line is ``available: …`` or ``No NUMA available …``
+    (libnuma's warnings may come first in a capture made with ``2>&1``)."""
+    for line in data.splitlines():
+        line = line.strip()
+        if line and not line.startswith(b"libnuma: Warning:"):
+            return line.startswith((b"available:", b"No NUMA"))
+    return False
+
+
+def _check_text(data: bytes, path: str, what: str) -> None:
+    """Refuse an empty file, or one in another encoding than UTF-8 (with the reason)."""
+    if not data.strip():
+        raise SourceError(path, f"empty file: {what}")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")) or b"\x00" in data:
+        from numaguard.domxml.safexml import check_utf8_xml
+
+        check_utf8_xml(data, path=path)  # says which encoding it is
 
 
 def load_host(source: str | None) -> Host:
@@ -120,7 +141,9 @@ def load_guests(source: str | None) -> list[Guest]:
 
 # -- audit: one host and the guests of several sources ------------------------------------------
 
-_FIRST_TAG = re.compile(rb"\s*(?:(?:<\?.*?\?>|<!--.*?-->)\s*)*<([A-Za-z_][\w.:-]*)", re.DOTALL)
+_UTF8_BOM = b"\xef\xbb\xbf"
+_FIRST_TAG = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:(?:<\?.*?\?>|<!--.*?-->)\s*)*"
+                        rb"<([A-Za-z_][\w.:-]*)", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +161,20 @@ class AuditInput:
     live: bool = False
 
 
-def _xml_root(path: str) -> bytes | None:
-    """The first element name of an XML file (``None`` when the file is not XML)."""
-    head = read_bytes(path)[:65536]
-    m = _FIRST_TAG.match(head)
-    return m.group(1) if m else None
+def _is_topology_file(path: str) -> bool:
+    """Whether a file named as an audit SOURCE is a topology (a capabilities XML or ``numactl
+    -H`` text) rather than a domain XML.  It is decided by what the file holds, and anything
+    that is neither topology is read as a domain XML, so an empty, binary, truncated or
+    otherwise broken file is an error naming it, never silently taken for a host source."""
+    data = read_bytes(path)
+    if _looks_like_numactl(data):
+        return True
+    if not _looks_like_xml(data):
+        _check_text(data, path, "neither a domain XML, a capabilities XML nor numactl -H text")
+        raise SourceError(path, "neither a domain XML, a capabilities XML nor numactl -H "
+                          "text (it does not start with '<' or 'available:')")
+    m = _FIRST_TAG.match(data, 0, 65536)
+    return m is not None and m.group(1) == b"capabilities"
 
 
 def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
@@ -167,8 +199,7 @@ def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
         return None, None, files
     if not os.path.exists(source):
         raise SourceError(source, "no such file or directory")
-    root = _xml_root(source)
-    if root is None or root == b"capabilities":
+    if _is_topology_file(source):
         return source, None, []
     return None, None, [source]
 
