@@ -24,8 +24,10 @@ def list_domain_files(folder: str) -> list[str]:
         raise SourceError(folder, "not a directory") from None
     except PermissionError:
         raise PermissionDenied(folder) from None
+    # Every *.xml but folders is read, so a FIFO, a device or a dangling link named like a
+    # domain is an error naming it (readers.files refuses it), never silently left out.
     return sorted(os.path.join(folder, n) for n in names
-                  if n.endswith(".xml") and os.path.isfile(os.path.join(folder, n)))
+                  if n.endswith(".xml") and not os.path.isdir(os.path.join(folder, n)))
 
 
 def read_domain_files(paths: list[str]) -> list[Guest]:

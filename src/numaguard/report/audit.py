@@ -34,6 +34,7 @@ from numaguard.core.capacity import Reserve, hugepages_reserved
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditResult, NodeSummary, all_rules
 from numaguard.cpuset import format_bitmap
+from numaguard.display import printable
 from numaguard.report.jsonout import host_to_dict
 from numaguard.units import format_bytes
 
@@ -133,7 +134,7 @@ def _host_lines(result: AuditResult) -> list[str]:
                   f"{reserve_text(o.host_reserve)} per node; min headroom "
                   f"{format_bytes(o.min_headroom)}; vCPUs per thread up to "
                   f"{o.cpu_overcommit_ratio:g}")
-    return [host_line, audit_line]
+    return [printable(host_line), audit_line]
 
 
 NODE_HEADERS = [("Node", "right"), ("MemTotal", "right"), ("Free", "right"),
@@ -316,7 +317,7 @@ def _finding_text(f: Finding, names: Mapping[str, str]) -> list[str]:
         who = f" ({f.fix.guest})" if tuple(f.guests) != (f.fix.guest,) else ""
         lines.append(f"  fix{who}: {' '.join(f.fix.description.split())}")
         lines.extend(f"    $ {c}" for c in f.fix.commands)
-    return lines
+    return [printable(line) for line in lines]
 
 
 def audit_text(result: AuditResult, *, width: int | None = None, color: bool = False) -> str:
@@ -363,7 +364,7 @@ _MD_LINE_START = re.compile(r"^([#+\-=])|^(\d+)([.)])")
 def md_escape(text: str) -> str:
     """Text safe in GitHub-flavoured Markdown as one line: a paragraph, a list item or a
     table cell (no emphasis, links, HTML, code or table breaks from the data)."""
-    escaped = _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    escaped = _MD_SPECIAL.sub(r"\\\1", printable(" ".join(str(text).split())))
     if escaped[:1] in ("#", "+", "-", "=") or escaped[:1].isdigit():
         escaped = _MD_LINE_START.sub(
             lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", escaped)
@@ -372,7 +373,7 @@ def md_escape(text: str) -> str:
 
 def md_code(text: str) -> str:
     """An inline code span holding *text* verbatim (whatever backticks it contains)."""
-    text = " ".join(str(text).split())
+    text = printable(" ".join(str(text).split()))
     if "`" not in text:
         return f"`{text}`"
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -397,8 +398,7 @@ def _md_finding(f: Finding, names: Mapping[str, str]) -> list[str]:
         for_guest = f" ({md_escape(f.fix.guest)})" if tuple(f.guests) != (f.fix.guest,) else ""
         lines.append(f"- **Fix{for_guest}:** {md_escape(f.fix.description)}")
         if f.fix.commands:
-            lines += ["", "  ```sh", *(f"  {' '.join(c.split(chr(10)))}" for c in f.fix.commands),
-                      "  ```"]
+            lines += ["", "  ```sh", *(f"  {printable(c)}" for c in f.fix.commands), "  ```"]
     lines.append("")
     return lines
 

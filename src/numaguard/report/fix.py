@@ -7,6 +7,7 @@ from __future__ import annotations
 from numaguard.core.findings import Fix
 from numaguard.core.simulate import SimResult
 from numaguard.cpuset import format_bitmap
+from numaguard.display import printable
 from numaguard.fix import FixPlan, finding_changes, severity_counts
 from numaguard.units import format_bytes
 from numaguard.writers.virsh import effect_note
@@ -43,7 +44,7 @@ def summary_lines(plan: FixPlan, *, effect: bool = True) -> list[str]:
             lines.append(f"  OOM kills: {_kills(plan.sim_before)} -> {_kills(plan.sim_after)}")
     if effect:
         lines.append(effect_note(plan))
-    return lines
+    return [printable(line) for line in lines]
 
 
 def _kills(result: SimResult) -> str:

@@ -13,6 +13,7 @@ import io
 from collections.abc import Sequence
 
 from numaguard.core.scenario import Run
+from numaguard.display import printable
 from numaguard.errors import NumaguardError
 from numaguard.units import GiB, format_bytes
 
@@ -46,8 +47,8 @@ def _panel_title(run: Run) -> tuple[str, str]:
     problems = []
     if result.oom_events:
         victims = list(dict.fromkeys(e.victim for e in result.oom_events))
-        text = ", ".join(victims[:3]) + (f" and {len(victims) - 3} more" if len(victims) > 3
-                                         else "")
+        text = ", ".join(printable(v) for v in victims[:3]) + (
+            f" and {len(victims) - 3} more" if len(victims) > 3 else "")
         problems.append(f"OOM-killed: {text}")
     failed = sum(a.failed for a in result.allocations)
     if failed:
@@ -95,10 +96,21 @@ def _label(ax, x: int, y: float, text: str, colour: str = "white", box: bool = F
 def render_plot(runs: Sequence[Run], fmt: str) -> bytes:
     """The chart as PNG or SVG bytes.  The :data:`MAX_TASKS` largest tasks get a colour and a
     legend entry each; the others are stacked together in grey, and so are OOM-killed tasks
-    (hatched), so a 10,000-step run draws as fast as a 3-step one."""
+    (hatched), so a 10,000-step run draws as fast as a 3-step one.
+
+    Names are data: they are drawn :func:`~numaguard.display.printable` (no control character
+    reaches the SVG, where XML forbids most of them) and never as mathtext (``$`` is a
+    dollar sign, not a formula that could fail to parse)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown plot format {fmt!r}")
     _matplotlib()
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        return _render(runs, fmt)
+
+
+def _render(runs: Sequence[Run], fmt: str) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -185,7 +197,7 @@ def render_plot(runs: Sequence[Run], fmt: str) -> bytes:
         ax.grid(axis="y", linestyle=":", linewidth=0.6, zorder=0)
         ax.set_axisbelow(True)
     axes[0].set_ylabel("GiB")
-    handles = [Patch(facecolor=colour[n], label=n) for n in shown]
+    handles = [Patch(facecolor=colour[n], label=printable(n)) for n in shown]
     if others:
         handles.append(Patch(facecolor=_OTHERS, label=f"{len(names) - len(shown)} more tasks"))
     handles.append(Patch(fill=False, edgecolor="#555555", linestyle="--",
@@ -198,7 +210,7 @@ def render_plot(runs: Sequence[Run], fmt: str) -> bytes:
                              label="held by an OOM-killed task (freed)"))
     columns = min(len(handles), max(2, int(fig.get_figwidth() // 2.2)))
     fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=9, frameon=False)
-    fig.suptitle(f"{base.name}: memory per node after the run (GiB)", fontsize=12)
+    fig.suptitle(f"{printable(base.name)}: memory per node after the run (GiB)", fontsize=12)
     rows = -(-len(handles) // columns)
     fig.tight_layout(rect=(0, min(0.3, 0.035 + 0.05 * rows), 1, 1))
     buf = io.BytesIO()

@@ -32,6 +32,7 @@ from typing import Any
 from numaguard.core.scenario import Run
 from numaguard.core.simulate import OomEvent, Policy, SimHost, Step
 from numaguard.cpuset import format_bitmap
+from numaguard.display import printable
 from numaguard.units import GiB, MiB, format_bytes
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -140,7 +141,7 @@ def _host_line(name: str, host: SimHost, mode: str | None = None) -> str:
     total = sum(n.total or 0 for n in host.nodes)
     free = sum(n.free for n in host.nodes)
     how = f" as {mode}" if mode else ""
-    return (f"Scenario {_clean(name)}{how}: {len(host.nodes)} NUMA nodes, "
+    return (f"Scenario {printable(name)}{how}: {len(host.nodes)} NUMA nodes, "
             f"{size_text(total, dash=False)} memory, {size_text(free, dash=False)} free, "
             f"swap {size_text(host.swap_free, dash=False)} free")
 
@@ -184,10 +185,6 @@ def _paint(text: str, style: str | None) -> str:
     return f"\x1b[{code}m{text}\x1b[0m" if code else text
 
 
-def _clean(text: str) -> str:
-    """A name as one printable line: control characters (a terminal escape in a guest name)
-    become ``?``."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 class _Grid:
@@ -238,11 +235,11 @@ def _steps_table(run: Run, color: bool) -> _Grid:
     for sr, step, label in zip(result.steps, scenario.steps, scenario.labels):
         requested = size_text(sr.requested) if sr.action == "alloc" else (
             "all" if step.size is None else size_text(step.size))
-        cells: list[Any] = [str(sr.index), _clean(label), policy_text(step), requested]
+        cells: list[Any] = [str(sr.index), printable(label), policy_text(step), requested]
         cells += [size_text(sr.placed.get(n, 0)) for n in node_ids]
         cells.append(_styled(size_text(sr.swapped), "yellow" if sr.swapped else None, color))
         cells.append(_styled(size_text(sr.failed), "bold red" if sr.failed else None, color))
-        kills = ", ".join(f"{_clean(e.victim)} ({e.constraint})" for e in sr.oom) or "-"
+        kills = ", ".join(f"{printable(e.victim)} ({e.constraint})" for e in sr.oom) or "-"
         cells.append(_styled(kills, "bold red" if sr.oom else None, color))
         rows.append(cells)
     return _Grid("Steps: bytes each step placed per node (negative: freed)", headers, rows)
@@ -265,7 +262,7 @@ def _tasks_table(run: Run, color: bool) -> _Grid:
             status = _styled("swapping", "yellow", color)
         else:
             status = _styled("ok", "green", color)
-        rows.append([_clean(a.name), size_text(a.requested),
+        rows.append([printable(a.name), size_text(a.requested),
                      *(size_text(on_node[n]) for n in node_ids),
                      size_text(a.swapped), size_text(a.failed), status])
     return _Grid("Tasks at the end (hugepages included)", headers, rows)
@@ -311,7 +308,7 @@ def _oom_block(runs: Sequence[Run], color: bool) -> str:
     lines = []
     for run in runs:
         prefix = f"[{run.mode}] " if run.mode else ""
-        lines += [_clean(prefix + event_text(e, run.scenario.labels))
+        lines += [printable(prefix + event_text(e, run.scenario.labels))
                   for e in run.result.oom_events]
     return "".join((_paint(line, "bold red") if color else line) + "\n" for line in lines)
 
@@ -351,7 +348,7 @@ def compare_text(runs: Sequence[Run], *, width: int | None = None, color: bool =
         label = [name]
 
         def row(what: str, cells: list[str], label: list[str] = label) -> None:
-            rows.append([_clean(label.pop()) if label else "", what, *cells])
+            rows.append([printable(label.pop()) if label else "", what, *cells])
 
         row("requested", [size_text(requested) for _ in runs])
         for n in node_ids:
@@ -372,7 +369,7 @@ def compare_text(runs: Sequence[Run], *, width: int | None = None, color: bool =
     rows.append(["swap used", "", *(size_text(r.result.swap_used) for r in runs)])
     kills = []
     for r in runs:
-        text = ", ".join(f"{_clean(e.victim)} ({e.constraint})"
+        text = ", ".join(f"{printable(e.victim)} ({e.constraint})"
                          for e in r.result.oom_events) or "-"
         kills.append(_styled(text, "bold red" if r.result.oom_events else None, color))
     rows.append(["OOM kills", "", *kills])

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from numaguard.cpuset import format_bitmap
+from numaguard.display import printable, printable_lines
 from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryPolicy
 from numaguard.model.topology import Host
@@ -32,8 +33,10 @@ def _table(title: str, headers: list[tuple[str, str]], rows: list[list[str | Tex
 
     Rich would otherwise measure every cell of every row through its layout engine, which
     costs about half a second for 1,000 guests; a plain length is the same answer for text.
-    Cells are ``str`` or a styled :class:`rich.text.Text` (``str()`` of it is its plain text).
+    Cells are ``str`` or a styled :class:`rich.text.Text` (``str()`` of it is its plain text);
+    ``str`` cells hold data (guest names) and are shown :func:`printable`.
     """
+    rows = [[printable_lines(c) if isinstance(c, str) else c for c in row] for row in rows]
     widths = [len(h) for h, _ in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -64,7 +67,7 @@ def _hugepages(host_node_pools: tuple) -> str:
 
 
 def topology_text(host: Host, *, width: int | None = None, color: bool = False) -> str:
-    title = f"NUMA topology of {host.name}" if host.name else "NUMA topology"
+    title = f"NUMA topology of {printable(host.name)}" if host.name else "NUMA topology"
     nodes = Table(title=title, title_justify="left")
     nodes.add_column("Node", justify="right")
     nodes.add_column("CPUs")

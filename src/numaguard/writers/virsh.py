@@ -12,14 +12,14 @@ What libvirt can change, and when (docs/FACTS.md; src/qemu/qemu_driver.c
 * ``virsh numatune`` has no option for ``<memnode>``: the edited XML is defined instead
   (``virsh define FILE``).
 
-Every argument is shell-quoted (``shlex.join``).
+Every argument is shell-quoted so that the line works as printed when pasted into bash, and no
+control character of a guest name reaches the terminal (:func:`numaguard.display.shell_quote`).
 """
 
 from __future__ import annotations
 
-import shlex
-
 from numaguard.cpuset import format_bitmap
+from numaguard.display import printable, shell_join, shell_quote
 from numaguard.fix import FixPlan
 from numaguard.model.policy import Placement
 
@@ -39,7 +39,7 @@ def effect_note(plan: FixPlan) -> str:
     live = plan.live_nodeset
     if live is not None:
         return (f"{COLD_BOOT}; a running {plan.name} can take the new nodeset now as well "
-                f"(restrictive mode): virsh numatune {shlex.quote(plan.name)} --nodeset "
+                f"(restrictive mode): virsh numatune {shell_quote(plan.name)} --nodeset "
                 f"{format_bitmap(live)} --live")
     return f"{COLD_BOOT}: {WHY_COLD_BOOT}"
 
@@ -52,7 +52,7 @@ def virsh_lines(plan: FixPlan, *, xml_file: str | None = None,
     it is (or will be) saved, *save_command* the command that saves it there."""
     name = plan.name
     if not plan.changed:
-        return [f"# {effect_note(plan)}"]
+        return [f"# {printable(effect_note(plan))}"]
     lines: list[str] = []
     after = plan.after.policy
     if plan.edit.memnodes or after is None:
@@ -60,18 +60,18 @@ def virsh_lines(plan: FixPlan, *, xml_file: str | None = None,
         lines.append("# virsh numatune has no option for <memnode>: define the edited XML "
                      "instead (the persistent definition; a running guest keeps its policy)")
         if save_command:
-            lines.append(f"# first save it: {save_command} > {shlex.quote(target)}")
-        lines.append(shlex.join(["virsh", "define", target]))
+            lines.append(f"# first save it: {save_command} > {shell_quote(target)}")
+        lines.append(shell_join(["virsh", "define", target]))
     else:
         args = ["virsh", "numatune", name, "--mode", after.mode.value]
         if after.placement is Placement.STATIC and after.nodeset is not None:
             args += ["--nodeset", format_bitmap(after.nodeset)]
-        lines.append(shlex.join([*args, "--config"]))
+        lines.append(shell_join([*args, "--config"]))
         live = plan.live_nodeset
         if live is not None:
-            lines.append(f"# if {name} is running, its nodeset can change now too "
+            lines.append(f"# if {printable(name)} is running, its nodeset can change now too "
                          "(restrictive mode allows it):")
-            lines.append(shlex.join(["virsh", "numatune", name, "--nodeset",
+            lines.append(shell_join(["virsh", "numatune", name, "--nodeset",
                                      format_bitmap(live), "--live"]))
-    lines.append(f"# {effect_note(plan)}")
+    lines.append(f"# {printable(effect_note(plan))}")
     return lines
