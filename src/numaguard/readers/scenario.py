@@ -45,6 +45,7 @@ from numaguard.core.scenario import Scenario, guest_steps, sim_host
 from numaguard.core.simulate import Policy, Step
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
+from numaguard.limits import MAX_NODES, decimal, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers.files import read_bytes
 from numaguard.units import parse_size
@@ -91,6 +92,11 @@ def parse_scenario(data: bytes | str, *, path: str) -> Scenario:
         if m:
             reason += f" (column {m.group(2)})"
         raise ParseError(f"invalid TOML: {reason}", path=path, line=line) from None
+    except ValueError as exc:  # tomllib converts integers itself: Python refuses 4,300+ digits
+        raise ParseError(f"invalid TOML: a value that cannot be converted ({shorten(str(exc))})",
+                         path=path) from None
+    except RecursionError:
+        raise ParseError("invalid TOML: arrays or tables nested too deeply", path=path) from None
     return _Parser(path).scenario(doc)
 
 
@@ -117,12 +123,12 @@ class _Parser:
         return value
 
     def integer(self, value: Any, key: str, *, lo: int | None = None,
-                hi: int | None = None) -> int:
+                hi: int | None = 2**63 - 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected an integer, got {_show(value)}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bounds = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise self.fail(key, f"{value} is out of range ({bounds})")
+            raise self.fail(key, f"{shorten(str(value))} is out of range ({bounds})")
         return value
 
     def size(self, value: Any, key: str) -> int:
@@ -231,7 +237,7 @@ class _Parser:
         for key in ("id", "mem_total"):
             if key not in t:
                 raise self.fail(f"{where}.{key}", "missing")
-        nid = self.integer(t["id"], f"{where}.id", lo=0, hi=16383)
+        nid = self.integer(t["id"], f"{where}.id", lo=0, hi=MAX_NODES - 1)
         cpus: frozenset[int] = frozenset()
         if "cpus" in t:
             try:
@@ -390,11 +396,7 @@ def _snapshot_min_free_kbytes(directory: str) -> int | None:
         path = os.path.join(root, "proc", "sys", "vm", "min_free_kbytes")
         text = read_optional_text(path)
         if text is not None:
-            value = text.strip()
-            if not value.isdigit():
-                raise ParseError(f"expected a number of KiB, got {value!r}",
-                                 field="min_free_kbytes", path=path, line=1)
-            return int(value)
+            return decimal(text, field="min_free_kbytes", limit=2**53, path=path, line=1)
     return None
 
 
