@@ -109,7 +109,7 @@ def parse_size(text: str | int, *, default_scale: int = 1) -> int:
 def _capped(nbytes: int, text: str) -> int:
     if nbytes > MEMORY_MAX_BYTES:
         raise UnitError(f"size {shorten(text)!r} is too large (at most {MEMORY_MAX_BYTES} "
-                        "bytes, 8 EiB)")
+                        "bytes, just under 8 EiB)")
     return nbytes
 
 
