@@ -261,9 +261,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     runs = compare(scenario, modes) if modes else (play(scenario),)
     if plot_format is not None:
         from numaguard.report.plots import render_plot
-        from numaguard.writers.xml_patch import write_atomic
+        from numaguard.writers.xml_patch import OUTPUT_MODE, write_atomic
 
-        write_atomic(args.plot, render_plot(runs, plot_format))
+        write_atomic(args.plot, render_plot(runs, plot_format), mode=OUTPUT_MODE,
+                     follow_symlinks=args.follow_symlinks)
     _emit(runs, args.format, "simulate", module="simulate")
     return EXIT_FINDINGS if any(r.troubled for r in runs) else EXIT_OK
 
@@ -454,7 +455,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
         if not plan.changed:
             sys.stdout.write(f"{target.path}: nothing written\n")
         else:
-            saved = replace_file(target.path, plan.old, plan.new)
+            saved = replace_file(target.path, plan.old, plan.new,
+                                 follow_symlinks=args.follow_symlinks)
             sys.stdout.write(f"wrote {target.path} (backup: {saved})\n")
             if os.path.realpath(os.path.dirname(os.path.abspath(target.path))) == \
                     os.path.realpath(LIBVIRT_QEMU_DIR):
@@ -494,6 +496,9 @@ def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
                    help="libvirt URI for --apply (default qemu:///system)")
     p.add_argument("--backup-dir", metavar="DIR",
                    help="where --apply saves the old XML (default: the current directory)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="--write: when FILE is a symbolic link, replace the file it points to "
+                        "(its backup goes beside that file); without it a link is refused")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -573,7 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "interleave")
     p.add_argument("--plot", metavar="FILE",
                    help="also draw per-node bars before/after into FILE (.png or .svg; "
-                        "needs matplotlib)")
+                        "needs matplotlib; mode 0644 minus the umask)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="when the --plot FILE is a symbolic link, write the file it points "
+                        "to; without it a link is refused")
 
     explain_help = "print a rule's documentation (--all: every rule)"
     p = add("explain", cmd_explain, explain_help,

@@ -277,7 +277,7 @@ def test_write_killed_in_the_rename_leaves_the_original(snap: Path, monkeypatch,
     path = snap / "domains" / "vm1.xml"
     before = listing(path.parent)
 
-    def boom(src, dst):
+    def boom(src, dst, **_dir_fds):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(xml_patch.os, "replace", boom)
@@ -291,7 +291,7 @@ def test_any_exception_in_the_rename_cleans_up(tmp_path: Path, monkeypatch) -> N
     path = tmp_path / "d.xml"
     path.write_bytes(b"old")
 
-    def boom(src, dst):
+    def boom(src, dst, **_dir_fds):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(xml_patch.os, "replace", boom)
@@ -312,21 +312,31 @@ def test_backup_never_overwrites(tmp_path: Path) -> None:
     path = tmp_path / "d.xml"
     path.write_bytes(b"one")
     when = datetime(2026, 1, 2, 3, 4, 5)
-    first = xml_patch.backup(str(path), now=when)
-    path.write_bytes(b"two")
-    second = xml_patch.backup(str(path), now=when)
+    first = xml_patch.replace_file(str(path), b"one", b"two", now=when)
+    second = xml_patch.replace_file(str(path), b"two", b"three", now=when)
     assert Path(first).name == "d.xml.numaguard-20260102T030405.bak"
     assert Path(second).name == "d.xml.numaguard-20260102T030405-1.bak"
     assert Path(first).read_bytes() == b"one" and Path(second).read_bytes() == b"two"
+    assert path.read_bytes() == b"three"
 
 
-def test_write_follows_a_symlink(tmp_path: Path) -> None:
-    real = tmp_path / "real.xml"
+def test_write_refuses_a_symlink_unless_asked(tmp_path: Path) -> None:
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    real = real_dir / "real.xml"
     real.write_bytes(b"old")
+    os.chmod(real, 0o640)
     link = tmp_path / "link.xml"
     link.symlink_to(real)
-    xml_patch.replace_file(str(link), b"old", b"new")
+    with pytest.raises(SourceError, match="is a symbolic link; nothing written"):
+        xml_patch.replace_file(str(link), b"old", b"new")
+    assert link.is_symlink() and real.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.xml", "real"]
+    assert [p.name for p in real_dir.iterdir()] == ["real.xml"]
+    saved = Path(xml_patch.replace_file(str(link), b"old", b"new", follow_symlinks=True))
     assert link.is_symlink() and real.read_bytes() == b"new"
+    assert saved.parent == real_dir and saved.read_bytes() == b"old"   # beside the real file
+    assert os.stat(real).st_mode & 0o777 == 0o640 == os.stat(saved).st_mode & 0o777
 
 
 def test_write_in_etc_libvirt_qemu_says_to_define(tmp_path: Path, monkeypatch, capsys) -> None:
