@@ -10,7 +10,12 @@ order the kernel prints at boot as ``Fallback order for Node N: …``:
   first node of each new distance group, which spreads ties round-robin.  This is why, with
   equal distances, node 1's order on a 4-node ring is ``1 3 0 2`` and not ``1 0 3 2``.
 
-The result is checked against the boot logs of every captured host in tests/fixtures/sys.
+The result is checked against the boot logs of every captured host in tests/fixtures/sys, and
+against a line-by-line port of the kernel's loop (tests/unit/test_fallback.py) on random
+distance matrices.  Read at torvalds/linux mm/page_alloc.c (the same code from 5.x to 6.1):
+``find_next_best_node`` returns the local node first, then scans ``for_each_node_state(n,
+N_MEMORY)`` keeping the first strictly smallest value; ``build_zonelists`` adds one to
+``node_load[node]`` when ``node_distance(local, node) != node_distance(local, prev)``.
 """
 
 from __future__ import annotations
@@ -35,37 +40,41 @@ def node_distance(host: Host, a: int, b: int) -> int:
 
 
 def fallback_orders(host: Host) -> dict[int, tuple[int, ...]]:
-    """The fallback order of every node, as the kernel builds it at boot."""
-    node_load = {n.id: 0 for n in host.nodes}
-    with_memory = [n for n in host.nodes if n.mem_total > 0]
+    """The fallback order of every node, as the kernel builds it at boot.
+
+    The kernel calls ``find_next_best_node`` once per position, each call scanning every memory
+    node: O(N³) over all N lists.  But within one node's list ``node_load[]`` changes only for
+    the node just chosen, which is then used and never a candidate again, so the remaining
+    candidates' values are fixed for the whole list.  Repeatedly taking the smallest value
+    (``val < min_val``: on equal values the lowest id, the first in ``for_each_node_state``)
+    therefore gives the same order as one sort by (value, id) with ``node_load`` as it stood
+    when the list began; the increments are applied after it.  O(N² log N): 1,024 nodes (Linux's
+    MAX_NUMNODES) in about a second.
+    """
+    ids = [n.id for n in host.nodes]
+    size = len(ids)
+    if host.distances is not None:
+        rows = [list(row) for row in host.distances]
+    else:  # no SLIT: the kernel's default node_distance()
+        rows = [[LOCAL_DISTANCE if a == b else REMOTE_DISTANCE for b in range(size)]
+                for a in range(size)]
+    # candidates: (index, id, PENALTY_FOR_NODE_WITH_CPUS if the node has CPUs)
+    memory = [(i, n.id, PENALTY_FOR_NODE_WITH_CPUS if n.cpus else 0)
+              for i, n in enumerate(host.nodes) if n.mem_total > 0]
+    node_load = [0] * size
     orders: dict[int, tuple[int, ...]] = {}
-    for local in host.nodes:
-        used: set[int] = set()
-        order: list[int] = []
-        prev = local.id
-        while True:
-            if local.id not in used:
-                best = local.id
-            else:
-                best = -1
-                best_val = None
-                for cand in with_memory:
-                    n = cand.id
-                    if n in used:
-                        continue
-                    val = node_distance(host, local.id, n)
-                    val += 1 if n < local.id else 0
-                    if cand.cpus:
-                        val += PENALTY_FOR_NODE_WITH_CPUS
-                    val = val * MAX_NUMNODES + node_load[n]
-                    if best_val is None or val < best_val:
-                        best_val, best = val, n
-                if best < 0:
-                    break
-            used.add(best)
-            if node_distance(host, local.id, best) != node_distance(host, local.id, prev):
-                node_load[best] += 1
-            order.append(best)
-            prev = best
-        orders[local.id] = tuple(order)
+    for li, local in enumerate(ids):
+        row = rows[li]
+        # val = (distance + (n < node) + cpu penalty) * MAX_NUMNODES + node_load[n]; ties: id
+        ranked = sorted(
+            ((row[i] + (nid < local) + penalty) * MAX_NUMNODES + node_load[i], nid, i)
+            for i, nid, penalty in memory if i != li)
+        order = [local]
+        prev = row[li]
+        for _val, nid, i in ranked:
+            if row[i] != prev:
+                node_load[i] += 1
+            prev = row[i]
+            order.append(nid)
+        orders[local] = tuple(order)
     return orders
