@@ -5,25 +5,35 @@ Exit codes (every command):
   1  findings at or above --fail-on (commands that audit); an OOM kill or a failed
      allocation (simulate)
   2  bad input or unreadable source: one line per problem, ``file:line: field: what is wrong``;
-     a bad option or option value is one line naming the option
+     a bad option or option value is one line naming the option; output that cannot be
+     written (a full disk, a closed stdout)
+  3  internal error (a bug in numaguard): one line; ``NUMAGUARD_DEBUG=1`` shows the traceback
+
+No exit code is ever produced by an uncaught exception (Python's own is 1, which means
+"findings" here): :func:`main` is the one error boundary.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from numaguard import __version__
+from numaguard.display import printable, printable_lines, shell_join
 from numaguard.errors import NumaguardError, ParseError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
+EXIT_INTERNAL = 3
 
 EPILOG = """\
 SOURCE is a snapshot directory (host/ + domains/, see `numaguard snapshot`), a captured sysfs
@@ -35,6 +45,7 @@ exit codes:
   1  findings at or above --fail-on (audit); an OOM kill or failed allocation (simulate)
   2  bad input or unreadable source (one line per problem: file:line: field: what is wrong),
      or a bad option value (one line naming the option)
+  3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
 """
 
 AUDIT_EPILOG = """\
@@ -48,6 +59,7 @@ exit codes:
   0  no finding at or above --fail-on (default: critical; `never` always gives 0)
   1  at least one finding at or above --fail-on
   2  bad input, unreadable source or bad option value (one line per problem)
+  3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
 
 examples:
   numaguard audit examples/article-host
@@ -68,6 +80,7 @@ exit codes:
   0  every byte was placed (in RAM or swap) and nobody was OOM-killed
   1  some task was OOM-killed or some allocation failed (in any mode with --compare)
   2  bad input, unreadable source or bad option value (one line: file: key: what is wrong)
+  3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
 
 examples:
   numaguard simulate examples/scenarios/article-vm1-app.toml
@@ -292,6 +305,7 @@ enough); only a restrictive guest's nodeset can change live.
 exit codes:
   0  done (or nothing to change for --recommended)
   2  refused or failed, nothing written: one line naming the file and the field
+  3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
 
 examples:
   numaguard fix examples/article-host/domains/vm1.xml --recommended
@@ -359,8 +373,6 @@ def _fix_context(side: Any) -> Any:
 
 def _fix_replay(args: argparse.Namespace, output: str) -> str:
     """This command line with another output option (for the `# first save it:` hint)."""
-    import shlex
-
     argv = ["numaguard", "fix", args.target]
     if args.recommended:
         argv.append("--recommended")
@@ -372,7 +384,7 @@ def _fix_replay(args: argparse.Namespace, output: str) -> str:
         argv += ["--memnode", m]
     if args.host is not None:
         argv += ["--host", args.host]
-    return shlex.join([*argv, output])
+    return shell_join([*argv, output])
 
 
 def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
@@ -436,7 +448,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
                          f"{plan.name}\n")
     summary = summary_lines(plan)
     if args.output == "diff":
-        sys.stdout.write(unified_diff(plan.old, plan.new, plan.label))
+        # the diff shows lines of the file: no control character of it reaches the terminal
+        sys.stdout.write(printable_lines(unified_diff(plan.old, plan.new, plan.label)))
         sys.stdout.write("".join(f"# {line}\n" for line in summary))
         return EXIT_OK
     if args.output == "xml":
@@ -453,15 +466,19 @@ def cmd_fix(args: argparse.Namespace) -> int:
         summary = summary_lines(plan, effect=False)
     elif args.output == "write":
         if not plan.changed:
-            sys.stdout.write(f"{target.path}: nothing written\n")
+            sys.stdout.write(printable(f"{target.path}: nothing written") + "\n")
         else:
             saved = replace_file(target.path, plan.old, plan.new,
                                  follow_symlinks=args.follow_symlinks)
-            sys.stdout.write(f"wrote {target.path} (backup: {saved})\n")
-            if os.path.realpath(os.path.dirname(os.path.abspath(target.path))) == \
+            # with --follow-symlinks the file written is the link's target
+            written = os.path.realpath(target.path) if args.follow_symlinks else target.path
+            through = f" through the link {target.path}" if written != target.path else ""
+            sys.stdout.write(printable(f"wrote {written}{through} (backup: {saved})") + "\n")
+            if os.path.realpath(os.path.dirname(os.path.abspath(written))) == \
                     os.path.realpath(LIBVIRT_QEMU_DIR):
                 summary.append(f"libvirtd reads {LIBVIRT_QEMU_DIR} only when it starts: run "
-                               f"`virsh define {target.path}` so it sees the change now")
+                               f"`{shell_join(['virsh', 'define', written])}` so it sees "
+                               "the change now")
     sys.stderr.write("".join(f"{line}\n" for line in summary))
     return EXIT_OK
 
@@ -599,30 +616,107 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit code of the module docstring.
+
+    This is the one error boundary: whatever goes wrong below comes out as one line per
+    problem on stderr (``numaguard COMMAND: …``, data shown :func:`printable`) and a
+    documented exit code, never a traceback.  ``NUMAGUARD_DEBUG=1`` lets an internal error
+    raise, for a bug report."""
+    if sys.stderr is None:          # started with fd 2 closed: nowhere to say anything
+        return EXIT_ERROR
+    if sys.stdout is None:
+        sys.stderr.write("numaguard: standard output is closed; nothing can be printed\n")
+        return EXIT_ERROR
+    for stream in (sys.stdout, sys.stderr):
+        # a non-UTF-8 locale or PYTHONIOENCODING=ascii: escape what it cannot show
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _UsageError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return EXIT_ERROR
+    except _UsageError as exc:  # its message names the command: "numaguard audit: …"
+        return _fail(None, str(exc), EXIT_ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
+    prog = f"numaguard {args.command}"
+    with _sigterm_as_exit():
+        try:
+            code = args.func(args)
+            sys.stdout.flush()      # inside the boundary: a full disk or a closed pipe is an error
+            return code
+        except NumaguardError as exc:
+            return _fail(prog, str(exc) or type(exc).__name__, EXIT_ERROR)
+        except BrokenPipeError:
+            # `numaguard guests | head`: stop quietly, as coreutils do.
+            _silence_stdout()
+            return EXIT_OK
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename is not None else "output: "
+            if exc.filename is None:
+                _silence_stdout()
+            return _fail(prog, f"{where}{exc.strerror or exc}", EXIT_ERROR)
+        except UnicodeError as exc:
+            _silence_stdout()
+            return _fail(prog, f"cannot show the output in this terminal's encoding ({exc}); "
+                         "set LANG=C.UTF-8", EXIT_ERROR)
+        except RecursionError:
+            return _fail(prog, "input nested too deeply to read", EXIT_ERROR)
+        except MemoryError:
+            return _fail(prog, "out of memory (the input is too large to analyse)", EXIT_ERROR)
+        except KeyboardInterrupt:
+            return 130
+        except Exception as exc:  # a bug: one line, exit 3, and how to see the traceback
+            if os.environ.get("NUMAGUARD_DEBUG") == "1":
+                raise
+            return _fail(prog, f"internal error: {type(exc).__name__}: {exc} (a bug in "
+                         "numaguard; NUMAGUARD_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
+
+
+def _fail(prog: str | None, message: str, code: int) -> int:
+    """Print *message* on stderr as lines ``PROG: line``, each shown printable; return *code*."""
     try:
-        return args.func(args)
-    except NumaguardError as exc:
         sys.stdout.flush()
-        prog = f"numaguard {args.command}"
-        for line in str(exc).splitlines() or [type(exc).__name__]:
-            sys.stderr.write(f"{prog}: {line}\n")
-        return EXIT_ERROR
-    except BrokenPipeError:
-        # `numaguard guests | head`: stop quietly, as coreutils do.
+    except (OSError, ValueError):
+        _silence_stdout()
+    lead = f"{prog}: " if prog else ""
+    try:
+        sys.stderr.write("".join(f"{lead}{printable(line)}\n"
+                                 for line in message.splitlines() or [message]))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # stderr itself is gone: the exit code still says it
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's last flush of what could not be written
+    does not fail again (``Exception ignored … BrokenPipeError``) after we reported it."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
-    except KeyboardInterrupt:
-        return 130
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds like Ctrl-C (exit 143), so every ``finally``
+    removes its temporary files; the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> NoReturn:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ EDITS = {   # two different edits of vm1's <memory>, and the line each one write
     "b": (["--mode", "interleave", "--nodeset", "0-1"],
           b"<memory mode='interleave' nodeset='0-1'/>"),
 }
-WROTE = re.compile(r"wrote (\S+) \(backup: (\S+)\)\n")
+WROTE = re.compile(r"wrote (\S+)(?: through the link \S+)? \(backup: (\S+)\)\n")
 REFUSED = re.compile(r"numaguard fix: \S+: (the file changed since numaguard read it|is locked "
                      r"by another process)")
 CHILD_TIMEOUT = 60.0   # a hang guard, not a speed check
@@ -212,7 +212,9 @@ def test_fix_write_on_a_symlinked_domain_is_refused(capsys, snap: Path, tmp_path
     assert (tree(domains), tree(outside)) == before
     rc, out, err = run(capsys, "fix", domains / "vm1.xml", *edit, "--write", "--follow-symlinks")
     assert rc == 0, err
-    backup = Path(WROTE.fullmatch(out).group(2))
+    wrote = WROTE.fullmatch(out)
+    assert wrote and wrote.group(1) == str(real) and "through the link" in out
+    backup = Path(wrote.group(2))
     assert backup.parent == outside and backup.read_bytes() == original
     assert real.read_bytes() == original.replace(ORIGINAL_MEMORY, line)
     assert (domains / "vm1.xml").is_symlink()
