@@ -524,3 +524,11 @@ def test_sigterm_unwinds_with_exit_143(tmp_path):
     os.kill(running.pid, signal.SIGTERM)
     out = running.wait()
     assert out.code == 143 and cleaned.exists(), out.describe()
+
+
+def test_hugepage_pools_larger_than_the_node(tmp_path):
+    text = SCENARIO.read_text().replace('mem_free = "15GiB"\n',
+                                        'mem_free = "15GiB"\nhugepages = {"1GiB" = 17}\n', 1)
+    bad = write(tmp_path / "s.toml", text)
+    assert_bad_input(run_cli(["simulate", str(bad)]),
+                     names=["s.toml", "host.nodes[0].hugepages", "more than mem_total"])

@@ -257,6 +257,8 @@ class _Parser:
                 pools.append(HostHugepages(size=size, total=pages, free=pages))
         pools.sort(key=lambda p: p.size)
         hugepage_bytes = sum(p.total_bytes for p in pools)
+        if hugepage_bytes > total:
+            raise self.fail(f"{where}.hugepages", "the pools hold more than mem_total")
         if "mem_free" in t:
             free = self.size(t["mem_free"], f"{where}.mem_free")
             if free > total:
