@@ -49,8 +49,9 @@ Stream = str
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one run did.  ``code`` is the exit status, or ``-N`` when killed by signal N
-    (``None`` never: a timed-out child is killed and reaped, so ``code == -9``)."""
+    """What one run did.  ``code`` is the exit status, or ``-N`` when killed by signal N; a
+    run past its timeout has ``timed_out=True`` and ``code`` -14 (its own SIGALRM) or -9
+    (the parent's SIGKILL of its process group)."""
 
     code: int
     out: str
@@ -183,111 +184,177 @@ def _open_slot(slot: Stream, fd: int, pipes: dict[int, tuple[int, int]]) -> None
             os.close(target)
 
 
-def _limit_memory(mem_limit: int | None) -> None:
+def _vm_size() -> int:
+    """This process's address-space size in bytes (/proc/self/status VmSize)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _limit_memory(mem_limit: int | None, *, above_current: bool) -> None:
+    """RLIMIT_AS = *mem_limit* (above this process's present size when *above_current*: a
+    forked child inherits the parent's mappings, and what is bounded is what the run adds)."""
     if mem_limit is None:
         return
+    limit = mem_limit + (_vm_size() if above_current else 0)
     _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = mem_limit if hard == resource.RLIM_INFINITY else min(mem_limit, hard)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _collect(pid: int, fds: dict[str, int], stdin_fd: int | None, stdin_data: bytes,
-             deadline: float, *, reap: Callable[[bool], int | None]) -> tuple[
-                 dict[str, bytes], int, bool]:
-    """Read the child's pipes and feed its stdin until EOF and exit or *deadline*; on timeout
-    SIGKILL its process group.  Returns (bytes per stream, status, timed_out)."""
-    sel = selectors.DefaultSelector()
-    chunks: dict[str, list[bytes]] = {name: [] for name in fds}
-    kept = dict.fromkeys(fds, 0)
-    for name, fd in fds.items():
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ, name)
-    pending = memoryview(stdin_data)
-    if stdin_fd is not None:
-        if pending:
-            os.set_blocking(stdin_fd, False)
-            sel.register(stdin_fd, selectors.EVENT_WRITE, "stdin")
-        else:
-            os.close(stdin_fd)
-            stdin_fd = None
-    pidfd: int | None = None
-    with contextlib.suppress(AttributeError, OSError):
-        pidfd = os.pidfd_open(pid)
-        sel.register(pidfd, selectors.EVENT_READ, "exit")
-    status: int | None = None
-    timed_out = False
-    try:
-        while True:
-            if status is None:
-                status = reap(False)
-            if status is not None and not any(k.data in fds for k in sel.get_map().values()):
-                break
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = status is None
-                break
-            wait = deadline - now if pidfd is not None or status is not None else min(
-                0.05, deadline - now)
-            for key, _ in sel.select(wait):
-                name = key.data
-                if name == "exit":
-                    sel.unregister(key.fd)
-                    continue
-                if name == "stdin":
-                    try:
-                        n = os.write(key.fd, pending[:65536])
-                    except BlockingIOError:
-                        continue
-                    except OSError:   # EPIPE: the child stopped reading
-                        n = len(pending)
-                    pending = pending[n:]
-                    if not pending:
-                        sel.unregister(key.fd)
-                        os.close(key.fd)
-                        stdin_fd = None
-                    continue
-                try:
-                    data = os.read(key.fd, 1 << 20)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(key.fd)
-                    continue
-                if kept[name] < MAX_OUTPUT:
-                    chunks[name].append(data[:MAX_OUTPUT - kept[name]])
-                    kept[name] += len(chunks[name][-1])
-    finally:
-        if status is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            status = reap(True)
-        else:
-            # the child is gone; anything left in its group (a grandchild) goes too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        # drain what is already in the pipes
-        for key in list(sel.get_map().values()):
-            if key.data in fds:
-                with contextlib.suppress(OSError):
-                    while data := os.read(key.fd, 1 << 20):
-                        if kept[key.data] < MAX_OUTPUT:
-                            chunks[key.data].append(data[:MAX_OUTPUT - kept[key.data]])
-                            kept[key.data] += len(chunks[key.data][-1])
-        sel.close()
-        for fd in [*fds.values(), *([stdin_fd] if stdin_fd is not None else []),
-                   *([pidfd] if pidfd is not None else [])]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    assert status is not None
-    return {name: b"".join(parts) for name, parts in chunks.items()}, status, timed_out
+def _alarm(timeout: float) -> None:
+    """The child's own deadline: SIGALRM (default action: terminate) after *timeout*
+    seconds, even when the parent is too busy to watch it (ITIMER_REAL survives exec)."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, max(timeout, 0.001))
 
 
 def _decode_status(raw: int) -> int:
     if os.WIFSIGNALED(raw):
         return -os.WTERMSIG(raw)
     return os.WEXITSTATUS(raw)
+
+
+class Running:
+    """One child being watched: its output pipes, its stdin feed, its deadline.  Several can
+    share one selector (:func:`run_many`); :func:`run_cli` drives one alone."""
+
+    def __init__(self, argv: Sequence[str], pid: int, fds: Mapping[str, int],
+                 stdin_fd: int | None, stdin_data: bytes, timeout: float, start: float,
+                 reap: Callable[[bool], int | None]) -> None:
+        self.argv = tuple(argv)
+        self.pid = pid
+        self.start = start
+        self.deadline = start + timeout
+        self._reap = reap
+        self._chunks: dict[str, list[bytes]] = {name: [] for name in fds}
+        self._kept = dict.fromkeys(fds, 0)
+        self._open: dict[int, str] = {}
+        self._pending = memoryview(stdin_data)
+        self.status: int | None = None
+        self.timed_out = False
+        for name, fd in fds.items():
+            os.set_blocking(fd, False)
+            self._open[fd] = name
+        if stdin_fd is not None:
+            if self._pending:
+                os.set_blocking(stdin_fd, False)
+                self._open[stdin_fd] = "stdin"
+            else:
+                os.close(stdin_fd)
+        self._pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(pid)
+            self._open[self._pidfd] = "exit"
+        self.outcome: Outcome | None = None
+
+    def register(self, sel: selectors.BaseSelector) -> None:
+        for fd, name in self._open.items():
+            sel.register(fd, selectors.EVENT_WRITE if name == "stdin" else selectors.EVENT_READ,
+                         self)
+
+    def _close(self, sel: selectors.BaseSelector | None, fd: int) -> None:
+        name = self._open.pop(fd, None)
+        if name is None:
+            return
+        if sel is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                sel.unregister(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _keep(self, name: str, data: bytes) -> None:
+        room = MAX_OUTPUT - self._kept[name]
+        if room > 0:
+            self._chunks[name].append(data[:room])
+            self._kept[name] += len(self._chunks[name][-1])
+
+    def on_ready(self, sel: selectors.BaseSelector, fd: int) -> None:
+        name = self._open.get(fd)
+        if name == "exit":
+            self._close(sel, fd)
+        elif name == "stdin":
+            try:
+                n = os.write(fd, self._pending[:65536])
+            except BlockingIOError:
+                return
+            except OSError:   # EPIPE: the child stopped reading
+                n = len(self._pending)
+            self._pending = self._pending[n:]
+            if not self._pending:
+                self._close(sel, fd)
+        elif name is not None:
+            try:
+                data = os.read(fd, 1 << 20)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if data:
+                self._keep(name, data)
+            else:
+                self._close(sel, fd)
+
+    @property
+    def wants_wakeups(self) -> bool:
+        """No pidfd: the exit must be polled."""
+        return self._pidfd is None
+
+    def poll(self, sel: selectors.BaseSelector | None, now: float) -> bool:
+        """Reap or time out; True when the run is over (``self.outcome`` is set)."""
+        if self.outcome is not None:
+            return True
+        if self.status is None:
+            self.status = self._reap(False)
+        streams_open = any(n in self._chunks for n in self._open.values())
+        if self.status is not None and not streams_open:
+            self.timed_out = self.status == -signal.SIGALRM   # its own deadline struck
+            self._finish(sel)
+            return True
+        if now >= self.deadline:
+            self.timed_out = self.status is None or self.status == -signal.SIGALRM
+            self._finish(sel)
+            return True
+        return False
+
+    def _finish(self, sel: selectors.BaseSelector | None) -> None:
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.status = self._reap(True)
+        else:  # the child is gone; anything left in its group (a grandchild) goes too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        for fd, name in list(self._open.items()):
+            if name in self._chunks:   # drain what is already in the pipe
+                with contextlib.suppress(OSError):
+                    while data := os.read(fd, 1 << 20):
+                        self._keep(name, data)
+            self._close(sel, fd)
+        assert self.status is not None
+        data = {name: b"".join(parts) for name, parts in self._chunks.items()}
+        self.outcome = _outcome(self.argv, data, self.status, self.timed_out,
+                                time.monotonic() - self.start)
+
+    def wait(self) -> Outcome:
+        with selectors.DefaultSelector() as sel:
+            self.register(sel)
+            while not self.poll(sel, time.monotonic()):
+                wait = self.deadline - time.monotonic()
+                if self.wants_wakeups:
+                    wait = min(wait, 0.02)
+                for key, _ in sel.select(max(wait, 0)):
+                    self.on_ready(sel, key.fd)
+        assert self.outcome is not None
+        return self.outcome
 
 
 def _outcome(argv: Sequence[str], data: dict[str, bytes], code: int, timed_out: bool,
@@ -308,18 +375,12 @@ def _stdin_slot(stdin: bytes | str | None) -> tuple[Stream, bytes]:
     return "pipe", stdin.encode() if isinstance(stdin, str) else stdin
 
 
-def run_cli(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 10.0,
-            cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-            stdin: bytes | str | None = b"", stdout: Stream = "pipe", stderr: Stream = "pipe",
-            mem_limit: int | None = 2 * GiB,
-            main: Callable[[Sequence[str]], object] | None = None) -> Outcome:
-    """``numaguard ARGV`` in a forked child of this process (see the module docstring).
-
-    *env* replaces the environment (default: this one); *stdin* is bytes fed on a pipe,
-    ``None`` for /dev/null, or ``"closed"``; *stdout*/*stderr* are ``"pipe"`` (collected),
-    ``"closed"``, ``"devnull"`` or a path such as ``/dev/full``.  *mem_limit* is RLIMIT_AS in
-    bytes.  *main* defaults to ``numaguard.cli.main``.
-    """
+def start_cli(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 10.0,
+              cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+              stdin: bytes | str | None = b"", stdout: Stream = "pipe", stderr: Stream = "pipe",
+              mem_limit: int | None = 2 * GiB,
+              main: Callable[[Sequence[str]], object] | None = None) -> Running:
+    """Fork and start ``numaguard ARGV`` (see :func:`run_cli`); ``.wait()`` gives the Outcome."""
     if main is None:
         from numaguard.cli import main as cli_main
         main = cli_main
@@ -343,12 +404,13 @@ def run_cli(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 10.0,
                 os.chdir(cwd)
             os.environ.clear()
             os.environ.update(child_env)
-            _limit_memory(mem_limit)
+            _limit_memory(mem_limit, above_current=True)
             # the interpreter's own start-up signal state (pylifecycle.c init_signals)
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            _alarm(timeout)
             status = _child_main(args, main, child_env)
         except BaseException:  # noqa: BLE001 - the harness itself failed in the child
             with contextlib.suppress(Exception):
@@ -372,8 +434,59 @@ def run_cli(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 10.0,
         done, raw = os.waitpid(pid, 0 if block else os.WNOHANG)
         return _decode_status(raw) if done else None
 
-    data, code, timed_out = _collect(pid, fds, stdin_fd, in_data, start + timeout, reap=reap)
-    return _outcome(args, data, code, timed_out, time.monotonic() - start)
+    return Running(args, pid, fds, stdin_fd, in_data, timeout, start, reap)
+
+
+def run_cli(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 10.0,
+            cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+            stdin: bytes | str | None = b"", stdout: Stream = "pipe", stderr: Stream = "pipe",
+            mem_limit: int | None = 2 * GiB,
+            main: Callable[[Sequence[str]], object] | None = None) -> Outcome:
+    """``numaguard ARGV`` in a forked child of this process (see the module docstring).
+
+    *env* replaces the environment (default: this one); *stdin* is bytes fed on a pipe,
+    ``None`` for /dev/null, or ``"closed"``; *stdout*/*stderr* are ``"pipe"`` (collected),
+    ``"closed"``, ``"devnull"`` or a path such as ``/dev/full``.  *mem_limit* is the address
+    space (RLIMIT_AS) the run may take beyond what this process already maps.  *main*
+    defaults to ``numaguard.cli.main``.  After *timeout* seconds the child ends (its own
+    SIGALRM, then the parent SIGKILLs its process group): ``timed_out=True``.
+    """
+    return start_cli(argv, timeout=timeout, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
+                     stderr=stderr, mem_limit=mem_limit, main=main).wait()
+
+
+def run_many(jobs: Iterable[tuple[Sequence[str | os.PathLike[str]], Mapping[str, Any]]], *,
+             parallel: int = 2) -> Iterator[tuple[int, Outcome]]:
+    """Run ``(argv, run_cli keyword arguments)`` jobs, *parallel* forked children at a time,
+    from this one thread (no fork while another thread runs).  Yields ``(job index,
+    Outcome)`` as runs end, which is not the order of *jobs*."""
+    queue = iter(enumerate(jobs))
+    running: dict[Running, int] = {}
+    exhausted = False
+    with selectors.DefaultSelector() as sel:
+        while True:
+            while not exhausted and len(running) < max(1, parallel):
+                nxt = next(queue, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                index, (argv, kwargs) = nxt
+                child = start_cli(argv, **kwargs)
+                child.register(sel)
+                running[child] = index
+            if not running:
+                return
+            now = time.monotonic()
+            for child in [c for c in running if c.poll(sel, now)]:
+                assert child.outcome is not None
+                yield running.pop(child), child.outcome
+            if not running:
+                continue
+            wait = min(c.deadline for c in running) - time.monotonic()
+            if any(c.wants_wakeups for c in running):
+                wait = min(wait, 0.02)
+            for key, _ in sel.select(max(wait, 0)):
+                key.data.on_ready(sel, key.fd)
 
 
 def _max_fd() -> int:
@@ -387,7 +500,8 @@ def run_subprocess(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 3
                    stdout: Stream = "pipe", stderr: Stream = "pipe",
                    mem_limit: int | None = 2 * GiB,
                    python: Sequence[str] = (sys.executable, "-m", "numaguard")) -> Outcome:
-    """``python -m numaguard ARGV`` as a real process (same arguments as :func:`run_cli`)."""
+    """``python -m numaguard ARGV`` as a real process (arguments as :func:`run_cli`; here
+    *mem_limit* is the whole RLIMIT_AS of the new process)."""
     args = [os.fspath(a) for a in argv]
     in_slot, in_data = _stdin_slot(stdin)
     closed = [fd for fd, slot in ((0, in_slot), (1, stdout), (2, stderr)) if slot == "closed"]
@@ -402,7 +516,8 @@ def run_subprocess(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 3
     slots = [popen_slot(s, fd) for fd, s in ((0, in_slot), (1, stdout), (2, stderr))]
 
     def preexec() -> None:
-        _limit_memory(mem_limit)
+        _limit_memory(mem_limit, above_current=False)
+        _alarm(timeout)
         for fd in closed:
             os.close(fd)
 
@@ -431,9 +546,7 @@ def run_subprocess(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 3
             proc.wait()
         return proc.poll()
 
-    data, code, timed_out = _collect(proc.pid, fds, stdin_fd, in_data, start + timeout,
-                                     reap=reap)
-    return _outcome(args, data, code, timed_out, time.monotonic() - start)
+    return Running(args, proc.pid, fds, stdin_fd, in_data, timeout, start, reap).wait()
 
 
 # -- the oracle of a bad input -------------------------------------------------------------
