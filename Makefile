@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
-.PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table
+.PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,16 @@ oracle: $(STAMP)
 
 oracle-table: $(STAMP)
 	$(PY) tests/oracle/run_oracle.py --table
+
+# The mutation fuzzer at scale (tests/hostile/fuzz.py): FUZZ_RUNS mutated inputs (default
+# 20,000; the bounded run in `make test` takes 2,000) from seed FUZZ_SEED, every read-only command
+# on each, two at a time; one minimised reproducer per distinct failure is saved in FUZZ_FINDINGS.
+FUZZ_RUNS ?= 20000
+FUZZ_SEED ?= 0
+FUZZ_FINDINGS ?= /tmp/fuzz-findings
+fuzz: $(STAMP)
+	NUMAGUARD_FUZZ=1 FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SEED=$(FUZZ_SEED) FUZZ_FINDINGS=$(FUZZ_FINDINGS) \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/hostile/test_fuzz.py -k test_fuzz_bounded
 
 # docs/rules.md is generated from the rule docstrings (a test checks it is current).
 docs: $(STAMP)
