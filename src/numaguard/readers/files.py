@@ -75,22 +75,30 @@ def read_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise _not_regular(path, st.st_mode)
-        # Read in modest chunks: procfs sysctl handlers allocate a buffer of the size asked
-        # for, and fail with ENOMEM on a huge read (seen on /proc/sys/kernel/numa_balancing).
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, _CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = read_fd(fd, limit)
     except OSError as exc:
         raise _os_error(path, exc) from None
     finally:
         os.close(fd)
-    if size > limit:
+    if len(data) > limit:
         raise SourceError(path, f"larger than {limit // (1024 * 1024)} MiB; refusing to read it")
+    return data
+
+
+def read_fd(fd: int, limit: int = MAX_BYTES) -> bytes:
+    """The content of the open file *fd* from its start, but at most ``limit + 1`` bytes (so a
+    caller tells a file over the limit by its length).  Read in modest chunks: procfs sysctl
+    handlers allocate a buffer of the size asked for, and fail with ENOMEM on a huge read (seen
+    on /proc/sys/kernel/numa_balancing)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = os.read(fd, min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
     return b"".join(chunks)
 
 

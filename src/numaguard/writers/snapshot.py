@@ -33,7 +33,7 @@ import tempfile
 
 from numaguard.display import printable
 from numaguard.errors import SourceError
-from numaguard.readers.files import MAX_BYTES, read_bytes
+from numaguard.readers.files import MAX_BYTES, read_bytes, read_fd
 from numaguard.readers.sysfs import SysfsReader
 from numaguard.writers.xml_patch import (
     CREATE_NEW,
@@ -97,17 +97,10 @@ def _read_domain(dir_fd: int, name: str) -> bytes | str:
             return "not a regular file"
         if st.st_size > MAX_BYTES:
             return f"larger than {MAX_BYTES // (1024 * 1024)} MiB"
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_BYTES:
-            chunk = os.read(fd, 64 * 1024)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_BYTES:
+        data = read_fd(fd)
+        if len(data) > MAX_BYTES:
             return f"larger than {MAX_BYTES // (1024 * 1024)} MiB"
-        return b"".join(chunks)
+        return data
     except OSError as exc:
         return exc.strerror or str(exc)
     finally:

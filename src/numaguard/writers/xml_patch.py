@@ -60,7 +60,7 @@ from datetime import datetime
 from types import FrameType
 
 from numaguard.errors import PermissionDenied, SourceError
-from numaguard.readers.files import MAX_BYTES, file_kind
+from numaguard.readers.files import MAX_BYTES, file_kind, read_fd
 
 TEMP_SUFFIX = ".numaguard-tmp"
 STAMP_FORMAT = "%Y%m%dT%H%M%S"
@@ -339,20 +339,6 @@ def stamp(now: datetime | None = None) -> str:
     return (now or datetime.now()).strftime(STAMP_FORMAT)
 
 
-def _read_fd(fd: int, limit: int) -> bytes:
-    """Up to *limit* bytes from *fd*, from its start."""
-    chunks: list[bytes] = []
-    size, offset = 0, 0
-    while size < limit:
-        chunk = os.pread(fd, min(64 * 1024, limit - size), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
-
-
 def _flock(fd: int, shown: str, deadline: float, wait: float) -> bool:
     """``flock(LOCK_EX)`` on *fd*, polling until *deadline*; ``False`` when the descriptor
     must be open for writing (NFS emulates flock with a whole-file fcntl lock, and an
@@ -423,7 +409,7 @@ def replace_file(path: str, old: bytes, new: bytes, *, now: datetime | None = No
         fd, st = _lock(where, LOCK_WAIT_SECONDS)
         try:
             try:
-                current = _read_fd(fd, min(len(old) + 1, MAX_BYTES + 1))
+                current = read_fd(fd, min(len(old), MAX_BYTES))
             except OSError as exc:
                 raise os_error(path, exc) from None
             if current != old:
