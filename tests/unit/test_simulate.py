@@ -263,3 +263,57 @@ def test_a_killed_guest_can_start_again_after_it_is_freed():
     r = simulate(host(8, 8), steps)
     assert [e.victim for e in r.oom_events] == ["vm"]
     assert r.steps[2].placed == {0: 2 * GiB} and r.steps[2].failed == 0
+
+
+# -- the swap loop at sizes where playing it round by round would never end -------------------
+
+PiB = 1024**5
+EiB = 1024**6
+
+
+def test_a_1_eib_bind_step_with_1_eib_of_swap_finishes_and_conserves_bytes():
+    # every round swaps the task's own 16 GiB out and refills the node: 2**26 rounds, skipped
+    h = SimHost((SimNode(0, 16 * GiB, total=16 * GiB), SimNode(1, 16 * GiB, total=16 * GiB)),
+                {0: (0, 1), 1: (1, 0)}, EiB)
+    r = simulate(h, [Step("vm", EiB, policy=Policy.BIND, nodes=frozenset({0}))])
+    s, vm = r.steps[0], r.allocations[0]
+    assert s.placed == {0: EiB} and s.failed == 0 and not r.oom_events  # bind stays on node 0
+    assert vm.placed == {0: 16 * GiB} and vm.swapped == EiB - 16 * GiB  # RAM + swap hold it
+    assert r.swap_used == s.swapped == EiB - 16 * GiB and r.free == {0: 0, 1: 16 * GiB}
+
+
+def test_a_1_eib_interleave_step_runs_swap_dry_and_is_killed_with_every_byte_accounted():
+    nodes = tuple(SimNode(i, (16 + i) * GiB + 4095 * i, 4096 * i, 8192 * i, total=32 * GiB)
+                  for i in range(3))
+    h = SimHost(nodes, EQUAL3, 64 * PiB)
+    r = simulate(h, [Step("app", 8 * GiB, cpu_node=1),
+                     Step("vm", EiB, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1, 2}))])
+    s = r.steps[1]
+    assert sum(s.placed.values()) + s.failed == EiB
+    assert s.swapped == 64 * PiB  # all of swap, the app's 8 GiB included
+    (event,) = s.oom
+    assert event.victim == "vm" and event.victim_bytes > 64 * PiB - 8 * GiB
+    app, vm = r.allocations
+    # the killed guest's memory and swap are free again; the app stays in swap
+    assert vm.oom_killed and vm.placed == {} and vm.swapped == 0
+    assert app.placed == {} and app.swapped == 8 * GiB and r.swap_used == 8 * GiB
+    assert r.free == {n.id: n.free for n in nodes}
+
+
+def test_interleave_rounds_repeat_only_while_every_nodes_share_outlasts_its_turn():
+    # found by comparing with the round-by-round loop: a 5-byte node shared by several turns
+    # hands bytes out one turn at a time, so node 3's turn places far more than the others'
+    # and a share of rest // 4 runs out before the rest does
+    from numaguard.core import simulate as sim
+
+    h = SimHost(tuple(SimNode(i, f, total=1000) for i, f in enumerate((122, 0, 5, 174))),
+                {0: (0, 1, 3, 2), 1: (1, 2, 0, 3), 2: (2, 0, 1, 3), 3: (3, 0, 1, 2)}, 2489)
+    plan = [Step("a", 1954, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1, 2, 3}))]
+    fast = simulate(h, plan)
+    sim._SKIP_SWAP_CYCLES = False
+    try:
+        slow = simulate(h, plan)
+    finally:
+        sim._SKIP_SWAP_CYCLES = True
+    assert fast == slow
+    assert fast.steps[0].swapped > 1954 // 2  # the loop ran many rounds

@@ -34,7 +34,10 @@ follows, by kernel source (Linux 6.1):
   LRU (``lru_cache_add_inactive_or_unevictable``) and reclaim isolates from the tail — whoever
   owns it, the allocating task included.  Memory is tracked as chunks in allocation order, so
   an application that touched memory after a guest pushes the guest's pages to swap (measured
-  by the kernel oracle, tests/oracle).
+  by the kernel oracle, tests/oracle).  A request larger than its nodes swaps its own pages
+  out and refills the nodes round after round; once a round repeats the one before, the rest
+  are counted in one step (:func:`_steady_cycles`), so a 1 EiB request costs what a 1 GiB one
+  does.
 """
 
 from __future__ import annotations
@@ -72,12 +75,18 @@ class SimHost:
     nodes: tuple[SimNode, ...]
     fallback: Mapping[int, tuple[int, ...]]
     swap_free: int = 0
+    _index: dict[int, SimNode] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
+
+    def __post_init__(self) -> None:
+        for n in reversed(self.nodes):  # the first node of an id wins, as a search finds it
+            self._index[n.id] = n
 
     def node(self, node_id: int) -> SimNode:
-        for n in self.nodes:
-            if n.id == node_id:
-                return n
-        raise KeyError(f"no node {node_id}")
+        try:
+            return self._index[node_id]
+        except KeyError:
+            raise KeyError(f"no node {node_id}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,26 +292,46 @@ def _walk(state: _State, task: _Task, order: Iterable[int], allowed: frozenset[i
 
 
 def _interleave(state: _State, task: _Task, nodes: list[int], allowed: frozenset[int],
-                amount: int, floor: str, placed: dict[int, int]) -> int:
+                amount: int, floor: str, placed: dict[int, int],
+                turns: dict[int, int] | None = None) -> int:
     """Round-robin over *nodes*; a node that has run dry sends its turn along its own zonelist.
 
     Each round gives every node with quota left the same slice, limited by what the nodes its
     pages currently land on can still give; a round ends when a node or a quota runs out, so the
-    number of rounds depends on the number of nodes, not on bytes.
+    number of rounds depends on the number of nodes, not on bytes.  Free memory only shrinks
+    during a call, so where a node's turn lands is found by a cursor that only moves on along
+    its zonelist: O(nodes²) per call, not O(nodes³).  *turns*, when given, adds up the bytes
+    placed on each node's turn (wherever they landed).
     """
     if not nodes:
         return amount
     quota = {n: amount // len(nodes) for n in nodes}
     for n in nodes[: amount % len(nodes)]:
         quota[n] += 1
+    zonelists = {n: state.zonelist(n) for n in nodes}
+    cursor = dict.fromkeys(nodes, 0)
+
+    def lands(n: int) -> int | None:
+        """The first node of n's zonelist that is allowed and has room."""
+        zl, i = zonelists[n], cursor[n]
+        while i < len(zl) and (zl[i] not in allowed or state.room(zl[i], floor) <= 0):
+            i += 1
+        cursor[n] = i
+        return zl[i] if i < len(zl) else None
+
+    def give(n: int, t: int, take: int) -> None:
+        state.take(task, t, take, placed)
+        quota[n] -= take
+        if turns is not None:
+            turns[n] = turns.get(n, 0) + take
+
     while True:
         active = [n for n in nodes if quota[n] > 0]
         if not active:
             return 0
         target: dict[int, int] = {}
         for n in active:
-            t = next((m for m in state.zonelist(n) if m in allowed and state.room(m, floor) > 0),
-                     None)
+            t = lands(n)
             if t is not None:
                 target[n] = t
         if not target:
@@ -317,12 +346,10 @@ def _interleave(state: _State, task: _Task, nodes: list[int], allowed: frozenset
             for n, t in target.items():
                 take = min(quota[n], state.room(t, floor))
                 if take:
-                    state.take(task, t, take, placed)
-                    quota[n] -= take
+                    give(n, t, take)
             continue
         for n, t in target.items():
-            state.take(task, t, delta, placed)
-            quota[n] -= delta
+            give(n, t, delta)
 
 
 def _constraint(state: _State, step: Step) -> tuple[str, frozenset[int]]:
@@ -347,24 +374,25 @@ def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
     return True
 
 
-def _badness(state: _State, task: _Task, nodes: frozenset[int]) -> int | None:
+def _badness(task: _Task, total: int) -> int | None:
+    """*total*: the allowed memory plus swap (``oom_badness``'s ``totalpages``)."""
     if task.oom_score_adj <= -1000:
         return None
     rss = task.resident
     points = rss + task.swapped + rss // 512
-    total = state.swap_free + state.swap_used + sum(
-        (state.host.node(n).total or 0) for n in nodes)
     return points + task.oom_score_adj * total // 1000
 
 
 def _oom(state: _State, current: _Task, step: Step, index: int) -> OomEvent | None:
     constraint, nodes = _constraint(state, step)
+    total = state.swap_free + state.swap_used + sum(
+        (state.host.node(n).total or 0) for n in nodes)
     chosen: _Task | None = None
     best: int | None = None
     for task in sorted(state.tasks.values(), key=lambda t: t.order):
         if not _eligible(task, constraint, nodes):
             continue
-        points = _badness(state, task, nodes)
+        points = _badness(task, total)
         if points is None:
             continue
         if best is None or points >= best:  # select_bad_process: ties go to the later task
@@ -388,11 +416,13 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
         return 0, _alloc_hugepages(state, task, step, allowed, amount, placed), events
     mask = allowed & step.nodes if step.nodes is not None else allowed
 
-    def attempt(amount: int, floor: str) -> int:
+    interleave = (sorted(mask) if step.nodes is not None else sorted(allowed)) \
+        if step.policy is Policy.INTERLEAVE else []
+
+    def attempt(amount: int, floor: str, turns: dict[int, int] | None = None) -> int:
         p = step.policy
         if p is Policy.INTERLEAVE:
-            nodes = sorted(mask) if step.nodes is not None else sorted(allowed)
-            return _interleave(state, task, nodes, allowed, amount, floor, placed)
+            return _interleave(state, task, interleave, allowed, amount, floor, placed, turns)
         if p is Policy.BIND:
             return _walk(state, task, state.zonelist(step.cpu_node), mask, amount, floor, placed)
         if p is Policy.PREFERRED:
@@ -423,12 +453,29 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
             if reclaimed:
                 amount = attempt(amount, "min")
         reach = mask if step.policy is Policy.BIND else allowed
+        last: list[_Chunk] = []                  # what the previous retry placed
+        last_sizes: list[tuple[int, int]] = []
         while amount and state.swap_free:        # reclaim swaps the oldest anon memory out
             out = state.swap_out(reach, min(amount, state.swap_free))
             if not out:
                 break
             swapped += out
-            amount = attempt(amount, "min")
+            mark = len(task.chunks)
+            turns: dict[int, int] = {}
+            amount = attempt(amount, "min", turns)
+            new = task.chunks[mark:]
+            sizes = [(c.node, c.bytes) for c in new]
+            if _SKIP_SWAP_CYCLES and sizes == last_sizes and out == sum(b for _, b in sizes) \
+                    and all(c.bytes == 0 for c in last):
+                # what the rest of the request must cover for the next round to repeat this one
+                need = ((max(turns.values(), default=0) + 1) * len(interleave) if interleave
+                        else out)
+                cycles = _steady_cycles(amount, state.swap_free, out, need)
+                if cycles:
+                    amount -= cycles * out
+                    swapped += cycles * out
+                    _skip_cycles(state, task, sizes, cycles, placed)
+            last, last_sizes = new, sizes
         if not amount:
             return swapped, 0, events
         event = _oom(state, task, step, index)
@@ -437,6 +484,50 @@ def _alloc(state: _State, task: _Task, step: Step, index: int,
         events.append(event)
         if event.victim == task.name:
             return swapped, amount, events
+
+
+#: The swap loop's shortcut (:func:`_steady_cycles`); tests switch it off to compare.
+_SKIP_SWAP_CYCLES = True
+
+
+def _steady_cycles(amount: int, swap_free: int, cycle: int, need: int) -> int:
+    """How many more rounds of the swap loop are the same as the one just played.
+
+    The loop swaps the oldest anonymous memory on the nodes the allocation may use out and
+    retries.  When the memory it swapped out is exactly what the previous retry placed (so the
+    task's own pages from this step were the only anonymous memory left on those nodes) and the
+    retry placed the same amounts on the same nodes, the nodes are back where they were, and
+    each later round repeats it — swap *cycle* bytes out, place them again — for as long as:
+
+    * swap and the rest of the request both cover *cycle*, so the swap-out takes exactly the
+      last round's pages (the oldest, and the only ones there); and
+    * the rest of the request is at least *need*, so the retry is limited by free memory, not
+      by the request: a walk of the zonelist (bind, default, preferred) places the same bytes
+      whenever the rest is at least what it placed (*need* = *cycle*); an interleave places the
+      same when every node's share (rest // nodes) exceeds the most any node's turn placed
+      (*need* = (that + 1) × nodes) — a share that never runs out never changes a round.
+
+    With a 1 EiB request bound to a 16 GiB node and 1 EiB of swap there are 2**26 such rounds;
+    this counts those after the current one, so the loop skips them in O(1).
+    """
+    by_amount = (amount - need) // cycle + 1
+    by_swap = swap_free // cycle
+    return max(0, min(by_amount, by_swap))
+
+
+def _skip_cycles(state: _State, task: _Task, sizes: list[tuple[int, int]], cycles: int,
+                 placed: dict[int, int]) -> None:
+    """Account *cycles* rounds of the swap loop that swap out and place *sizes* again.
+
+    Each round moves the task's last placed pages to swap and places the same bytes on the same
+    nodes: free memory and the LRU (the last round's chunks, now the newest) end as they are;
+    only swap, the task's swapped bytes and the step's placed bytes grow."""
+    out = cycles * sum(b for _, b in sizes)
+    state.swap_free -= out
+    state.swap_used += out
+    task.swapped += out
+    for n, b in sizes:
+        placed[n] = placed.get(n, 0) + cycles * b
 
 
 def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[int],

@@ -61,6 +61,13 @@ class Host:
     numa_balancing: bool | None = None
     name: str | None = None
     _index: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: CPU id -> node id; a CPU listed by two nodes (a broken source) maps to the lower id, as
+    #: a search in node order finds it, and makes nodes_of_cpus search every node
+    _cpu_node: dict[int, int] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
+    _shared_cpus: bool = field(default=False, init=False, repr=False, compare=False)
+    _node_ids: frozenset[int] = field(default=frozenset(), init=False, repr=False,
+                                      compare=False)
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -73,10 +80,15 @@ class Host:
             if len(self.distances) != size or any(len(row) != size for row in self.distances):
                 raise ValueError(f"distance matrix is not {size}x{size}")
         self._index.update({nid: i for i, nid in enumerate(ids)})
+        for node in reversed(self.nodes):
+            self._cpu_node.update(dict.fromkeys(node.cpus, node.id))
+        object.__setattr__(self, "_node_ids", frozenset(ids))
+        object.__setattr__(self, "_shared_cpus",
+                           len(self._cpu_node) != sum(len(n.cpus) for n in self.nodes))
 
     @property
     def node_ids(self) -> frozenset[int]:
-        return frozenset(self._index)
+        return self._node_ids
 
     def node(self, node_id: int) -> Node:
         try:
@@ -90,13 +102,14 @@ class Host:
         return self.distances[self._index[a]][self._index[b]]
 
     def node_of_cpu(self, cpu: int) -> int | None:
-        for node in self.nodes:
-            if cpu in node.cpus:
-                return node.id
-        return None
+        return self._cpu_node.get(cpu)
 
     def nodes_of_cpus(self, cpus: frozenset[int]) -> frozenset[int]:
-        return frozenset(n.id for n in self.nodes if n.cpus & cpus)
+        """The nodes that hold any of *cpus*: O(len(cpus)), not O(nodes)."""
+        if self._shared_cpus:
+            return frozenset(n.id for n in self.nodes if n.cpus & cpus)
+        where = self._cpu_node
+        return frozenset(where[c] for c in cpus if c in where)
 
     @property
     def mem_total(self) -> int:

@@ -118,6 +118,23 @@ class Context:
         return demand
 
     @cached_property
+    def _bound_alone(self) -> tuple[dict[int, int], dict[tuple[int, str], int]]:
+        """Bound memory that can live only on one node: per node, and per (node, guest)."""
+        total: dict[int, int] = {}
+        by_guest: dict[tuple[int, str], int] = {}
+        for u in self.bound_units:
+            if u.static_nodeset is not None and len(u.static_nodeset) == 1:
+                (n,) = u.static_nodeset
+                total[n] = total.get(n, 0) + u.size
+                by_guest[n, u.guest] = by_guest.get((n, u.guest), 0) + u.size
+        return total, by_guest
+
+    def pledged_alone(self, node: int, but: str) -> int:
+        """Bound memory of guests other than *but* that can live only on *node*."""
+        total, by_guest = self._bound_alone
+        return total.get(node, 0) - by_guest.get((node, but), 0)
+
+    @cached_property
     def bound_flow(self) -> FlowResult:
         return solve(self.bound_demand, self.capacity)
 

@@ -280,12 +280,6 @@ def _unit_fits(ctx: Context, unit: MemoryUnit, node: int) -> int:
     return ctx.capacity[node]
 
 
-def _pledged_alone(ctx: Context, node: int, but: str) -> int:
-    """Bound memory of other guests that can live only on *node*."""
-    return sum(u.size for u in ctx.bound_units
-               if u.guest != but and u.static_nodeset == frozenset({node}))
-
-
 @rule("NG203", "needless-span")
 def needless_span(ctx: Context) -> Iterator[Finding]:
     """A guest spread over several nodes although one node could hold its memory and vCPUs.
@@ -325,7 +319,7 @@ def needless_span(ctx: Context) -> Iterator[Finding]:
         if not candidates:
             continue
         room = {n: _unit_fits(ctx, unit, n) - (0 if unit.on_hugepages
-                                                else _pledged_alone(ctx, n, guest.name))
+                                                else ctx.pledged_alone(n, guest.name))
                 for n in candidates}
         best = max(candidates, key=lambda n: (room[n], -n))
         node = host.node(best)
@@ -403,7 +397,7 @@ def _targets(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad], name: s
         if other.limit - other.vcpus < len(vcpus):
             continue
         need = sum(u.size for u in bound_here if not u.on_hugepages)
-        if need and need > ctx.capacity[other.node] - _pledged_alone(ctx, other.node, name):
+        if need and need > ctx.capacity[other.node] - ctx.pledged_alone(other.node, name):
             continue
         if any(u.on_hugepages and u.size > _unit_fits(ctx, u, other.node) for u in bound_here):
             continue
