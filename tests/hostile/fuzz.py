@@ -409,7 +409,7 @@ def m_xml_repeat(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
     if rng.random() < 0.3:
         chunk = re.sub(rb"(cpuset|nodeset|siblings)=(['\"])[^'\"]*\2", rb"\1='0-16383'", chunk)
     if rng.random() < 0.3:   # distinct ids
-        count = rng.choice([2, 64, 1100])
+        count = rng.choice([2, 64, 1024, 1100])
         parts = [re.sub(rb"\b(id|vcpu|cellid)=(['\"])[0-9]+\2",
                         f"\\1='{k}'".encode(), chunk) for k in range(count)]
         return data[:m.end()] + b"".join(parts) + data[m.end():]
@@ -473,7 +473,7 @@ def m_toml_tables(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes
         extra = rng.choice([b"unknown_key = 1\n", b"name = \"x\"\n", b"id = 0\n",
                             b"size = \"1EiB\"\n", b"[step.sub]\nx = 1\n"])
         return data[:m.end()] + extra + data[m.end():]
-    count = rng.choice([2, 100, 1100, 10000])
+    count = rng.choice([2, 100, 1024, 1100, 10000])
     if m.group(1) == b"host.nodes":
         count = min(count, 1100)
         parts = [re.sub(rb"(?m)^id\s*=\s*[0-9]+", f"id = {k}".encode(), chunk)

@@ -32,7 +32,12 @@ from tests.hostile.harness import (
     untouched,
 )
 
-fuzz.preload()   # every numaguard module imported before the first fork (fast children)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _preloaded():
+    """Every numaguard module imported before the first fork (fast children)."""
+    fuzz.preload()
 
 
 # -- the harness -----------------------------------------------------------------------------
