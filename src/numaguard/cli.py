@@ -135,7 +135,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from numaguard.writers.snapshot import capture_snapshot
 
     summary = capture_snapshot(args.directory, root=args.root, libvirt_dir=args.libvirt_dir)
-    sys.stdout.write(summary + "\n")
+    sys.stdout.write(printable(summary) + "\n")
     return EXIT_OK
 
 
@@ -362,10 +362,10 @@ def _fix_context(side: Any) -> Any:
     from numaguard.fix import AuditContext
 
     for note in side.notes:
-        sys.stderr.write(f"numaguard fix: {note}\n")
+        sys.stderr.write(printable(f"numaguard fix: {note}") + "\n")
     if side.unknown:
-        sys.stderr.write(f"numaguard fix: host topology unknown ({side.unknown}): the nodeset "
-                         "check and the re-audit are skipped\n")
+        sys.stderr.write(printable(f"numaguard fix: host topology unknown ({side.unknown}): "
+                                   "the nodeset check and the re-audit are skipped") + "\n")
     options = AuditOptions(kernel_release=side.kernel_release,
                            numad_installed=side.numad_installed)
     return AuditContext(side.host, tuple(side.others), options, side.unknown)
@@ -402,16 +402,16 @@ def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
         ctx = _fix_context(session.host_side(read, args.host))
         plan = plan_fix(DomainDocument(read.xml, path=read.label), edit, ctx)
         if plan.edit.empty:
-            sys.stderr.write(f"numaguard fix: the audit proposes no <numatune> change for "
-                             f"{plan.name}\n")
+            sys.stderr.write(printable(f"numaguard fix: the audit proposes no <numatune> "
+                                       f"change for {plan.name}") + "\n")
             return EXIT_OK
         if not plan.changed:
-            sys.stdout.write(f"{plan.name}: nothing to define, its persistent XML already has "
-                             "this <numatune>\n")
+            sys.stdout.write(printable(f"{plan.name}: nothing to define, its persistent XML "
+                                       "already has this <numatune>") + "\n")
             return EXIT_OK
         result = session.apply(read, plan, backup_dir=args.backup_dir or ".")
     out = [(f"defined {plan.name} on {session.uri}; the old XML is saved in {result.backup} "
-            f"(virsh define {result.backup} restores it)")]
+            f"({shell_join(['virsh', 'define', result.backup])} restores it)")]
     if result.live_nodeset is not None:
         out.append(f"the running {plan.name} took the new nodeset now as well")
     elif result.live_error is not None:
@@ -419,7 +419,7 @@ def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
                    f"change {COLD_BOOT}")
     elif plan.policy_changed:
         out.append(COLD_BOOT)
-    sys.stdout.write("".join(f"{line}\n" for line in out))
+    sys.stdout.write("".join(f"{printable(line)}\n" for line in out))
     sys.stderr.write("".join(f"{line}\n" for line in summary_lines(plan, effect=False)))
     return EXIT_OK
 
@@ -444,8 +444,8 @@ def cmd_fix(args: argparse.Namespace) -> int:
     ctx = _fix_context(load_host_side(target, args.host))
     plan = plan_fix(doc, edit, ctx)
     if plan.edit.empty:   # --recommended, and the audit proposes nothing
-        sys.stderr.write(f"numaguard fix: the audit proposes no <numatune> change for "
-                         f"{plan.name}\n")
+        sys.stderr.write(printable(f"numaguard fix: the audit proposes no <numatune> change "
+                                   f"for {plan.name}") + "\n")
     summary = summary_lines(plan)
     if args.output == "diff":
         # the diff shows lines of the file: no control character of it reaches the terminal

@@ -532,3 +532,14 @@ def test_hugepage_pools_larger_than_the_node(tmp_path):
     bad = write(tmp_path / "s.toml", text)
     assert_bad_input(run_cli(["simulate", str(bad)]),
                      names=["s.toml", "host.nodes[0].hugepages", "more than mem_total"])
+
+
+def test_a_document_libxml2_reads_but_expat_does_not_is_refused_for_editing(tmp_path):
+    """U+FEFF is a name character for libxml2 (XML 1.0 5th edition) but not for expat, which
+    locates the bytes an edit replaces: the audit reads the guest, ``fix`` refuses it."""
+    text = VM1.read_text().replace("<devices>", "<devi\ufeffces>").replace(
+        "</devices>", "</devi\ufeffces>")
+    xml = write(tmp_path / "bom.xml", text)
+    assert run_cli(["guests", str(xml)]).code == 0
+    assert_bad_input(run_cli(["fix", str(xml), "--mode", "preferred", "--nodeset", "0",
+                              "--host", str(ARTICLE)]), names=["bom.xml", "xml"])

@@ -181,7 +181,13 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
         if cellids.count(cellid) > 1:
             raise ParseError(f"memnode for cell {cellid} given twice",
                              field="numatune/memnode/@cellid")
-    spans = element_spans(data)
+    try:
+        spans = element_spans(data)
+    except expat.ExpatError as exc:
+        # libxml2 (lxml) read the document but expat does not: their tables of name
+        # characters differ (XML 1.0 5th edition vs. 4th), e.g. U+FEFF inside a tag name
+        raise ParseError(f"cannot locate the elements to edit ({expat.ErrorString(exc.code)})",
+                         field="xml", path=doc.path, line=exc.lineno) from None
     root = spans[0]
     children = [s for s in spans if s.depth == 1]
     newline = b"\r\n" if b"\r\n" in data else b"\n"
