@@ -10,7 +10,7 @@ its connected pieces are the smallest over-committed node sets we report.
 
 Headroom of a node: the most memory that something else (an application, another guest) can
 take on that node while every bound guest still fits, found by augmenting the maximum flow with
-a new demand on that node only.
+a new demand on that node only (and taking that flow back before the next node).
 """
 
 from __future__ import annotations
@@ -60,13 +60,11 @@ class _Graph:
         self.cap[u][v] = self.cap[u].get(v, 0) + c
         self.cap[v].setdefault(u, 0)
 
-    def copy(self) -> _Graph:
-        g = _Graph()
-        g.cap = {u: dict(vs) for u, vs in self.cap.items()}
-        return g
-
-    def augment(self, s: int, t: int, first: int | None = None) -> int:
-        """Edmonds-Karp from *s* to *t*; with *first*, paths must leave *s* through it."""
+    def augment(self, s: int, t: int, first: int | None = None,
+                log: list[tuple[int, int, int]] | None = None) -> int:
+        """Edmonds-Karp from *s* to *t*; with *first*, paths must leave *s* through it.
+        *log*, when given, records every (u, v, bytes) pushed, so :meth:`undo` can take the
+        flow back."""
         total = 0
         while True:
             parent = {s: s}
@@ -92,8 +90,15 @@ class _Graph:
                 u = parent[v]
                 self.cap[u][v] -= bottleneck
                 self.cap[v][u] += bottleneck
+                if log is not None:
+                    log.append((u, v, bottleneck))
                 v = u
             total += bottleneck
+
+    def undo(self, log: list[tuple[int, int, int]]) -> None:
+        for u, v, pushed in reversed(log):
+            self.cap[u][v] += pushed
+            self.cap[v][u] -= pushed
 
     def reachable(self, s: int) -> set[int]:
         seen = {s}
@@ -176,9 +181,14 @@ def solve(demands: Mapping[frozenset[int], int], capacity: Mapping[int, int]) ->
         if capacity.get(n, 0) <= 0:
             headroom[n] = 0
             continue
-        probe = graph.copy()
+        # a new demand on node n alone, pushed through the residual graph and taken back
+        # (cheaper than a copy of the graph per node: 1,024 nodes)
         probe_vertex = -1
-        probe.add(src, probe_vertex, inf)
-        probe.add(probe_vertex, nv[n], inf)
-        headroom[n] = probe.augment(src, sink, first=probe_vertex)
+        graph.add(src, probe_vertex, inf)
+        graph.add(probe_vertex, nv[n], inf)
+        log: list[tuple[int, int, int]] = []
+        headroom[n] = graph.augment(src, sink, first=probe_vertex, log=log)
+        graph.undo(log)
+        del graph.cap[src][probe_vertex], graph.cap[nv[n]][probe_vertex]
+        del graph.cap[probe_vertex]
     return FlowResult(total, placed, per_node, tuple(overcommits), headroom)

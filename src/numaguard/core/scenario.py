@@ -114,20 +114,27 @@ def sim_host(host: Host, *, fallback: Mapping[int, tuple[int, ...]] | None = Non
 
 # -- libvirt guests -> steps ------------------------------------------------------------------
 
-def _cgroup_mems(guest: Guest, unit: MemoryUnit) -> frozenset[int] | None:
+def _strict_mems(guest: Guest) -> frozenset[int] | None:
+    """The union of the guest's nodesets (``<memory>`` and every cell's), or ``None``."""
+    union: set[int] = set()
+    for p in (guest.policy, *guest.policies):
+        if p is not None and p.nodeset is not None:
+            union |= p.nodeset
+    return frozenset(union) or None
+
+
+def _cgroup_mems(guest: Guest, unit: MemoryUnit,
+                 strict: frozenset[int] | None) -> frozenset[int] | None:
     """cpuset.mems libvirt gives the threads that touch this unit's memory (FACTS.md,
-    src/qemu/qemu_process.c): strict ``<memory>`` → the union of the guest's nodesets;
-    restrictive → the unit's own nodeset (a restrictive memnode's for its cell's vCPUs);
-    preferred, interleave or no ``<numatune>`` → not set."""
+    src/qemu/qemu_process.c): strict ``<memory>`` → the union of the guest's nodesets
+    (*strict*, :func:`_strict_mems`, the same for every unit of the guest); restrictive → the
+    unit's own nodeset (a restrictive memnode's for its cell's vCPUs); preferred, interleave or
+    no ``<numatune>`` → not set."""
     top = guest.policy
     if top is None or top.placement is not Placement.STATIC:
         return None
     if top.mode is MemoryMode.STRICT:
-        union: set[int] = set()
-        for p in (top, *guest.policies):
-            if p is not None and p.nodeset is not None:
-                union |= p.nodeset
-        return frozenset(union) or None
+        return strict
     if top.mode is MemoryMode.RESTRICTIVE:
         return unit.static_nodeset
     return None
@@ -171,13 +178,14 @@ def guest_steps(host: Host, guests: Iterable[Guest]) -> list[tuple[Step, str]]:
     NUMA cell, or the whole guest), with the label people see."""
     out: list[tuple[Step, str]] = []
     for guest in sorted(guests, key=lambda g: g.name):
+        strict = _strict_mems(guest)
         for unit in memory_units(guest):
             if unit.size <= 0:
                 continue
             policy, nodes = _policy(unit)
             step = Step(name=guest.name, size=unit.size, policy=policy, nodes=nodes,
                         cpu_node=_cpu_node(host, guest, unit),
-                        cpuset_mems=_cgroup_mems(guest, unit),
+                        cpuset_mems=_cgroup_mems(guest, unit, strict),
                         hugepage_size=unit.hugepage_size,
                         # QEMU applies the policy with mbind on the guest RAM, not to the task
                         policy_scope="vma")

@@ -89,9 +89,8 @@ def _statically_placed(guest: Guest) -> bool:
 
 def _guest_memory_nodes(ctx: Context, guest: Guest) -> frozenset[int]:
     nodes: set[int] = set()
-    for u in ctx.units:
-        if u.guest == guest.name:
-            nodes |= _memory_nodeset(ctx, u) or frozenset()
+    for u in ctx.units_by_guest.get(guest.name, ()):
+        nodes |= _memory_nodeset(ctx, u) or frozenset()
     return frozenset(nodes)
 
 
@@ -230,6 +229,7 @@ def unpinned_bound_memory(ctx: Context) -> Iterator[Finding]:
     (``placement='auto'``, NG402).
     """
     every_cpu = frozenset().union(*(n.cpus for n in ctx.host.nodes))
+    emulator: dict[str, str] = {}  # the emulatorpin line of each guest, made once per guest
     for guest, unit, ns in _units_of(ctx):
         loose = [v for v in sorted(unit.vcpus) if guest.vcpu_cpus(v) is None]
         if not loose:
@@ -250,8 +250,10 @@ def unpinned_bound_memory(ctx: Context) -> Iterator[Finding]:
             ev["cell"] = unit.cell
         commands = vcpupin_commands(guest.name, loose, cpus)
         if guest.emulatorpin is None:
-            commands += (emulatorpin_command(
-                guest.name, local_cpus(ctx.host, _guest_memory_nodes(ctx, guest))),)
+            if guest.name not in emulator:
+                emulator[guest.name] = emulatorpin_command(
+                    guest.name, local_cpus(ctx.host, _guest_memory_nodes(ctx, guest)))
+            commands += (emulator[guest.name],)
         fix = Fix(guest=guest.name,
                   description=f"pin {_vcpus_text(loose)} of {guest.name} to host CPUs "
                               f"{format_bitmap(cpus)} ({_near(ctx.host, cpus, ns)}, where its "

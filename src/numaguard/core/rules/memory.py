@@ -474,13 +474,13 @@ def preferred_spill(ctx: Context) -> Iterator[Finding]:
     Fix: none needed; ``interleave`` over the nodes it spans anyway spreads it evenly.
     """
     pledged = ctx.bound_flow.per_node
+    room = {n: max(0, ctx.capacity[n] - pledged.get(n, 0)) for n in ctx.host.node_ids}
     for u in ctx.units:
         ns = u.static_nodeset
         if ns is None or u.on_hugepages or u.policy is None or \
                 u.policy.mode is not MemoryMode.PREFERRED or not ns <= ctx.host.node_ids:
             continue
         _, seq = fill_order(ctx, u)
-        room = {n: max(0, ctx.capacity[n] - pledged.get(n, 0)) for n in ctx.host.node_ids}
         fits = sum(room[n] for n in ns)
         if u.size <= fits:
             continue

@@ -1,0 +1,35 @@
+"""The bound-memory flow (NG101's model): headroom of each node against a fresh max-flow."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numaguard.core.flow import solve
+
+
+@st.composite
+def problems(draw):
+    nodes = draw(st.integers(1, 6))
+    capacity = {n: draw(st.sampled_from([0, 1, 3, 8, 20])) for n in range(nodes)}
+    node = st.integers(0, nodes)  # one past the last: a node the capacity map lacks
+    demands = draw(st.dictionaries(st.frozensets(node, min_size=1, max_size=3),
+                                   st.integers(0, 25), max_size=6))
+    return demands, capacity
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_headroom_is_what_a_new_demand_on_the_node_alone_adds_to_the_maximum_flow(problem):
+    demands, capacity = problem
+    result = solve(demands, capacity)
+    blocked = {n: -oc.shortfall for oc in result.overcommits for n in oc.nodes}
+    big = sum(demands.values()) + sum(capacity.values()) + 1
+    for n, headroom in result.headroom.items():
+        if n in blocked:
+            assert headroom == blocked[n]
+        elif capacity.get(n, 0) <= 0:
+            assert headroom == 0
+        else:
+            more = dict(demands)
+            more[frozenset({n})] = more.get(frozenset({n}), 0) + big
+            assert headroom == solve(more, capacity).placed - result.placed
+    assert result.placed == sum(result.per_node.values()) <= result.demand
