@@ -1,8 +1,11 @@
 """The bound-memory flow (NG101's model): headroom of each node against a fresh max-flow."""
 
+import contextlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from numaguard.core import flow
 from numaguard.core.flow import solve
 
 
@@ -33,3 +36,25 @@ def test_headroom_is_what_a_new_demand_on_the_node_alone_adds_to_the_maximum_flo
             more[frozenset({n})] = more.get(frozenset({n}), 0) + big
             assert headroom == solve(more, capacity).placed - result.placed
     assert result.placed == sum(result.per_node.values()) <= result.demand
+
+
+@contextlib.contextmanager
+def edmonds_karp_alone():
+    """solve() with every augmenting path found by a BFS (no pass for the short paths)."""
+    saved = flow._Graph.short_paths
+    flow._Graph.short_paths = lambda self, s, t, firsts: 0
+    try:
+        yield
+    finally:
+        flow._Graph.short_paths = saved
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_the_short_path_pass_gives_the_flow_edmonds_karp_gives(problem):
+    # per_node is one maximum flow among many: it must be the very one the BFS finds
+    demands, capacity = problem
+    fast = solve(demands, capacity)
+    with edmonds_karp_alone():
+        slow = solve(demands, capacity)
+    assert fast == slow
