@@ -1,7 +1,10 @@
 """The simulator, policy by policy, against the kernel behaviour it follows (FACTS.md, 6.1)."""
 
+from unittest import mock
+
 import pytest
 
+from numaguard.core import simulate as sim
 from numaguard.core.simulate import Policy, SimHost, SimNode, Step, simulate
 
 GiB = 1024**3
@@ -304,16 +307,10 @@ def test_interleave_rounds_repeat_only_while_every_nodes_share_outlasts_its_turn
     # found by comparing with the round-by-round loop: a 5-byte node shared by several turns
     # hands bytes out one turn at a time, so node 3's turn places far more than the others'
     # and a share of rest // 4 runs out before the rest does
-    from numaguard.core import simulate as sim
-
     h = SimHost(tuple(SimNode(i, f, total=1000) for i, f in enumerate((122, 0, 5, 174))),
                 {0: (0, 1, 3, 2), 1: (1, 2, 0, 3), 2: (2, 0, 1, 3), 3: (3, 0, 1, 2)}, 2489)
     plan = [Step("a", 1954, policy=Policy.INTERLEAVE, nodes=frozenset({0, 1, 2, 3}))]
     fast = simulate(h, plan)
-    sim._SKIP_SWAP_CYCLES = False
-    try:
-        slow = simulate(h, plan)
-    finally:
-        sim._SKIP_SWAP_CYCLES = True
-    assert fast == slow
+    with mock.patch.object(sim, "_SKIP_SWAP_CYCLES", False):
+        assert simulate(h, plan) == fast
     assert fast.steps[0].swapped > 1954 // 2  # the loop ran many rounds
