@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from numaguard.core.fallback import fallback_orders
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditOptions, AuditResult, audit
 from numaguard.core.scenario import guest_steps, sim_host
@@ -152,7 +153,10 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
     label = doc.path or "domain XML"
     before = extract_guest(doc)
     others = tuple(g for g in ctx.others if g.name != before.name)
-    audit_before = audit(ctx.host, (*others, before), ctx.options) if ctx.host else None
+    # the host's zonelists, once for both audits and both simulations (1,024 nodes: 1M pairs)
+    orders = fallback_orders(ctx.host) if ctx.host else None
+    audit_before = audit(ctx.host, (*others, before), ctx.options,
+                         fallback=orders) if ctx.host else None
     used: tuple[Finding, ...] = ()
     if edit is None:
         if audit_before is None:
@@ -184,19 +188,22 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
             if all(str(again) != str(q) for q in problems):
                 problems.append(again)
         raise InvalidDocument(problems) from None
-    audit_after = audit(ctx.host, (*others, after), ctx.options) if ctx.host else None
+    audit_after = audit(ctx.host, (*others, after), ctx.options,
+                        fallback=orders) if ctx.host else None
     sim_before = sim_after = None
     if ctx.host is not None:
-        sim_before = _simulate(ctx.host, (*others, before))
-        sim_after = _simulate(ctx.host, (*others, after))
+        sim_before = _simulate(ctx.host, (*others, before), orders)
+        sim_after = _simulate(ctx.host, (*others, after), orders)
     return FixPlan(label, doc.to_bytes(), new, edit, before, after, audit_before, audit_after,
                    used, sim_before, sim_after)
 
 
-def _simulate(host: Host, guests: tuple[Guest, ...]) -> SimResult:
+def _simulate(host: Host, guests: tuple[Guest, ...],
+              fallback: dict[int, tuple[int, ...]] | None = None) -> SimResult:
     """Every guest starting and touching all its memory, in name order (numaguard simulate
     on a snapshot): where the edited guest's pages would land, and who would be killed."""
-    return simulate(sim_host(host), [step for step, _ in guest_steps(host, guests)])
+    return simulate(sim_host(host, fallback=fallback),
+                    [step for step, _ in guest_steps(host, guests)])
 
 
 # -- before/after of the findings ---------------------------------------------------------------

@@ -77,11 +77,15 @@ def rule(rule_id: str, name: str, *, after: tuple[str, ...] = ()) -> Callable[
 class Context:
     """Everything rules share, computed once and lazily."""
 
-    def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions) -> None:
+    def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions,
+                 fallback: dict[int, tuple[int, ...]] | None = None) -> None:
         self.host = host
         self.guests = tuple(guests)
         self.options = options
         self.findings: list[Finding] = []
+        if fallback is not None:  # the host's fallback_orders(), already computed
+            self.__dict__["fallback"] = fallback
+        self._ranks: dict[int, dict[int, int]] = {}
 
     @cached_property
     def guest_by_name(self) -> dict[str, Guest]:
@@ -142,6 +146,16 @@ class Context:
     def fallback(self) -> dict[int, tuple[int, ...]]:
         return fallback_orders(self.host)
 
+    def fallback_rank(self, start: int) -> dict[int, int]:
+        """Position of each node in the fallback order of *start* (all host nodes by id when
+        *start* is not a host node), so that ordering a nodeset costs its size, not the
+        host's."""
+        rank = self._ranks.get(start)
+        if rank is None:
+            order = self.fallback.get(start, tuple(sorted(self.host.node_ids)))
+            rank = self._ranks[start] = {n: i for i, n in enumerate(order)}
+        return rank
+
     def units_inside(self, nodes: frozenset[int]) -> list[MemoryUnit]:
         return [u for u in self.bound_units if u.static_nodeset is not None
                 and u.static_nodeset <= nodes]
@@ -188,16 +202,18 @@ def _ordered_rules() -> list[Rule]:
 
 
 def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
-          *, only: Iterable[str] | None = None) -> AuditResult:
+          *, only: Iterable[str] | None = None,
+          fallback: dict[int, tuple[int, ...]] | None = None) -> AuditResult:
     """Run every rule (or those in *only*) and return their findings, worst first.
 
     A rule in *only* still sees the findings of the rules it reads (``Rule.after``,
     transitively): NG102's severity follows NG101/NG103/NG108, so those run too, and only the
-    findings of the rules asked for are returned.
+    findings of the rules asked for are returned.  *fallback*: the host's
+    :func:`~numaguard.core.fallback.fallback_orders`, when the caller has it already.
     """
     from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401  (register)
 
-    ctx = Context(host, guests, options or AuditOptions())
+    ctx = Context(host, guests, options or AuditOptions(), fallback)
     wanted = set(only) if only is not None else None
     needed = _with_dependencies(wanted)
     for r in _ordered_rules():

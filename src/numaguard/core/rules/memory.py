@@ -209,9 +209,9 @@ def fill_order(ctx: Context, u: MemoryUnit) -> tuple[int | None, tuple[int, ...]
     ns = u.static_nodeset or frozenset()
     local = _local_node(ctx, u)
     start = local if local is not None else min(ns)
-    order = ctx.fallback.get(start, tuple(sorted(ctx.host.node_ids)))
-    seq = tuple(n for n in order if n in ns)
-    seq += tuple(sorted(n for n in ns if n not in seq))
+    rank = ctx.fallback_rank(start)  # a fallback order names each node once
+    seq = tuple(sorted((n for n in ns if n in rank), key=rank.__getitem__))
+    seq += tuple(sorted(n for n in ns if n not in rank))
     return local, seq
 
 
