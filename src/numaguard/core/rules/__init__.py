@@ -83,8 +83,7 @@ class Context:
         self.guests = tuple(guests)
         self.options = options
         self.findings: list[Finding] = []
-        if fallback is not None:  # the host's fallback_orders(), already computed
-            self.__dict__["fallback"] = fallback
+        self._fallback = fallback  # the host's fallback_orders(), when the caller has them
         self._ranks: dict[int, dict[int, int]] = {}
 
     @cached_property
@@ -144,7 +143,7 @@ class Context:
 
     @cached_property
     def fallback(self) -> dict[int, tuple[int, ...]]:
-        return fallback_orders(self.host)
+        return self._fallback if self._fallback is not None else fallback_orders(self.host)
 
     def fallback_rank(self, start: int) -> dict[int, int]:
         """Position of each node in the fallback order of *start* (all host nodes by id when
