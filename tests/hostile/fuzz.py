@@ -318,9 +318,9 @@ def _prologues(ctx: dict[str, Any]) -> list[str]:
         f'<!DOCTYPE {root} [<!ENTITY % p SYSTEM "file://{canary}"> %p;]>',
         f'<!DOCTYPE {root} [<!ENTITY % p SYSTEM "file://{fifo}"> %p;]>',
         f'<!DOCTYPE {root} [<!ENTITY e SYSTEM "file://{fifo}">]>',
-        f'<!DOCTYPE {root} [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;'
-        f'&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY e "&c;&c;&c;&c;&c;&c;'
-        f'&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>',
+        (f'<!DOCTYPE {root} [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;'
+         f'&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY e "&c;&c;&c;&c;&c;&c;'
+         f'&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>'),
         f'<!DOCTYPE {root} PUBLIC "-//x//y" "http://127.0.0.1:9/x.dtd">',
         f'<!DOCTYPE {root} [<!ELEMENT {root} ANY><!ATTLIST {root} type CDATA "kvm">]>',
     ]
@@ -432,7 +432,7 @@ def m_xml_wrap(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
         b">", b" xmlns='urn:x'>", 1)
 
 
-_TOML_KV = re.compile(rb"^([ \t]*)([A-Za-z_][\w-]*)([ \t]*=[ \t]*)(.*?)[ \t]*(#.*)?$", re.M)
+_TOML_KV = re.compile(rb"^([ \t]*)([A-Za-z_][\w-]*)([ \t]*=[ \t]*)(.*?)[ \t]*(#.*)?$", re.MULTILINE)
 
 
 def m_toml_value(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
@@ -453,7 +453,7 @@ def m_toml_value(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
     return data
 
 
-_TOML_TABLE = re.compile(rb"^\[\[(step|host\.nodes)\]\]\n(?:(?!\[).*\n?)*", re.M)
+_TOML_TABLE = re.compile(rb"^\[\[(step|host\.nodes)\]\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
 
 
 def m_toml_tables(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
@@ -787,7 +787,7 @@ def build_case(rng: random.Random, corpus: dict[str, list[Seed]], workroot: path
         node_dir = tree / "sys" / "devices" / "system" / "node"
         rows = all((node_dir / f"node{n}" / "distance").is_file() and not (
             node_dir / f"node{n}" / "distance").is_symlink() for n in before)
-        if rel.endswith("node/online") or rel.endswith("node/possible"):
+        if rel.endswith(("node/online", "node/possible")):
             expect = Expect(node_ids_within=before)
         else:
             expect = Expect(node_ids=before, distances=rows)
@@ -816,7 +816,7 @@ class Failure:
     raiser: str = ""   # the deepest numaguard frame, "file:function"
 
 
-_FRAME = re.compile(r'^  File "([^"]+)", line (\d+), in (\S+)', re.M)
+_FRAME = re.compile(r'^  File "([^"]+)", line (\d+), in (\S+)', re.MULTILINE)
 
 
 def _short(path: str) -> str:
@@ -1000,9 +1000,9 @@ class Report:
     root: pathlib.Path | None = None   # where the cases live (kept ones until saved)
 
     def summary(self) -> str:
-        lines = [f"fuzz: seed {self.seed}: {self.inputs} inputs, "
-                 f"{sum(self.runs.values())} runs in {self.elapsed:.1f}s "
-                 f"(slowest {self.slowest[0]:.2f}s: {self.slowest[1]})",
+        lines = [(f"fuzz: seed {self.seed}: {self.inputs} inputs, "
+                  f"{sum(self.runs.values())} runs in {self.elapsed:.1f}s "
+                  f"(slowest {self.slowest[0]:.2f}s: {self.slowest[1]})"),
                  "runs per command: " + ", ".join(f"{k} {v}" for k, v in sorted(
                      self.runs.items())),
                  "exit codes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.exits.items())),

@@ -102,7 +102,7 @@ def _make_stdio(env: Mapping[str, str]) -> None:
             streams.append(None)
             continue
         buffering = -1 if buffered_stdio or mode == "r" else 0
-        buf: Any = io.open(fd, mode + "b", buffering=buffering, closefd=False)
+        buf: Any = open(fd, mode + "b", buffering=buffering, closefd=False)  # noqa: SIM115
         raw = buf if buffering == 0 else buf.raw
         interactive = os.isatty(fd)
         text = io.TextIOWrapper(buf, encoding=encoding, errors=errs, newline="\n",
@@ -526,7 +526,8 @@ def run_subprocess(argv: Sequence[str | os.PathLike[str]], *, timeout: float = 3
         proc = subprocess.Popen([*python, *args], cwd=cwd,
                                 env=dict(os.environ if env is None else env),
                                 stdin=slots[0], stdout=slots[1], stderr=slots[2],
-                                start_new_session=True, preexec_fn=preexec)
+                                start_new_session=True,
+                                preexec_fn=preexec)  # noqa: PLW1509 - no threads here
     finally:
         for s in slots:
             if isinstance(s, int) and s >= 0:
