@@ -224,6 +224,16 @@ def test_ng204_no_room_anywhere_lowers_the_vcpu_count():
     assert "boot g1 with 2 vCPUs instead of 4, or" in f.fix.description
 
 
+def test_ng204_lowers_the_vcpu_count_of_a_guest_with_the_most_vcpus_qemu_takes():
+    # 4,096 vCPUs (q35's maximum) on node 0's 4 CPUs, node 1 full: keep 4 online; the
+    # search for that count must not cost vCPUs squared
+    guests = [guest("g1", 4, 4096, cpuset="0-3"), guest("g3", 4, 4, cpuset="4-7")]
+    [f] = run(two_nodes(), guests, "NG204")
+    assert f.evidence["pinned_vcpus"] == 4096 and f.evidence["excess_vcpus"] == 4092
+    assert f.fix.commands == ("virsh setvcpus g1 4 --config",)
+    assert "boot g1 with 4 vCPUs instead of 4096, or" in f.fix.description
+
+
 def test_ng204_skips_a_target_without_memory_for_the_guest():
     # node 1 has 3 free vCPU slots but not the 14 GiB g2 binds to node 0: of its 15 GiB
     # capacity, "pinned" binds 10 GiB there.

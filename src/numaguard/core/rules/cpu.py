@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import shlex
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -444,10 +445,13 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
     name, vcpus = max(load.by_guest.items(), key=lambda kv: (len(kv[1]), kv[0]))
     guest = ctx.guest_by_name[name]
     keep = max(len(vcpus) - excess, 0)
+    # the most online vCPUs (down to 1) that leave at most *keep* of these here: below the
+    # keep-th smallest of them (a search from vcpus_current down, in one step)
+    ordered = sorted(vcpus)
     current = guest.vcpus_current
-    while current > 1 and sum(1 for v in vcpus if v < current) > keep:
-        current -= 1
-    left = excess - (len(vcpus) - sum(1 for v in vcpus if v < current))
+    if current > 1 and keep < len(ordered):
+        current = max(1, min(current, ordered[keep]))
+    left = excess - (len(vcpus) - bisect_left(ordered, current))
     rest = f" (that leaves {left} too many: repeat for another guest)" if left > 0 else ""
     return Fix(guest=name,
                description=f"no other node has free vCPU slots for these guests: boot {name} "
