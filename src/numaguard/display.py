@@ -46,11 +46,15 @@ def printable_lines(text: str) -> str:
 def shell_quote(word: str) -> str:
     """One shell word that means *word* when pasted: ``shlex.quote`` for printable text, else
     bash's ANSI-C quoting (``$'vm\\x1b1'``), so no control character reaches the terminal
-    and the command still names the real guest."""
+    and the command still names the real guest.  Characters from U+0080 up are written
+    ``\\uHHHH`` (bash's ``\\xHH`` would be a raw byte, not the character), which bash turns
+    into the character in a UTF-8 locale."""
     if word.isprintable():
         return shlex.quote(word)
     body = "".join(
-        "\\\\" if c == "\\" else "\\'" if c == "'" else c if c.isprintable() else _escape(c)
+        "\\\\" if c == "\\" else "\\'" if c == "'" else c if c.isprintable()
+        else _escape(c) if ord(c) < 0x80 else f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF
+        else f"\\U{ord(c):08x}"
         for c in word)
     return f"$'{body}'"
 

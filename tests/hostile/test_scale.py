@@ -156,6 +156,16 @@ def test_audit_of_a_1024_node_host(snapshot):
     assert implicit and implicit == ng102
 
 
+def test_topology_of_a_1024_node_host(snapshot):
+    code, out = numaguard("topology", snapshot)
+    assert code == 0
+    lines = out.splitlines()
+    start = lines.index("Distances (from \\ to)")
+    rows = lines[start + 2:start + 2 + NODES]
+    assert [int(r.partition(":")[0]) for r in rows] == list(range(NODES))
+    assert all(len(r.partition(":")[2].split()) == NODES for r in rows)
+
+
 def test_simulate_a_1024_node_snapshot(snapshot):
     code, out = numaguard("simulate", snapshot, "--format", "json")
     assert code == 0  # 256 GiB nodes, guests of at most 32 GiB

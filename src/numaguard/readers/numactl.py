@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError
-from numaguard.limits import MAX_CPUS, MAX_DISTANCE, MAX_NODES, decimal, shorten
+from numaguard.limits import MAX_CPUS, MAX_NODES, decimal, distance_row, shorten
 from numaguard.model.topology import Host, Node
 from numaguard.units import MiB
 
@@ -159,7 +159,7 @@ def _distances(
         if _int(m.group(1), n, "distances", path, MAX_NODES - 1) != nid:
             raise ParseError(f"distance row for node {m.group(1)}, expected node {nid}",
                              field="distances", path=path, line=n)
-        row = tuple(_int(v, n, "distances", path, MAX_DISTANCE) for v in m.group(2).split())
+        row = distance_row(m.group(2).split(), field="distances", path=path, line=n)
         if len(row) != len(ids):
             raise ParseError(f"{len(row)} distances for {len(ids)} nodes", field="distances",
                              path=path, line=n)

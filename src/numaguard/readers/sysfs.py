@@ -41,7 +41,7 @@ from dataclasses import replace
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError, PermissionDenied, SourceError
-from numaguard.limits import MAX_DISTANCE, MAX_NODES, decimal, shorten
+from numaguard.limits import MAX_NODES, decimal, distance_row, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers.files import read_optional_text, read_text
 from numaguard.units import KiB
@@ -312,7 +312,7 @@ def _parse_distance(text: str, count: int, path: str) -> tuple[int, ...]:
     if len(fields) != count:
         raise ParseError(f"{len(fields)} distances for {count} online nodes",
                          field="distance", path=path, line=1)
-    return tuple(_uint(f, path, "distance", 1, limit=MAX_DISTANCE) for f in fields)
+    return distance_row(fields, field="distance", path=path, line=1)
 
 
 def _guess_key(line: str) -> str | None:

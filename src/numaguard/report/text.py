@@ -81,7 +81,7 @@ def topology_text(host: Host, *, width: int | None = None, color: bool = False) 
     nodes.add_row("all", str(sum(len(n.cpus) for n in host.nodes)) + " CPUs",
                   format_bytes(host.mem_total), format_bytes(host.mem_free), "")
     out: list[object] = [nodes]
-    if host.distances is not None:
+    if host.distances is not None and len(host.nodes) <= BOXED_DISTANCES:
         dist = Table(title="Distances", title_justify="left")
         dist.add_column("from \\ to", justify="right")
         for n in host.nodes:
@@ -89,6 +89,8 @@ def topology_text(host: Host, *, width: int | None = None, color: bool = False) 
         for n, row in zip(host.nodes, host.distances):
             dist.add_row(str(n.id), *(str(d) for d in row))
         out.append(dist)
+    plain = _plain_distances(host) + "\n" if host.distances is not None and \
+        len(host.nodes) > BOXED_DISTANCES else ""
     facts = []
     if host.swap_total is not None:
         facts.append(f"Swap: {format_bytes(host.swap_free)} free of {format_bytes(host.swap_total)}")
@@ -97,7 +99,22 @@ def topology_text(host: Host, *, width: int | None = None, color: bool = False) 
     if host.numa_balancing is not None:
         facts.append("Automatic NUMA balancing: " + ("on" if host.numa_balancing else "off"))
     out.append("\n".join(facts))
-    return _render(*out, width=width, color=color)
+    return (_render(*out[:-1], width=width, color=color) + plain
+            + _render(out[-1], width=width, color=color))
+
+
+#: up to this many nodes the distance matrix is a boxed table; beyond, rows as numactl prints
+#: them (a rich table of 1,024 x 1,024 cells takes ten seconds to lay out)
+BOXED_DISTANCES = 64
+
+
+def _plain_distances(host: Host) -> str:
+    assert host.distances is not None
+    width = max(len(str(n.id)) for n in host.nodes) + 1
+    lines = ["Distances (from \\ to)", "node " + "".join(f"{n.id:>{width}}" for n in host.nodes)]
+    lines += [f"{n.id:>4}:" + "".join(f"{d:>{width}}" for d in row)
+              for n, row in zip(host.nodes, host.distances)]
+    return "\n".join(lines)
 
 
 def policy_text(p: MemoryPolicy | None) -> str:

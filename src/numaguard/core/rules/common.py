@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-
 from numaguard.core.capacity import MemoryUnit
 from numaguard.core.findings import Fix
 from numaguard.cpuset import format_bitmap
+from numaguard.display import shell_quote
 from numaguard.units import format_bytes
 
 
@@ -26,7 +25,7 @@ def numatune_fix(unit: MemoryUnit, mode: str, nodeset: frozenset[int], why: str)
     and virsh lines that make it.  libvirt never changes the mode of a running guest, so the
     virsh line edits the persistent config and the guest needs a cold restart."""
     ns = format_bitmap(nodeset)
-    g = shlex.quote(unit.guest)
+    g = shell_quote(unit.guest)
     commands: tuple[str, ...]
     if unit.cell is None:
         commands = (

@@ -16,7 +16,6 @@ Terms used by every rule here:
 from __future__ import annotations
 
 import math
-import shlex
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, numatune_fix, size
 from numaguard.cpuset import format_bitmap
+from numaguard.display import shell_quote
 from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.model.topology import Host
@@ -52,12 +52,12 @@ def local_cpus(host: Host, nodes: Iterable[int]) -> frozenset[int]:
 def vcpupin_commands(guest: str, vcpus: Iterable[int], cpus: frozenset[int]) -> tuple[str, ...]:
     """``virsh vcpupin`` lines that pin each vCPU to *cpus* in the persistent definition."""
     cpulist = format_bitmap(cpus)
-    g = shlex.quote(guest)
+    g = shell_quote(guest)
     return tuple(f"virsh vcpupin {g} {v} {cpulist} --config" for v in sorted(vcpus))
 
 
 def emulatorpin_command(guest: str, cpus: frozenset[int]) -> str:
-    return f"virsh emulatorpin {shlex.quote(guest)} {format_bitmap(cpus)} --config"
+    return f"virsh emulatorpin {shell_quote(guest)} {format_bitmap(cpus)} --config"
 
 
 def _vcpus_text(vcpus: Iterable[int]) -> str:
@@ -458,7 +458,7 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
                            f"with {current} vCPU{'s' if current > 1 else ''} instead of "
                            f"{guest.vcpus_current}{rest}, or accept the overcommit with a "
                            "higher --cpu-overcommit-ratio",
-               commands=(f"virsh setvcpus {shlex.quote(name)} {current} --config",))
+               commands=(f"virsh setvcpus {shell_quote(name)} {current} --config",))
 
 
 @rule("NG204", "node-cpu-overcommit")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, size
+from numaguard.display import shell_quote
 from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.units import MiB
@@ -116,7 +116,7 @@ def numad_placement(ctx: Context) -> Iterator[Finding]:
         which = " and ".join(w for w, on in (("vCPU", vcpu_auto), ("memory", memory_auto)) if on)
         ev = {"vcpus": guest.vcpus_current, "memory_bytes": guest.memory,
               "vcpu_placement_auto": int(vcpu_auto), "memory_placement_auto": int(memory_auto)}
-        g = shlex.quote(guest.name)
+        g = shell_quote(guest.name)
         if installed is False:
             yield Finding(
                 "NG402", Severity.CRITICAL,
