@@ -58,6 +58,8 @@ BROKEN_DOMAINS = {
     "truncated": VM1.read_bytes()[:200],
     "not-a-domain": b"<network><name>default</name></network>\n",
     "utf16": VM1.read_text().encode("utf-16"),
+    # a regular expression with a repeated lazy group backtracks exponentially over these
+    "many-comments": b"<!-- -->" * 100_000 + b"!",
 }
 
 

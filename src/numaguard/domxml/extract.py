@@ -140,7 +140,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if not name:
         col.add("missing <name>", "name", name_el if name_el is not None else root)
         name = "?"
-    elif "\n" in (name_el.text or "") or "\r" in name:
+    elif "\n" in (name_el.text or ""):
         # every driver's DefineXML: virXMLCheckIllegalChars("name", def->name, "\n")
         col.add("a domain name cannot contain a line break (libvirt refuses it)", "name",
                 name_el)
@@ -160,7 +160,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
                 col.add(f"{vcpus} vCPUs: QEMU's largest machine type (q35) takes at most "
                         f"{MAX_VCPUS}, and libvirt refuses more than the machine type's limit",
                         "vcpu", vcpu_el)
-                vcpus = 1
+                vcpus = MAX_VCPUS  # the other checks go on against the largest legal count
         current_attr = vcpu_el.get("current")
         vcpus_current = vcpus
         if current_attr is not None:

@@ -142,8 +142,27 @@ def load_guests(source: str | None) -> list[Guest]:
 # -- audit: one host and the guests of several sources ------------------------------------------
 
 _UTF8_BOM = b"\xef\xbb\xbf"
-_FIRST_TAG = re.compile(rb"(?:\xef\xbb\xbf)?\s*(?:(?:<\?.*?\?>|<!--.*?-->)\s*)*"
-                        rb"<([A-Za-z_][\w.:-]*)", re.DOTALL)
+_TAG_NAME = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+def _first_tag(data: bytes) -> bytes | None:
+    """The name of the first element, after the XML declaration, processing instructions and
+    comments; ``None`` when something else comes first.  A linear scan: a regular expression
+    with a repeated lazy group here backtracks exponentially over many comments."""
+    i = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0
+    while True:
+        while i < len(data) and data[i:i + 1].isspace():
+            i += 1
+        for opening, closing in ((b"<?", b"?>"), (b"<!--", b"-->")):
+            if data.startswith(opening, i):
+                end = data.find(closing, i + len(opening))
+                if end < 0:
+                    return None
+                i = end + len(closing)
+                break
+        else:
+            m = _TAG_NAME.match(data, i)
+            return m.group(1) if m else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +192,7 @@ def _is_topology_file(path: str) -> bool:
         _check_text(data, path, "neither a domain XML, a capabilities XML nor numactl -H text")
         raise SourceError(path, "neither a domain XML, a capabilities XML nor numactl -H "
                           "text (it does not start with '<' or 'available:')")
-    m = _FIRST_TAG.match(data, 0, 65536)
-    return m is not None and m.group(1) == b"capabilities"
+    return _first_tag(data) == b"capabilities"
 
 
 def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
