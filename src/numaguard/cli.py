@@ -16,19 +16,17 @@ No exit code is ever produced by an uncaught exception (Python's own is 1, which
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import math
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from numaguard import __version__
 from numaguard.display import printable, printable_lines, shell_join
 from numaguard.errors import NumaguardError, ParseError
+from numaguard.signals import signals_unwind
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -641,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_ERROR
     prog = f"numaguard {args.command}"
-    with _sigterm_as_exit():
+    with signals_unwind():   # SIGTERM/SIGHUP unwind: every finally removes its temp files
         try:
             code = args.func(args)
             sys.stdout.flush()      # inside the boundary: a full disk or a closed pipe is an error
@@ -699,24 +697,6 @@ def _silence_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError, AttributeError):
         pass
-
-
-@contextlib.contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """While a command runs, SIGTERM unwinds like Ctrl-C (exit 143), so every ``finally``
-    removes its temporary files; the previous handler comes back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> NoReturn:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,12 +35,12 @@ from numaguard.display import printable
 from numaguard.errors import SourceError
 from numaguard.readers.files import MAX_BYTES, read_bytes, read_fd
 from numaguard.readers.sysfs import SysfsReader
+from numaguard.signals import signals_unwind
 from numaguard.writers.xml_patch import (
     CREATE_NEW,
     OUTPUT_MODE,
     SECRET_MODE,
     os_error,
-    signals_unwind,
     write_all,
 )
 

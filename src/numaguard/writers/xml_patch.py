@@ -50,17 +50,15 @@ import errno
 import fcntl
 import os
 import secrets
-import signal
 import stat
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 
 from numaguard.errors import PermissionDenied, SourceError
 from numaguard.readers.files import MAX_BYTES, file_kind, read_fd
+from numaguard.signals import signals_unwind
 
 TEMP_SUFFIX = ".numaguard-tmp"
 STAMP_FORMAT = "%Y%m%dT%H%M%S"
@@ -108,31 +106,6 @@ def _not_writable(path: str, mode: int) -> SourceError:
     if stat.S_ISLNK(mode):
         return SourceError(path, _SYMLINK_HINT)
     return SourceError(path, f"is {file_kind(mode)}, not a regular file; nothing written")
-
-
-# --- signals ------------------------------------------------------------------------------------
-
-def _raise_exit(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def signals_unwind() -> Iterator[None]:
-    """While a write is under way, ``SIGTERM`` and ``SIGHUP`` raise ``SystemExit(128+N)``
-    (the shell's status for a signal) instead of killing the process outright, so the
-    ``except``/``finally`` clean-ups run.  Only signals left at their default action are
-    taken over, only in the main thread, and the old handlers are put back afterwards."""
-    taken: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(signum) is signal.SIG_DFL:
-                signal.signal(signum, _raise_exit)
-                taken.append(signum)
-    try:
-        yield
-    finally:
-        for signum in taken:
-            signal.signal(signum, signal.SIG_DFL)
 
 
 # --- the pinned directory -----------------------------------------------------------------------
