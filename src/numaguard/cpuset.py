@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from numaguard.errors import NodesetError
-from numaguard.limits import shorten
+from numaguard.limits import MAX_CPUS, shorten
 
-#: libvirt's VIR_DOMAIN_CPUMASK_LEN: the size of nodeset/cpuset bitmaps.
-CPUMASK_LEN = 16384
+#: libvirt's VIR_DOMAIN_CPUMASK_LEN: the size of nodeset/cpuset bitmaps (one limit, in
+#: numaguard.limits).
+CPUMASK_LEN = MAX_CPUS
 
 _SPACE = " \t\n\v\f\r"
 _INT_MAX = 2**31 - 1
