@@ -158,6 +158,8 @@ def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ParseError(f"invalid ratio {args.cpu_overcommit!r}: expected a positive number "
                          "such as 1.5", field="--cpu-overcommit")
     opts["cpu_overcommit_ratio"] = ratio
+    if getattr(args, "orders", None) is not None:
+        opts["random_orders"] = args.orders
     return opts
 
 
@@ -188,6 +190,12 @@ def _selected_rules(values: list[str] | None) -> list[str] | None:
     return wanted
 
 
+def _orders_count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 3:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected 0 to 999")
+    return int(text)
+
+
 def exit_code(worst: Any, fail_on: str) -> int:
     """0 when no finding is at or above *fail_on* (``never``: always 0), else 1."""
     from numaguard.core.findings import Severity
@@ -203,12 +211,36 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     opts = _audit_options(args)  # options first: a typo fails before any reading
     only = _selected_rules(args.rule)
+    if args.summary and args.format != "text":
+        raise NumaguardError("--summary goes with --format text")
     loaded = load_audit_input(args.sources)
     options = AuditOptions(kernel_release=loaded.kernel_release,
-                           numad_installed=loaded.numad_installed, **opts)
+                           numad_installed=loaded.numad_installed,
+                           start_order=getattr(loaded, "start_order", None),
+                           refs=_command_refs(loaded), **opts)
     result = audit(loaded.host, loaded.guests, options, only=only)
-    _emit(result, args.format, "audit", module="audit")
+    if args.format == "text":
+        from numaguard.report.audit import audit_text
+
+        sys.stdout.write(audit_text(result, color=_use_color(), summary=args.summary))
+    else:
+        _emit(result, args.format, "audit", module="audit")
     return exit_code(result.worst(), args.fail_on)
+
+
+def _command_refs(loaded: Any) -> Any:
+    """How printed ``numaguard fix`` lines name guests: by name on this machine; else by their
+    domain XML file, plus ``--host SOURCE`` unless the file lies in that snapshot's domains/."""
+    from numaguard.core.rules import LIVE_REFS, CommandRefs
+
+    if loaded.live:
+        return LIVE_REFS
+    host = loaded.host_source
+    paths = {g.name: g.source for g in loaded.guests if g.source}
+    inside = host is not None and all(
+        os.path.dirname(os.path.abspath(p)) == os.path.join(os.path.abspath(host), "domains")
+        for p in paths.values())
+    return CommandRefs(None if inside else host, paths)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -579,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1.0)")
     p.add_argument("--rule", action="append", metavar="ID",
                    help="run only this rule (repeatable, or comma-separated)")
+    p.add_argument("--summary", action="store_true",
+                   help="print only the verdict and the per-node table (text format)")
+    p.add_argument("--orders", metavar="N", type=_orders_count, default=None,
+                   help="shuffled start orders NG110 simulates besides the named ones "
+                        "(default: 4)")
 
     p = add("simulate", cmd_simulate,
             "play allocations on the host: where pages land, swap, OOM kills",

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 
 from numaguard.core.fallback import fallback_orders
 from numaguard.core.findings import Finding, Fix, Severity
+from numaguard.core.predict import Prediction
 from numaguard.core.rules import AuditOptions, AuditResult, audit
-from numaguard.core.scenario import guest_steps, sim_host
-from numaguard.core.simulate import SimResult, simulate
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.edit import MemnodeEdit, NumatuneEdit, edit_numatune
@@ -61,9 +60,16 @@ class FixPlan:
     audit_after: AuditResult | None = None
     #: the findings whose fixes ``--recommended`` applied
     recommended_by: tuple[Finding, ...] = ()
-    #: every guest touching its memory in name order, with the old and the new XML
-    sim_before: SimResult | None = None
-    sim_after: SimResult | None = None
+
+    @property
+    def sim_before(self) -> Prediction | None:
+        """Every guest of the host touching all its memory in the audit's start orders, with
+        the old XML."""
+        return self.audit_before.prediction if self.audit_before else None
+
+    @property
+    def sim_after(self) -> Prediction | None:
+        return self.audit_after.prediction if self.audit_after else None
 
     @property
     def name(self) -> str:
@@ -190,20 +196,8 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
         raise InvalidDocument(problems) from None
     audit_after = audit(ctx.host, (*others, after), ctx.options,
                         fallback=orders) if ctx.host else None
-    sim_before = sim_after = None
-    if ctx.host is not None:
-        sim_before = _simulate(ctx.host, (*others, before), orders)
-        sim_after = _simulate(ctx.host, (*others, after), orders)
     return FixPlan(label, doc.to_bytes(), new, edit, before, after, audit_before, audit_after,
-                   used, sim_before, sim_after)
-
-
-def _simulate(host: Host, guests: tuple[Guest, ...],
-              fallback: dict[int, tuple[int, ...]] | None = None) -> SimResult:
-    """Every guest starting and touching all its memory, in name order (numaguard simulate
-    on a snapshot): where the edited guest's pages would land, and who would be killed."""
-    return simulate(sim_host(host, fallback=fallback),
-                    [step for step, _ in guest_steps(host, guests)])
+                   used)
 
 
 # -- before/after of the findings ---------------------------------------------------------------

@@ -4,6 +4,7 @@ libvirt's test driver (test:///default, in-process)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,20 +62,30 @@ def test_article_vm1_recommended_diff(capsys) -> None:
     assert "recommended by NG102 (critical): <numatune><memory> mode='preferred' " \
            "nodeset='0'" in section
     for line in ("NG108 critical -> none", "NG102 critical -> none", "NG106 critical -> none",
-                 "NG101 warning -> none"):
+                 "NG110 critical -> none", "NG101 warning -> none"):
         assert f"  {line}" in section
-    assert "  vm1: 3 critical, 2 warning, 0 info -> 0 critical, 1 warning, 0 info" in section
+    # NG111 names every guest: the host is out of memory as a whole, whatever vm1's binding
+    assert "  vm1: 5 critical, 2 warning, 0 info -> 1 critical, 1 warning, 0 info" in section
+    assert "  host: 6 critical, 2 warning, 1 info -> 2 critical, 1 warning, 1 info" in section
+    [still] = [line for line in section if line.startswith("still ")]
+    assert still.startswith("still 1 predicted kill after this change: bigmem-preferred, "
+                            "global — the host is over-committed by 12.5 GiB"), still
     assert section[-1].startswith(COLD_BOOT)
     # nothing was written
     assert b"<memory nodeset='0'/>" in (ARTICLE / "domains" / "vm1.xml").read_bytes()
 
 
-def test_article_vm1_fixed_file_audits_without_critical(snap: Path, capsys) -> None:
-    rc, out, _ = run(capsys, "fix", snap / "domains" / "vm1.xml", "--recommended", "--write")
+def test_article_vm1_fixed_file_audits_as_fix_said(snap: Path, capsys) -> None:
+    """After --write, the audit agrees with what fix predicted: vm1's findings are gone and
+    the host-wide over-commit (NG110 global, NG111) is what is left critical."""
+    rc, out, err = run(capsys, "fix", snap / "domains" / "vm1.xml", "--recommended", "--write")
     assert rc == 0 and out.startswith("wrote ")
+    assert "still 1 predicted kill after this change: bigmem-preferred, global" in err
     rc, out, _ = run(capsys, "audit", snap, "--format", "json")
-    assert rc == 0   # --fail-on critical: nothing critical is left
-    assert '"critical": 0' in out
+    data = json.loads(out)
+    assert rc == 1
+    assert {(f["rule"], f["evidence"].get("constraint")) for f in data["findings"]
+            if f["severity"] == "critical"} == {("NG110", "global"), ("NG111", None)}
 
 
 def test_changes_for_other_guests_are_shown(capsys) -> None:
@@ -82,8 +93,8 @@ def test_changes_for_other_guests_are_shown(capsys) -> None:
     rc, out, _ = run(capsys, "fix", ARTICLE / "domains" / "web-interleave.xml", "--mode",
                      "strict", "--nodeset", "0")
     assert rc == 0
-    section = out[out.index("# other guests (before -> after):"):].splitlines()
-    assert "#   vm1: NG101 warning -> critical" in section
+    section = out[out.index("#   other guests:"):].splitlines()
+    assert "#     vm1: NG101 warning -> critical" in section
 
 
 def test_guest_name_in_snapshot(snap: Path, capsys) -> None:
@@ -122,7 +133,7 @@ def test_xml_prints_the_whole_document(snap: Path, capsysbinary) -> None:
     assert rc == 0
     assert out == old.replace(b"<memory nodeset='0'/>",
                               b"<memory mode='interleave' nodeset='0-1'/>")
-    assert b"re-audit of vm1" in err
+    assert b"re-audit of the whole host (4 guests)" in err
     assert path.read_bytes() == old
 
 
@@ -424,7 +435,7 @@ def test_apply_defines_the_new_numatune(conn, domain, tmp_path: Path, capsys) ->
     assert lines[0] == (f"defined ngfix-apply on test:///default; the old XML is saved in "
                         f"{backup} (virsh define {backup} restores it)")
     assert lines[1] == COLD_BOOT
-    assert "re-audit of ngfix-apply" in err
+    assert "re-audit of the whole host" in err
 
 
 @with_libvirt
@@ -549,12 +560,18 @@ def test_apply_libvirt_error_is_one_line(tmp_path: Path, capsys) -> None:
 
 
 def test_diff_shows_the_simulated_effect(capsys):
-    """The simulator, every guest touching its memory: strict vm1 makes the kernel kill a
-    sibling guest inside vm1's memory policy; preferred vm1 spreads out instead."""
+    """The simulator, every guest touching its memory in every start order the audit plays:
+    strict vm1 makes the kernel kill a sibling guest inside vm1's memory policy; preferred vm1
+    spreads out instead, and what is left is the host's own over-commit."""
     rc, out, _ = run(capsys, "fix", ARTICLE / "domains" / "vm1.xml", "--recommended")
     assert rc == 0
-    [sim] = [line for line in out.splitlines() if line.startswith("# simulation")]
-    before, after = sim.split(": ", 1)[1].split(" -> ")
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("# simulation of the whole"))
+    whose = lines[i + 1]
+    assert whose.startswith("#   vm1's memory in the bound-last")
+    before, after = whose.split(" order: ", 1)[1].split(" -> ")
     assert before == "node 0 12.0 GiB"
     assert after.startswith("node 0 ") and "node 1 " in after
-    assert "# " + "  OOM kills: bigmem-preferred (memory-policy, for vm1) -> " in out
+    kills = lines[i + 2]
+    assert kills.startswith("#   OOM kills: bigmem-preferred (memory-policy, for vm1; ")
+    assert kills.split(" -> ")[1].startswith("bigmem-preferred (global; ")

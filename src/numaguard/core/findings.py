@@ -28,7 +28,8 @@ class Severity(IntEnum):
 @dataclass(frozen=True, slots=True)
 class Fix:
     """A concrete change.  ``mode``/``nodeset`` describe a new ``<numatune>`` when the fix is a
-    memory-policy change (``cell`` for a memnode); ``commands`` are the lines that make it."""
+    memory-policy change (``cell`` for a memnode), ``memory`` a new maximum memory; ``commands``
+    are the lines that make it."""
 
     guest: str
     description: str
@@ -36,6 +37,8 @@ class Fix:
     nodeset: frozenset[int] | None = None
     cell: int | None = None
     commands: tuple[str, ...] = ()
+    #: a new maximum memory (bytes) for the guest, when the fix is a resize
+    memory: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ Pure glue between the model (:class:`~numaguard.model.topology.Host`, guests) an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from numaguard.core.capacity import MemoryUnit, memory_units, vcpu_host_cpus
@@ -173,12 +173,31 @@ def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit) -> int:
     return host.nodes[0].id if host.nodes else 0
 
 
-def guest_steps(host: Host, guests: Iterable[Guest]) -> list[tuple[Step, str]]:
-    """Each guest, in name order, touching its full memory: one step per memory unit (guest
-    NUMA cell, or the whole guest), with the label people see."""
-    out: list[tuple[Step, str]] = []
-    for guest in sorted(guests, key=lambda g: g.name):
+def guest_steps(host: Host, guests: Iterable[Guest],
+                order: Sequence[str] | None = None) -> list[tuple[Step, str]]:
+    """Each guest touching its full memory, one after another: one step per memory unit (guest
+    NUMA cell, or the whole guest), with the label people see.  *order*: guest names in start
+    order (a :class:`~numaguard.core.orders.StartOrder`'s); guests it leaves out follow in name
+    order.  Without it, name order."""
+    per_guest = guest_step_map(host, guests)
+    return [s for name in ordered_names(per_guest, order) for s in per_guest[name]]
+
+
+def ordered_names(per_guest: Mapping[str, object], order: Sequence[str] | None) -> list[str]:
+    """*order*'s names that are guests, then the rest by name."""
+    if order is None:
+        return sorted(per_guest)
+    first = [n for n in dict.fromkeys(order) if n in per_guest]
+    seen = set(first)
+    return first + sorted(n for n in per_guest if n not in seen)
+
+
+def guest_step_map(host: Host, guests: Iterable[Guest]) -> dict[str, list[tuple[Step, str]]]:
+    """Per guest name, its steps (see :func:`guest_steps`), computed once for many orders."""
+    out: dict[str, list[tuple[Step, str]]] = {}
+    for guest in guests:
         strict = _strict_mems(guest)
+        steps = out.setdefault(guest.name, [])
         for unit in memory_units(guest):
             if unit.size <= 0:
                 continue
@@ -189,7 +208,7 @@ def guest_steps(host: Host, guests: Iterable[Guest]) -> list[tuple[Step, str]]:
                         hugepage_size=unit.hugepage_size,
                         # QEMU applies the policy with mbind on the guest RAM, not to the task
                         policy_scope="vma")
-            out.append((step, unit.label))
+            steps.append((step, unit.label))
     return out
 
 

@@ -178,6 +178,8 @@ class AuditInput:
     kernel_release: str | None = None
     numad_installed: bool | None = None
     live: bool = False
+    #: the SOURCE argument the host topology came from (None: this machine)
+    host_source: str | None = None
 
 
 def _is_topology_file(path: str) -> bool:
@@ -240,13 +242,14 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
         return AuditInput(host, tuple(guests), kernel_release(LIVE_ROOT), numad_installed(),
                           live=True)
     host_source: str | None = None
+    host_arg: str | None = None
     facts_root: str | None = None
     files: list[str] = []
     seen: set[str] = set()
     for source in sources:
         host_part, root, domain_files = _split_source(source)
         if host_source is None and host_part is not None:
-            host_source, facts_root = host_part, root
+            host_source, facts_root, host_arg = host_part, root, source
         for f in domain_files:
             real = os.path.realpath(f)
             if real not in seen:
@@ -262,4 +265,4 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
         host = read_host_file(host_source)
     guests = read_domain_files(files)
     release = kernel_release(facts_root) if facts_root is not None else None
-    return AuditInput(host, tuple(guests), release)
+    return AuditInput(host, tuple(guests), release, host_source=host_arg)

@@ -3,7 +3,12 @@
 JSON contract (keys never change meaning; new keys may be added)::
 
     {"host": <topology JSON>, "guests": [names],
-     "nodes": [{"id", "capacity_bytes", "pledged_strict_bytes", "headroom_bytes",
+     "verdict": [{"line", "victim", "trigger", "constraint", "guest_at_fault", "change"}],
+     "groups": [{"guest", "fix", "severity", "rules", "findings": [indices into findings],
+                 "cleared": [indices] | null}],
+     "orders": [{"name", "aliases", "guests"}],
+     "nodes": [{"id", "capacity_bytes", "pledged_strict_bytes", "bound_demand_bytes",
+                "headroom_bytes",
                 "mem_total_bytes", "mem_free_bytes", "hugepages_reserved_bytes",
                 "host_reserve_bytes"}],
      "findings": [{"rule", "name", "severity", "guests", "nodes", "message", "evidence",
@@ -33,6 +38,7 @@ from typing import Any
 from numaguard.core.capacity import Reserve, hugepages_reserved
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditResult, NodeSummary, all_rules
+from numaguard.core.verdict import AtRisk, Group, fix_key
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
 from numaguard.report.jsonout import host_to_dict
@@ -41,7 +47,7 @@ from numaguard.units import format_bytes
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 BAR_CELLS = 10
 #: text output lists at most this many guests per finding (JSON and Markdown list all)
-TEXT_GUESTS = 12
+TEXT_GUESTS = 10
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -106,6 +112,7 @@ def _node_rows(result: AuditResult) -> list[dict[str, Any]]:
             "id": n.id,
             "capacity_bytes": n.capacity,
             "pledged_strict_bytes": n.pledged_strict,
+            "bound_demand_bytes": n.bound,
             "headroom_bytes": n.headroom,
             "mem_total_bytes": node.mem_total,
             "mem_free_bytes": node.mem_free,
@@ -147,12 +154,12 @@ def _node_cells(result: AuditResult) -> list[tuple[list[str], str, str, str]]:
     """Per node: the formatted numeric cells, the bar, its percentage and the status."""
     out = []
     for n, row in zip(result.nodes, _node_rows(result)):
-        b, pct = bar(n.pledged_strict, n.capacity)
+        b, pct = bar(n.bound, n.capacity)
         out.append(([str(n.id), format_bytes(row["mem_total_bytes"]),
                      format_bytes(row["mem_free_bytes"]),
                      format_bytes(row["hugepages_reserved_bytes"]),
                      format_bytes(row["host_reserve_bytes"]), format_bytes(n.capacity),
-                     format_bytes(n.pledged_strict), format_bytes(n.headroom)],
+                     format_bytes(n.bound), format_bytes(n.headroom)],
                     b, pct, node_status(n, result.options.min_headroom)))
     return out
 
@@ -247,6 +254,7 @@ def fix_to_dict(fix: Fix | None) -> dict[str, Any] | None:
         "mode": fix.mode,
         "nodeset": sorted(fix.nodeset) if fix.nodeset is not None else None,
         "cell": fix.cell,
+        "memory_bytes": fix.memory,
         "description": fix.description,
         "command": fix.commands[0] if fix.commands else None,
         "commands": list(fix.commands),
@@ -274,6 +282,10 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
         "guests": [g.name for g in result.guests],
         "nodes": _node_rows(result),
         "findings": [finding_to_dict(f, names) for f in result.findings],
+        "groups": _groups_json(result),
+        "verdict": _verdict_json(result),
+        "orders": [{"name": o.name, "aliases": list(o.aliases), "guests": list(o.guests)}
+                   for o in result.orders],
         "summary": counts(result),
         "options": {
             "host_reserve": reserve_text(o.host_reserve),
@@ -283,6 +295,26 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
             "numad_installed": o.numad_installed,
         },
     }
+
+
+def _groups_json(result: AuditResult) -> list[dict[str, Any]]:
+    index = {id(f): i for i, f in enumerate(result.findings)}
+    return [{"guest": g.guest, "fix": fix_to_dict(g.fix), "severity": g.severity.label,
+             "rules": list(g.rules), "findings": [index[id(f)] for f in g.findings],
+             "cleared": None if g.cleared is None else [index[id(f)] for f in g.cleared]}
+            for g in result.groups]
+
+
+def _verdict_json(result: AuditResult) -> list[dict[str, Any]]:
+    out = []
+    for r in result.at_risk:
+        ev = r.finding.evidence
+        fault = None if ev.get("constraint") in (None, "global") else ev.get("trigger")
+        out.append({"line": risk_line(r), "victim": ev.get("victim"),
+                    "trigger": ev.get("trigger"), "constraint": ev.get("constraint"),
+                    "guest_at_fault": fault,
+                    "change": fix_to_dict(r.group.fix) if r.group else None})
+    return out
 
 
 def audit_json(result: AuditResult) -> str:
@@ -302,25 +334,149 @@ def _guests_text(guests: tuple[str, ...]) -> str:
     if len(guests) <= TEXT_GUESTS:
         return ", ".join(guests)
     return ", ".join(guests[:TEXT_GUESTS]) + \
-        f" … (+{len(guests) - TEXT_GUESTS} more; --format json lists all)"
+        f" and {len(guests) - TEXT_GUESTS} more (--format json lists all)"
 
 
-def _finding_text(f: Finding, names: Mapping[str, str]) -> list[str]:
+def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None = None) -> list[str]:
+    """Prose as lines of at most *width* columns, broken at spaces only (a path, a name or a
+    nodeset is never split); no *width*: one line."""
+    import textwrap
+
+    sub = indent if subsequent is None else subsequent
+    if not width:
+        return [indent + text]
+    return textwrap.wrap(text, width=max(width, len(indent) + 20), initial_indent=indent,
+                         subsequent_indent=sub, break_long_words=False,
+                         break_on_hyphens=False) or [indent]
+
+
+def _command_lines(commands: tuple[str, ...], indent: str) -> list[str]:
+    """Commands stand on their own lines and are never split, whatever the width."""
+    return [f"{indent}$ {c}" for c in commands]
+
+
+def _finding_text(f: Finding, names: Mapping[str, str], width: int | None = None,
+                  fix: bool = True) -> list[str]:
     name = names.get(f.rule)
     head = (f"{f.rule}{' ' + name if name else ''}  guests: {_guests_text(f.guests)}  "
             f"nodes: {_ids(f.nodes)}")
-    lines = [head, f"  {' '.join(f.message.split())}"]
+    lines = wrap(head, width, "", "    ")
+    lines += wrap(" ".join(f.message.split()), width, "  ")
     ev = evidence_items(f.evidence)
     if ev:
-        lines.append("  evidence: " + "  ".join(ev))
-    if f.fix is not None:
+        lines += wrap("evidence: " + "  ".join(ev), width, "  ", "    ")
+    if fix and f.fix is not None:
         who = f" ({f.fix.guest})" if tuple(f.guests) != (f.fix.guest,) else ""
-        lines.append(f"  fix{who}: {' '.join(f.fix.description.split())}")
-        lines.extend(f"    $ {c}" for c in f.fix.commands)
+        lines += wrap(f"fix{who}: {' '.join(f.fix.description.split())}", width, "  ", "    ")
+        lines += _command_lines(f.fix.commands, "    ")
     return [printable(line) for line in lines]
 
 
-def audit_text(result: AuditResult, *, width: int | None = None, color: bool = False) -> str:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _clears(group: Group) -> str:
+    if group.fix is None:
+        return ""
+    if group.cleared is not None:
+        n = len(group.cleared)
+        if not n:
+            return "; the change alone does not clear these findings"
+        return f"; 1 change clears {_plural(n, 'finding')}"
+    return f"; 1 change for {_plural(len(group.findings), 'finding')}"
+
+
+def risk_line(r: AtRisk) -> str:
+    """``vm1 — strict on node 0 — bigmem-preferred will be OOM-killed when vm1 grows; 1 change
+    clears 4 findings``"""
+    f = r.finding
+    ev = f.evidence
+    clears = _clears(r.group) if r.group is not None else ""
+    if "victim" not in ev:       # memory that cannot be placed at all
+        guest = f.guests[0]
+        return (f"{guest} — {format_bytes(int(ev['failed_bytes']))} of its memory cannot be "
+                f"placed (in {ev['orders_failing']} of {ev['orders_tried']} start orders)"
+                f"{clears}")
+    victim, trigger = str(ev["victim"]), str(ev["trigger"])
+    orders = f"{ev['orders_killing']} of {ev['orders_tried']} start orders"
+    if ev["constraint"] == "global":
+        short = next((x for x in (r.group.findings if r.group else ()) if x.rule == "NG111"
+                      and "shortfall_bytes" in x.evidence), None)
+        by = f" by {format_bytes(int(short.evidence['shortfall_bytes']))}" if short else ""
+        return (f"host — out of memory{by} — {victim} will be OOM-killed when every guest "
+                f"touches its memory ({orders}){clears}")
+    binding = str(ev.get("binding", f"bound to {_ids(f.nodes)}"))
+    if victim == trigger:
+        return (f"{victim} — {binding} — {victim} will be OOM-killed as it grows ({orders})"
+                f"{clears}")
+    return (f"{trigger} — {binding} — {victim} will be OOM-killed when {trigger} grows "
+            f"({orders}){clears}")
+
+
+def verdict_lines(result: AuditResult, width: int | None = None) -> list[str]:
+    """The verdict: one line per guest at risk (and the change that clears it), then one line
+    of counts.  The first line names the guest that dies and the guest at fault."""
+    risks = result.at_risk
+    lines: list[str] = []
+    shown_fixes: set[int] = set()
+    for r in risks[:TEXT_LIST]:
+        lines += [printable(x) for x in wrap(risk_line(r), width, "", "    ")]
+        if r.group is not None and r.group.fix is not None and id(r.group) not in shown_fixes:
+            shown_fixes.add(id(r.group))
+            lines += [printable(x) for x in _command_lines(r.group.fix.commands, "    ")]
+    if len(risks) > TEXT_LIST:
+        lines.append(f"… and {len(risks) - TEXT_LIST} more at risk (--format json lists all)")
+    n_orders = len(result.orders)
+    sim = (f"simulated: every guest touching all its memory in {_plural(n_orders, 'start order')}"
+           if n_orders else "not simulated (NG110 not run)")
+    victims = sorted({str(r.finding.evidence.get("victim", r.finding.guests[0]))
+                      for r in risks})
+    if victims:
+        head = (f"Verdict: {_plural(len(victims), 'guest')} at risk "
+                f"({', '.join(victims[:TEXT_LIST])}"
+                f"{f' and {len(victims) - TEXT_LIST} more' if len(victims) > TEXT_LIST else ''})")
+    else:
+        worst = result.worst()
+        head = ("Verdict: no OOM kill predicted" if worst is None or
+                worst < Severity.CRITICAL else "Verdict: no OOM kill predicted, but critical "
+                "findings")
+    lines += wrap(f"{head}; {sim}; {counts_line(result)}", width, "", "    ")
+    return [printable(line) for line in lines]
+
+
+def _group_text(group: Group, names: Mapping[str, str], width: int | None) -> list[str]:
+    if group.fix is None or len(group.findings) == 1:
+        lines: list[str] = []
+        for f in group.findings:
+            lines += _finding_text(f, names, width)
+        return lines
+    fix = group.fix
+    if group.cleared is not None:
+        gone = sorted({f.rule for f in group.cleared})
+        what = (f"clears {', '.join(gone)} (re-audited with the change)" if gone else
+                f"for {', '.join(group.rules)} (a re-audit with it still reports them)")
+    else:
+        what = f"one change for {', '.join(group.rules)}"
+    lines = wrap(f"{fix.guest}: {' '.join(fix.description.split())} — {what}", width,
+                 "", "    ")
+    lines += _command_lines(fix.commands, "    ")
+    key = fix_key(fix)
+    for f in group.findings:   # a finding with a fix of its own (NG106's swap) shows it too
+        lines += ["  " + x for x in _finding_text(f, names, width and width - 2,
+                                                  fix=fix_key(f.fix) != key)]
+    return [printable(line) for line in lines]
+
+
+#: text lists of guests (verdict lines, a finding's guests) name at most this many
+TEXT_LIST = 10
+
+
+def audit_text(result: AuditResult, *, width: int | None = None, color: bool = False,
+               summary: bool = False) -> str:
+    """The verdict first (who dies, who is at fault, the change), then the host and per-node
+    table, then every finding grouped by the change that clears it.  *summary*: the verdict
+    and the table only."""
     from rich.text import Text
 
     from numaguard.report.text import _render, _table
@@ -332,20 +488,24 @@ def audit_text(result: AuditResult, *, width: int | None = None, color: bool = F
     table = _table("Bound memory per node (capacity = MemTotal - hugepages - reserve)",
                    NODE_HEADERS, rows)
     rendered = _render(table, width=width, color=color)
-    out = ["\n".join(_host_lines(result)), "\n\n",
+    out = ["\n".join(verdict_lines(result, width)), "\n\n",
+           "\n".join(_host_lines(result)), "\n\n",
            "\n".join(line.rstrip() for line in rendered.splitlines()), "\n"]
+    if summary:
+        return "".join(out)
 
     names = _rule_names()
-    by_sev: dict[Severity, list[Finding]] = {s: [] for s in SEVERITIES}
-    for f in result.findings:
-        by_sev[f.severity].append(f)
+    by_sev: dict[Severity, list[Group]] = {s: [] for s in SEVERITIES}
+    for g in result.groups:
+        by_sev[g.severity].append(g)
     for sev in SEVERITIES:
         if not by_sev[sev]:
             continue
-        heading = f"{sev.name} ({len(by_sev[sev])})"
+        n = sum(len(g.findings) for g in by_sev[sev])
+        heading = f"{sev.name} ({_plural(n, 'finding')}, {_plural(len(by_sev[sev]), 'change')})"
         out.append("\n" + (_render(Text(heading, style=_SEVERITY_STYLE[sev]), color=True)
                            if color else heading + "\n"))
-        blocks = ["\n".join(_finding_text(f, names)) for f in by_sev[sev]]
+        blocks = ["\n".join(_group_text(g, names, width)) for g in by_sev[sev]]
         out.append("\n\n".join(blocks) + "\n")
     if not result.findings:
         out.append("\nNo findings.\n")

@@ -4,7 +4,9 @@ change came from (``--recommended``), the guest's findings before and after (``N
 
 from __future__ import annotations
 
-from numaguard.core.findings import Fix
+from numaguard.core.findings import Fix, Severity
+from numaguard.core.predict import OrderRun, Prediction
+from numaguard.core.rules import AuditResult
 from numaguard.core.simulate import SimResult
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
@@ -24,32 +26,89 @@ def summary_lines(plan: FixPlan, *, effect: bool = True) -> list[str]:
     for f in plan.recommended_by:
         assert f.fix is not None
         lines.append(f"recommended by {f.rule} ({f.severity.label}): {_change(f.fix)}")
-    if plan.audit_before is not None and plan.audit_after is not None:
+    before, after = plan.audit_before, plan.audit_after
+    if before is not None and after is not None:
         own, other = finding_changes(plan)
-        lines.append(f"re-audit of {plan.name} with the edited XML (before -> after):")
+        lines.append(f"re-audit of the whole host ({len(after.guests)} guest"
+                     f"{'s' if len(after.guests) != 1 else ''}) with the edited XML "
+                     "(before -> after):")
         if own:
             lines.extend(f"  {c.text}" for c in own)
         else:
-            lines.append("  no findings before or after")
-        lines.append(f"  {plan.name}: {severity_counts(plan.audit_before, plan.name)} -> "
-                     f"{severity_counts(plan.audit_after, plan.name)}")
+            lines.append(f"  no findings for {plan.name} before or after")
+        lines.append(f"  {plan.name}: {severity_counts(before, plan.name)} -> "
+                     f"{severity_counts(after, plan.name)}")
         if other:
-            lines.append("other guests (before -> after):")
-            lines.extend(f"  {c.guest}: {c.text}" for c in other)
-    if plan.sim_before is not None and plan.sim_after is not None:
-        lines.append(f"simulation, every guest touching its memory in name order (before -> "
-                     f"after): {_sim_text(plan.sim_before, plan.name)} -> "
-                     f"{_sim_text(plan.sim_after, plan.name)}")
-        if plan.sim_before.oom_events or plan.sim_after.oom_events:
-            lines.append(f"  OOM kills: {_kills(plan.sim_before)} -> {_kills(plan.sim_after)}")
+            lines.append("  other guests:")
+            lines.extend(f"    {c.guest}: {c.text}" for c in other)
+        lines.append(f"  host: {counts_text(before)} -> {counts_text(after)}")
+        lines.extend(_sim_lines(plan))
+        lines.extend(_left_lines(plan))
     if effect:
         lines.append(effect_note(plan))
     return [printable(line) for line in lines]
 
 
-def _kills(result: SimResult) -> str:
-    return ", ".join(f"{e.victim} ({e.constraint}, for {e.trigger})"
-                     for e in result.oom_events) or "none"
+def counts_text(result: AuditResult) -> str:
+    c = {s: 0 for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)}
+    for f in result.findings:
+        c[f.severity] += 1
+    return ", ".join(f"{n} {s.label}" for s, n in c.items())
+
+
+def _sim_lines(plan: FixPlan) -> list[str]:
+    b, a = plan.sim_before, plan.sim_after
+    if b is None or a is None or not a.runs:
+        return []
+    n = len(a.runs)
+    lines = [(f"simulation of the whole host, every guest touching all its memory, in {n} start "
+             f"order{'s' if n != 1 else ''} (before -> after):")]
+    first_b, first_a = _run_of(b, a.runs[0].order.name), a.runs[0]
+    lines.append(f"  {plan.name}'s memory in the {first_a.order.label} order: "
+                 f"{_sim_text(first_b.result, plan.name) if first_b else 'not simulated'} -> "
+                 f"{_sim_text(first_a.result, plan.name)}")
+    lines.append(f"  OOM kills: {_kills(b)} -> {_kills(a)}")
+    return lines
+
+
+def _run_of(p: Prediction, order: str) -> OrderRun | None:
+    return next((r for r in p.runs if r.order.name == order), None)
+
+
+def _kills(p: Prediction) -> str:
+    parts = []
+    for k in p.kills:
+        why = k.constraint if k.constraint == "global" else f"{k.constraint}, for {k.trigger}"
+        parts.append(f"{k.victim} ({why}; {len(k.orders)} of {len(p.runs)} orders)")
+    parts += [f"{f.guest} ({format_bytes(f.failed_bytes)} cannot be placed; {len(f.orders)} "
+              f"of {len(p.runs)} orders)" for f in p.failures]
+    return ", ".join(parts) or "none"
+
+
+def _left_lines(plan: FixPlan) -> list[str]:
+    """Plain words when the change does not remove every predicted kill."""
+    a = plan.sim_after
+    after = plan.audit_after
+    if a is None or after is None or a.clean:
+        return []
+    n = len(a.kills) + len(a.failures)
+    parts = []
+    for k in a.kills:
+        cause = ""
+        if k.constraint == "global":
+            short = next((f for f in after.findings if f.rule == "NG111"
+                          and "shortfall_bytes" in f.evidence), None)
+            if short is not None:
+                cause = (" — the host is over-committed by "
+                         f"{format_bytes(int(short.evidence['shortfall_bytes']))}")
+                if short.fix is not None:
+                    cause += f" (NG111: {short.fix.description})"
+        else:
+            cause = f" — {k.trigger}'s binding on nodes {format_bitmap(k.nodes)}"
+        parts.append(f"{k.victim}, {k.constraint}{cause}")
+    parts += [f"{f.guest}: {format_bytes(f.failed_bytes)} cannot be placed" for f in a.failures]
+    return [f"still {n} predicted kill{'s' if n != 1 else ''} after this change: "
+            + "; ".join(parts)]
 
 
 def _sim_text(result: SimResult, name: str) -> str:

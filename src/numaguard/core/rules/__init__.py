@@ -9,7 +9,7 @@ NG2xx CPU, NG3xx hugepages, NG4xx host; never renumber.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,9 +23,34 @@ from numaguard.core.capacity import (
 from numaguard.core.fallback import fallback_orders
 from numaguard.core.findings import Finding, Severity
 from numaguard.core.flow import FlowResult, solve
+from numaguard.core.orders import DEFAULT_RANDOM_ORDERS, StartOrder, start_orders
+from numaguard.core.predict import Prediction, play_orders
+from numaguard.core.scenario import guest_step_map, sim_host
+from numaguard.core.simulate import SimHost
+from numaguard.core.verdict import AtRisk, Group, at_risk, groups, verify
 from numaguard.model.guest import Guest
 from numaguard.model.topology import Host
 from numaguard.units import GiB
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRefs:
+    """How a printed ``numaguard fix`` line names what the audit read, so that pasted it acts on
+    the same guest and host: on this machine a guest is its name (looked up in
+    /etc/libvirt/qemu); from any other SOURCE it is the guest's domain XML file (*paths*) and
+    ``--host`` the topology source (*host*)."""
+
+    host: str | None = None
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+    def fix_args(self, guest: str) -> tuple[str, ...]:
+        path = self.paths.get(guest)
+        if path is None:
+            return (guest,)
+        return (path, "--host", self.host) if self.host is not None else (path,)
+
+
+LIVE_REFS = CommandRefs()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +64,12 @@ class AuditOptions:
     kernel_release: str | None = None
     #: whether the numad binary is installed (live sources only; NG402)
     numad_installed: bool | None = None
+    #: the order the guests started in, when the source records it (NG110)
+    start_order: tuple[str, ...] | None = None
+    #: shuffled start orders NG110 plays besides the named ones (core/orders.py)
+    random_orders: int = DEFAULT_RANDOM_ORDERS
+    #: how printed ``numaguard`` command lines name the host and each guest
+    refs: CommandRefs = field(default_factory=lambda: LIVE_REFS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +186,21 @@ class Context:
             rank = self._ranks[start] = {n: i for i, n in enumerate(order)}
         return rank
 
+    @cached_property
+    def sim_host(self) -> SimHost:
+        """The host as ``numaguard simulate`` sees it."""
+        return sim_host(self.host, fallback=self.fallback)
+
+    @cached_property
+    def orders(self) -> tuple[StartOrder, ...]:
+        return start_orders(self.guests, recorded=self.options.start_order,
+                            random_orders=self.options.random_orders)
+
+    @cached_property
+    def prediction(self) -> Prediction:
+        """Every guest touching all its memory, in every start order (NG110)."""
+        return play_orders(self.sim_host, guest_step_map(self.host, self.guests), self.orders)
+
     def units_inside(self, nodes: frozenset[int]) -> list[MemoryUnit]:
         return [u for u in self.bound_units if u.static_nodeset is not None
                 and u.static_nodeset <= nodes]
@@ -169,6 +215,13 @@ class NodeSummary:
     capacity: int
     pledged_strict: int
     headroom: int
+    #: bound demand on the node, not capped at capacity: what the flow places there plus the
+    #: shortfall of an over-committed node set it belongs to (shared evenly by its nodes)
+    bound_demand: int | None = None
+
+    @property
+    def bound(self) -> int:
+        return self.pledged_strict if self.bound_demand is None else self.bound_demand
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +231,22 @@ class AuditResult:
     options: AuditOptions
     nodes: tuple[NodeSummary, ...]
     findings: tuple[Finding, ...] = field(default=())
+    #: the findings grouped by the change that clears them, worst first (core/verdict.py)
+    groups: tuple[Group, ...] = field(default=())
+    #: what the simulator predicted in every start order NG110 played (None: NG110 not run)
+    prediction: Prediction | None = None
+
+    @property
+    def orders(self) -> tuple[StartOrder, ...]:
+        return tuple(r.order for r in self.prediction.runs) if self.prediction else ()
+
+    def __post_init__(self) -> None:
+        if self.findings and not self.groups:  # built by hand (tests, callers): group them
+            object.__setattr__(self, "groups", groups(self.findings))
+
+    @property
+    def at_risk(self) -> tuple[AtRisk, ...]:
+        return at_risk(self.groups)
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
@@ -200,17 +269,33 @@ def _ordered_rules() -> list[Rule]:
     return ordered
 
 
+#: groups whose change the audit verifies by auditing again with it applied (see
+#: :func:`~numaguard.core.verdict.verify`); hosts with more guests than VERIFY_GUESTS get none
+VERIFY_GROUPS = 10
+VERIFY_GUESTS = 200
+
+
 def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
           *, only: Iterable[str] | None = None,
-          fallback: dict[int, tuple[int, ...]] | None = None) -> AuditResult:
-    """Run every rule (or those in *only*) and return their findings, worst first.
+          fallback: dict[int, tuple[int, ...]] | None = None,
+          verify_groups: int | None = None) -> AuditResult:
+    """Run every rule (or those in *only*) and return their findings, worst first, grouped
+    by the change that clears them.
 
     A rule in *only* still sees the findings of the rules it reads (``Rule.after``,
     transitively): NG102's severity follows NG101/NG103/NG108, so those run too, and only the
     findings of the rules asked for are returned.  *fallback*: the host's
     :func:`~numaguard.core.fallback.fallback_orders`, when the caller has it already.
+    *verify_groups*: how many groups to verify by auditing again with their change applied
+    (default :data:`VERIFY_GROUPS` up to :data:`VERIFY_GUESTS` guests, else none).
     """
-    from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401  (register)
+    from numaguard.core.rules import (  # noqa: F401  (register)
+        cpu,
+        hostrules,
+        hugepages,
+        memory,
+        simulation,
+    )
 
     ctx = Context(host, guests, options or AuditOptions(), fallback)
     wanted = set(only) if only is not None else None
@@ -220,14 +305,33 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
             continue
         ctx.findings.extend(r.check(ctx))
     flow = ctx.bound_flow
+    unplaced: dict[int, int] = {}
+    for oc in flow.overcommits:
+        ids = sorted(oc.nodes)
+        share, rest = divmod(oc.shortfall, len(ids))
+        for i, n in enumerate(ids):
+            unplaced[n] = unplaced.get(n, 0) + share + (1 if i < rest else 0)
     nodes = tuple(
         NodeSummary(n.id, ctx.capacity[n.id], flow.per_node.get(n.id, 0),
-                    flow.headroom.get(n.id, ctx.capacity[n.id]))
+                    flow.headroom.get(n.id, ctx.capacity[n.id]),
+                    flow.per_node.get(n.id, 0) + unplaced.get(n.id, 0))
         for n in host.nodes
     )
-    kept = [f for f in ctx.findings if wanted is None or f.rule in wanted]
-    return AuditResult(host, ctx.guests, ctx.options, nodes,
-                       tuple(sorted(kept, key=Finding.sort_key)))
+    kept = tuple(sorted((f for f in ctx.findings if wanted is None or f.rule in wanted),
+                        key=Finding.sort_key))
+    found = groups(kept)
+    if verify_groups is None:
+        verify_groups = VERIFY_GROUPS if len(ctx.guests) <= VERIFY_GUESTS else 0
+    if verify_groups and found:
+        orders = ctx.fallback
+
+        def reaudit(changed: tuple[Guest, ...]) -> tuple[Finding, ...]:
+            return audit(host, changed, ctx.options, only=only, fallback=orders,
+                         verify_groups=0).findings
+
+        found = verify(found, ctx.guests, reaudit, verify_groups)
+    played = ctx.__dict__.get("prediction")
+    return AuditResult(host, ctx.guests, ctx.options, nodes, kept, found, played)
 
 
 def _with_dependencies(wanted: set[str] | None) -> set[str] | None:
@@ -245,6 +349,6 @@ def _with_dependencies(wanted: set[str] | None) -> set[str] | None:
 
 
 def all_rules() -> list[Rule]:
-    from numaguard.core.rules import cpu, hostrules, hugepages, memory  # noqa: F401
+    from numaguard.core.rules import cpu, hostrules, hugepages, memory, simulation  # noqa: F401
 
     return sorted(RULES.values(), key=lambda r: r.id)

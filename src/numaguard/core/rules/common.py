@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from numaguard.core.capacity import MemoryUnit
 from numaguard.core.findings import Fix
 from numaguard.cpuset import format_bitmap
-from numaguard.display import shell_quote
+from numaguard.display import shell_join, shell_quote
 from numaguard.units import format_bytes
+
+if TYPE_CHECKING:
+    from numaguard.core.rules import Context
+
+#: text lists of guests in messages name at most this many, then "and N more"
+LIST_LIMIT = 10
+
+
+def names_text(names: list[str] | tuple[str, ...], limit: int = LIST_LIMIT) -> str:
+    """``a, b, c`` — at most *limit* names, then ``and N more`` (the finding's ``guests``
+    keeps every name)."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+
+
+def fix_command(ctx: Context, guest: str, *args: str) -> str:
+    """``numaguard fix GUEST ARGS…`` naming the guest (and host) the way the audit read them."""
+    return shell_join(["numaguard", "fix", *ctx.options.refs.fix_args(guest), *args])
 
 
 def size(n: int) -> str:
@@ -20,21 +42,25 @@ def nodes_text(nodes: frozenset[int] | set[int] | tuple[int, ...]) -> str:
     return f"nodes {format_bitmap(ids)}"
 
 
-def numatune_fix(unit: MemoryUnit, mode: str, nodeset: frozenset[int], why: str) -> Fix:
+def numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[int],
+                 why: str) -> Fix:
     """A ``<numatune>`` change for the guest (or its cell's ``<memnode>``), with the numaguard
     and virsh lines that make it.  libvirt never changes the mode of a running guest, so the
-    virsh line edits the persistent config and the guest needs a cold restart."""
+    virsh line edits the persistent config and the guest needs a cold restart.  An empty
+    nodeset is a bug of the caller (virsh would read the next option as the bitmap)."""
+    if not nodeset:
+        raise ValueError(f"numatune fix for {unit.label} with an empty nodeset")
     ns = format_bitmap(nodeset)
     g = shell_quote(unit.guest)
     commands: tuple[str, ...]
     if unit.cell is None:
         commands = (
-            f"numaguard fix {g} --mode {mode} --nodeset {ns}",
+            fix_command(ctx, unit.guest, "--mode", mode, "--nodeset", ns),
             f"virsh numatune {g} --mode {mode} --nodeset {ns} --config",
         )
         where = "<numatune><memory>"
     else:
-        commands = (f"numaguard fix {g} --memnode {unit.cell}:{mode}:{ns}",)
+        commands = (fix_command(ctx, unit.guest, "--memnode", f"{unit.cell}:{mode}:{ns}"),)
         where = f"<memnode cellid='{unit.cell}'>"
     return Fix(
         guest=unit.guest,

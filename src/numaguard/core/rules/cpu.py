@@ -132,7 +132,7 @@ def _repin_fix(ctx: Context, guest: Guest, unit: MemoryUnit, vcpus: list[int],
                    commands=vcpupin_commands(guest.name, vcpus, cpus))
     vnodes = frozenset().union(*_pinned_nodes(ctx, guest, vcpus).values())
     mode = unit.policy.mode.value if unit.policy is not None else "strict"
-    return numatune_fix(unit, mode, vnodes, "no host CPU is near its memory")
+    return numatune_fix(ctx, unit, mode, vnodes, "no host CPU is near its memory")
 
 
 # --- NG201 ------------------------------------------------------------------------------------
@@ -327,7 +327,7 @@ def needless_span(ctx: Context) -> Iterator[Finding]:
         best = max(candidates, key=lambda n: (room[n], -n))
         node = host.node(best)
         mode = _mode(unit)
-        fix = numatune_fix(unit, mode, frozenset({best}), f"node {best} holds it alone")
+        fix = numatune_fix(ctx, unit, mode, frozenset({best}), f"node {best} holds it alone")
         misplaced = [v for v in range(guest.vcpus)
                      if (allowed := guest.vcpu_cpus(v)) is None or not allowed <= node.cpus]
         if _statically_placed(guest) and misplaced:
@@ -433,7 +433,7 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
             if u.static_nodeset != frozenset({load.node}):
                 continue
             assert u.policy is not None
-            commands += numatune_fix(u, u.policy.mode.value, frozenset({target.node}),
+            commands += numatune_fix(ctx, u, u.policy.mode.value, frozenset({target.node}),
                                      "its vCPUs move there").commands
             moved = f", and bind its memory there instead of node {load.node}"
         return Fix(guest=name,
@@ -453,11 +453,18 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
         current = max(1, min(current, ordered[keep]))
     left = excess - (len(vcpus) - bisect_left(ordered, current))
     rest = f" (that leaves {left} too many: repeat for another guest)" if left > 0 else ""
+    if current >= guest.vcpus_current:   # already at one vCPU: nothing to take away
+        return Fix(guest=name,
+                   description=f"no other node has free vCPU slots for these guests and "
+                               f"{name} already runs {guest.vcpus_current} vCPU"
+                               f"{'s' if guest.vcpus_current > 1 else ''}: move a guest to "
+                               "another host, or accept the overcommit with a higher "
+                               "--cpu-overcommit")
     return Fix(guest=name,
                description=f"no other node has free vCPU slots for these guests: boot {name} "
                            f"with {current} vCPU{'s' if current > 1 else ''} instead of "
                            f"{guest.vcpus_current}{rest}, or accept the overcommit with a "
-                           "higher --cpu-overcommit-ratio",
+                           "higher --cpu-overcommit",
                commands=(f"virsh setvcpus {shell_quote(name)} {current} --config",))
 
 
@@ -467,7 +474,7 @@ def node_cpu_overcommit(ctx: Context) -> Iterator[Finding]:
 
     What it checks: for every host node, the online vCPUs (``current``, vCPUs 0..current-1) of
     statically placed guests whose allowed CPUs (``<vcpupin>``, else ``<vcpu cpuset>``) all lie
-    within that node, against the node's logical CPUs × ``--cpu-overcommit-ratio`` (default
+    within that node, against the node's logical CPUs × ``--cpu-overcommit`` (default
     1.0).  vCPUs that may run on several nodes, or anywhere, are not counted: the scheduler
     can move them.
 
@@ -484,7 +491,7 @@ def node_cpu_overcommit(ctx: Context) -> Iterator[Finding]:
     alone): ``virsh vcpupin GUEST VCPU CPULIST --config`` for each vCPU, ``virsh emulatorpin``
     when the emulator is pinned here, ``virsh numatune`` for its memory.  When no node can take
     any of them, boot the guest with the most vCPUs here with fewer
-    (``virsh setvcpus GUEST N --config``), or raise ``--cpu-overcommit-ratio``.
+    (``virsh setvcpus GUEST N --config``), or raise ``--cpu-overcommit``.
     """
     ratio = ctx.options.cpu_overcommit_ratio
     loads = _node_loads(ctx)

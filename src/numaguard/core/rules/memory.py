@@ -95,7 +95,7 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
             "cpuset.",
             guests=tuple(sorted({u.guest for u in units})), nodes=tuple(sorted(oc.nodes)),
             evidence=ev,
-            fix=numatune_fix(biggest, relaxed_mode(biggest), biggest.static_nodeset
+            fix=numatune_fix(ctx, biggest, relaxed_mode(biggest), biggest.static_nodeset
                              or oc.nodes, "the kernel spills instead of killing"),
         )
     # Headroom: per connected piece of bound nodesets, the nodes that are short of it.
@@ -121,7 +121,7 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
             "OOM-kill these guests.",
             guests=tuple(sorted({u.guest for u in units})), nodes=tuple(sorted(low)),
             evidence=ev,
-            fix=numatune_fix(biggest, relaxed_mode(biggest), biggest.static_nodeset
+            fix=numatune_fix(ctx, biggest, relaxed_mode(biggest), biggest.static_nodeset
                              or frozenset(low), "the kernel spills instead of killing"),
         )
 
@@ -157,7 +157,7 @@ def implicit_strict(ctx: Context) -> Iterator[Finding]:
             f"{nodes_text(p.nodeset)}{why}.",
             guests=(u.guest,), nodes=tuple(sorted(p.nodeset)),
             evidence={"memory_bytes": u.size, "nodeset": sorted(p.nodeset)},
-            fix=numatune_fix(u, relaxed_mode(u), p.nodeset, "an explicit mode; preferred "
+            fix=numatune_fix(ctx, u, relaxed_mode(u), p.nodeset, "an explicit mode; preferred "
                              "spills instead of killing"),
         )
 
@@ -186,7 +186,7 @@ def guest_exceeds_nodeset(ctx: Context) -> Iterator[Finding]:
             guests=(u.guest,), nodes=tuple(sorted(ns)),
             evidence={"memory_bytes": u.size, "nodeset_total_bytes": total,
                       "shortfall_bytes": u.size - total},
-            fix=numatune_fix(u, relaxed_mode(u), ns, "the kernel spills instead of killing"),
+            fix=numatune_fix(ctx, u, relaxed_mode(u), ns, "the kernel spills instead of killing"),
         )
 
 
@@ -251,7 +251,7 @@ def sequential_fill(ctx: Context) -> Iterator[Finding]:
             guests=(u.guest,), nodes=seq,
             evidence={"memory_bytes": u.size, "fill_order": list(seq),
                       "first_node_capacity_bytes": ctx.capacity[first]},
-            fix=numatune_fix(u, "interleave", ns, "pages spread evenly over the nodes"),
+            fix=numatune_fix(ctx, u, "interleave", ns, "pages spread evenly over the nodes"),
         )
 
 
@@ -292,8 +292,28 @@ def preferred_many(ctx: Context) -> Iterator[Finding]:
                f"({min(ns)})."),
             guests=(u.guest,), nodes=tuple(sorted(ns)),
             evidence={"kernel_release": ctx.options.kernel_release or "unknown"},
-            fix=numatune_fix(u, "interleave", ns, "supported by every kernel"),
+            fix=numatune_fix(ctx, u, "interleave", ns, "supported by every kernel"),
         )
+
+
+#: where NG106's swap file goes: the root filesystem, as the Debian and Red Hat guides do
+SWAP_FILE = "/swapfile.numaguard"
+
+
+def swap_fix(guest: str, missing: int) -> Fix:
+    """A swap file of *missing* bytes (whole GiB, rounded up), switched on now and at every
+    boot (an ``/etc/fstab`` line)."""
+    gib = -(-missing // GiB)
+    return Fix(guest=guest,
+               description=f"correct the binding named by the other findings; more swap only "
+                           f"delays the OOM killer: a {gib} GiB swap file at {SWAP_FILE} on the "
+                           f"root filesystem (it needs {gib} GiB free there; put it on another "
+                           "local disk by changing the path, and on btrfs create it with "
+                           "`btrfs filesystem mkswapfile` instead of fallocate), kept at boot "
+                           "by its /etc/fstab line",
+               commands=((f"fallocate -l {gib}G {SWAP_FILE} && chmod 600 {SWAP_FILE} && "
+                          f"mkswap {SWAP_FILE} && swapon {SWAP_FILE}"),
+                         f"echo '{SWAP_FILE} none swap sw 0 0' >> /etc/fstab"))
 
 
 @rule("NG106", "no-swap-safety-net", after=("NG101", "NG103", "NG108"))
@@ -309,7 +329,9 @@ def no_swap(ctx: Context) -> Iterator[Finding]:
     NG101-warned nodes exceeds the free swap, or when there is no swap at all while guests are
     bound; **info** when the source does not say how much swap there is.
 
-    Fix: correct the binding (see the findings named); more swap only buys time.
+    Fix: correct the binding (see the findings named); more swap only buys time: a swap file
+    sized from what is missing beyond the free swap, with its ``/etc/fstab`` line so it
+    survives a reboot.
     """
     if not ctx.bound_units:
         return
@@ -330,12 +352,9 @@ def no_swap(ctx: Context) -> Iterator[Finding]:
     ev = {"swap_total_bytes": host.swap_total, "swap_free_bytes": swap_free}
     involved = tuple(sorted({g for f in related for g in f.guests})) or guests
     nodes = tuple(sorted({n for f in related for n in f.nodes}))
-    swap_gib = max(1, -(-max(need, soft_need) // GiB))
-    fix = Fix(guest=involved[0], description="correct the binding named by the other findings; "
-              "more swap only delays the OOM killer",
-              commands=((f"fallocate -l {swap_gib}G /swapfile.numaguard && chmod 600 "
-                         "/swapfile.numaguard && mkswap /swapfile.numaguard && swapon "
-                         "/swapfile.numaguard"),))
+    missing = (need if need > swap_free else soft_need if soft_need > swap_free
+               else ctx.options.min_headroom) - swap_free
+    fix = swap_fix(involved[0], max(missing, GiB))
     if need > swap_free:
         yield Finding("NG106", Severity.CRITICAL,
                       (f"bound guests are {size(need)} short (see "
@@ -378,7 +397,7 @@ def nodeset_missing_node(ctx: Context) -> Iterator[Finding]:
             f"{nodes_text(missing)} (it has {nodes_text(have)}): libvirt will not start it.",
             guests=(u.guest,), nodes=tuple(sorted(missing)),
             evidence={"nodeset": sorted(ns), "host_nodes": sorted(have)},
-            fix=numatune_fix(u, u.policy.mode.value if u.policy else "preferred", keep,
+            fix=numatune_fix(ctx, u, u.policy.mode.value if u.policy else "preferred", keep,
                              "only nodes the host has"),
         )
 
@@ -457,7 +476,7 @@ def bound_node_contended(ctx: Context) -> Iterator[Finding]:
             evidence={"demand_bytes": oc.demand, "capacity_bytes": cap,
                       "claimed_by_others_bytes": taken, "shortfall_bytes": oc.shortfall,
                       "contending": others},
-            fix=numatune_fix(biggest, relaxed_mode(biggest), biggest.static_nodeset
+            fix=numatune_fix(ctx, biggest, relaxed_mode(biggest), biggest.static_nodeset
                              or oc.nodes, "the kernel spills instead of killing"),
         )
 
@@ -469,7 +488,8 @@ def preferred_spill(ctx: Context) -> Iterator[Finding]:
     ``preferred`` is the article's safe choice: when the preferred node is full the kernel takes
     pages from the next node of the fallback order instead of swapping or killing.  The guest is
     not at OOM risk, but the spilled part is remote memory.  Always **info**; it names where the
-    pages will go (capacity left after bound guests, in the kernel's fallback order).
+    pages will go (capacity left after bound guests, in the kernel's fallback order).  "No OOM
+    risk" is said only when the simulator (NG110) kills it in none of the start orders.
 
     Fix: none needed; ``interleave`` over the nodes it spans anyway spreads it evenly.
     """
@@ -494,17 +514,23 @@ def preferred_spill(ctx: Context) -> Iterator[Finding]:
             if not left:
                 break
         spill_nodes = [n for n in spread if n not in ns]
+        dies = u.guest in ctx.prediction.victims
+        if spill_nodes:
+            where = ", then ".join(f"node {n} ({size(spread[n])})" for n in spill_nodes)
+        else:
+            where = "no other node: the host has no room left for it"
+        risk = ("; when every guest touches its memory the simulator predicts it is "
+                "OOM-killed (NG110)" if dies else
+                " — no OOM risk in the simulated start orders, but remote memory")
         yield Finding(
             "NG109", Severity.INFO,
             f"{u.label} ({size(u.size)} preferred on {nodes_text(ns)}) does not fit there "
             f"({size(fits)} left for it): the kernel spills {size(u.size - fits)} to "
-            + (", then ".join(f"node {n} ({size(spread[n])})" for n in spill_nodes) or
-               "no node (the host is full)")
-            + " — no OOM risk, but remote memory.",
+            f"{where}{risk}.",
             guests=(u.guest,), nodes=tuple(spread),
             evidence={"memory_bytes": u.size, "fits_bytes": fits,
                       "spill_bytes": u.size - fits,
                       "placement_bytes": {str(n): b for n, b in spread.items()}},
-            fix=numatune_fix(u, "interleave", frozenset(spread), "spread evenly over the "
-                             "nodes it spans anyway"),
+            fix=numatune_fix(ctx, u, "interleave", frozenset(spread), "spread evenly over "
+                             "the nodes it spans anyway") if len(spread) > 1 else None,
         )

@@ -1,0 +1,249 @@
+"""The simulator's verdict (NG110) and the host-wide memory balance (NG111)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+
+from numaguard.core.capacity import MemoryUnit
+from numaguard.core.findings import Finding, Fix, Severity
+from numaguard.core.predict import Failure, Kill
+from numaguard.core.rules import Context, rule
+from numaguard.core.rules.common import nodes_text, numatune_fix, relaxed_mode, size
+from numaguard.display import shell_quote
+from numaguard.units import GiB
+
+_CONSTRAINT = {
+    "memory-policy": "its strict binding (QEMU's mbind) allows only",
+    "cpuset": "its cgroup (cpuset.mems) allows only",
+}
+
+
+def binding_text(u: MemoryUnit) -> str:
+    """``strict on node 0`` / ``strict (implicit) on nodes 0-1`` / ``unbound``."""
+    p = u.policy
+    if p is None or u.static_nodeset is None:
+        return "unbound"
+    implicit = " (implicit)" if p.implicit_mode else ""
+    return f"{p.mode.value}{implicit} on {nodes_text(u.static_nodeset)}"
+
+
+def culprit_unit(ctx: Context, guest: str, nodes: tuple[int, ...]) -> MemoryUnit | None:
+    """The bound memory of *guest* that the kernel could not serve on *nodes*: its largest
+    bound unit whose nodeset lies inside them (else meets them)."""
+    units = [u for u in ctx.units_by_guest.get(guest, ()) if u.bound
+             and u.static_nodeset is not None]
+    inside = [u for u in units if u.static_nodeset is not None
+              and u.static_nodeset <= set(nodes)]
+    near = inside or [u for u in units if u.static_nodeset and u.static_nodeset & set(nodes)]
+    return max(near, key=lambda u: (u.size, u.label), default=None)
+
+
+class Balance:
+    """Every guest's ordinary memory against what the host can give it now (NG111): free
+    memory above the *min* watermark plus page cache reclaim can drop on every node (the
+    simulator's host), plus free swap.  Hugepage-backed memory comes from the pools (NG301)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        host = ctx.sim_host
+        self.demand = sum(u.size for u in ctx.units if not u.on_hugepages)
+        self.ram = sum(max(0, n.free - n.watermark_min) + n.reclaimable for n in host.nodes)
+        self.swap = host.swap_free
+        self.shortfall = self.demand - self.ram - self.swap
+
+    @cached_property
+    def fix(self) -> Fix:
+        """The fix for the shortfall (critical), else for the part that would be swapped."""
+        return self.shrink(self.shortfall if self.shortfall > 0 else self.demand - self.ram)
+
+    def shrink(self, short: int) -> Fix:
+        """Shrink the guest the OOM killer would pick — the largest whose maximum memory
+        virsh can lower (no guest NUMA cells, ordinary pages) — by *short*, rounded to whole
+        GiB; when none is large enough, move guests to another host."""
+        ctx = self.ctx
+        candidates = [g for g in ctx.guests if not g.cells and not any(
+            u.on_hugepages for u in ctx.units_by_guest.get(g.name, ()))]
+        new_size = 0
+        target = max(candidates, key=lambda g: (g.memory, g.name), default=None)
+        if target is not None:
+            new_size = (target.memory - max(short, 1)) // GiB * GiB
+        if target is None or new_size < GiB:
+            biggest = max(ctx.guests, key=lambda g: (g.memory, g.name))
+            return Fix(guest=biggest.name,
+                       description=f"move guests holding at least {size(short)} (e.g. "
+                                   f"{biggest.name}) to another host, or give this host more "
+                                   "memory: no single guest can shrink that much")
+        g = shell_quote(target.name)
+        return Fix(guest=target.name,
+                   description=f"lower {target.name}'s maximum memory from "
+                               f"{size(target.memory)} to {size(new_size)} (or move it to "
+                               "another host); takes effect at the next cold boot",
+                   memory=new_size,
+                   commands=(f"virsh setmaxmem {g} {new_size // GiB}G --config",))
+
+
+def balance(ctx: Context) -> Balance:
+    cached = ctx.__dict__.get("_balance")
+    if cached is None:
+        cached = ctx.__dict__["_balance"] = Balance(ctx)
+    return cached
+
+
+def _kill_fix(ctx: Context, kill: Kill) -> Fix | None:
+    if kill.constraint == "global":
+        return balance(ctx).fix
+    unit = culprit_unit(ctx, kill.trigger, kill.nodes)
+    if unit is None or unit.static_nodeset is None:
+        return None
+    return numatune_fix(ctx, unit, relaxed_mode(unit), unit.static_nodeset,
+                        "the kernel spills instead of killing")
+
+
+def _orders_text(ctx: Context, names: tuple[str, ...]) -> str:
+    tried = len(ctx.orders)
+    return f"{len(names)} of the {tried} start order{'s' if tried > 1 else ''} tried"
+
+
+def kill_message(ctx: Context, kill: Kill) -> str:
+    victim = ctx.guest_by_name.get(kill.victim)
+    vsize = size(victim.memory) if victim is not None else size(kill.victim_bytes)
+    where = nodes_text(kill.nodes)
+    order = kill.order.label
+    if kill.constraint == "global":
+        b = balance(ctx)
+        cause = (f"the host is out of memory: the guests need {size(b.demand)} of ordinary "
+                 f"memory, the nodes can give {size(b.ram)} and swap {size(b.swap)}")
+        if kill.innocent:
+            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
+                    f"{cause}, and the kernel kills the largest guest")
+        else:
+            head = f"{kill.victim} ({vsize}) will be OOM-killed as it grows: {cause}"
+    else:
+        unit = culprit_unit(ctx, kill.trigger, kill.nodes)
+        binding = binding_text(unit) if unit is not None else f"bound to {where}"
+        limit = _CONSTRAINT.get(kill.constraint, "it may use only")
+        if kill.innocent:
+            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
+                    f"{kill.trigger} is {binding}, {limit} {where}, and {where} "
+                    f"{'is' if len(kill.nodes) == 1 else 'are'} full; QEMU binds guest RAM "
+                    "with mbind, so every QEMU is a candidate and the kernel kills the "
+                    f"largest — {kill.victim}, which is not at fault (killing it may free "
+                    f"nothing on {where}, and then {kill.trigger} dies too)")
+        else:
+            head = (f"{kill.victim} ({vsize}) will be OOM-killed as it grows: it is "
+                    f"{binding} and {where} cannot hold it")
+    return (f"{head}.  Simulated with every guest touching all its memory: killed in "
+            f"{_orders_text(ctx, kill.orders)} (first: {order}).")
+
+
+def failure_message(ctx: Context, f: Failure) -> str:
+    units = ctx.units_by_guest.get(f.guest, ())
+    pages = any(u.on_hugepages for u in units)
+    why = ("its hugepage pools are short (see NG301)" if pages else
+           "no node it may use has room and no task is left to kill")
+    return (f"{f.guest}: {size(f.failed_bytes)} of its memory cannot be placed — {why}.  "
+            f"Simulated with every guest touching all its memory: in "
+            f"{_orders_text(ctx, f.orders)} (first: {f.order.label}).")
+
+
+@rule("NG110", "simulated-oom-kill")
+def simulated_oom(ctx: Context) -> Iterator[Finding]:
+    """The simulator predicts an OOM kill (or memory that cannot be placed) when every guest
+    touches all its memory.
+
+    The host and guests are played through ``numaguard simulate``'s engine (the kernel's
+    zonelists, policies, cpuset.mems, watermarks, reclaim, swap and OOM killer, checked against
+    a real kernel: tests/oracle): every guest starts and touches its full memory, one after
+    another, each guest cell with the policy libvirt gives QEMU and the cgroups.  Offline the
+    start order is unknown and decides who dies, so the verdict is the worst case over the
+    orders in ``core/orders.py``: the order the snapshot recorded (when it did), bound guests
+    last, largest first, smallest first, by name, and a few seeded shuffles.  The finding names
+    the guest that dies, the guest whose allocation made the kernel kill, the constraint and
+    the nodes, the first order that kills and how many of the orders tried do.
+
+    The guest that dies is often not the guest at fault: QEMU binds guest RAM with ``mbind`` (a
+    VMA policy), so the kernel's ``oom_cpuset_eligible()``/``mempolicy_in_oom_domain()`` treat
+    every QEMU as a candidate for every node's OOM and the largest dies — measured with a real
+    QEMU under an emulated-NUMA kernel: a guest bound to node 1 was killed for node 0's OOM,
+    freeing nothing there, and then the guest that asked died too.
+
+    Severity: always **critical**.
+
+    Fix: for a kill under a strict binding (constraint ``memory-policy`` or ``cpuset``), the
+    binding of the guest at fault: ``preferred`` (one node) or ``interleave`` (several); for a
+    host that is out of memory as a whole (constraint ``global``), NG111's fix.
+    """
+    prediction = ctx.prediction
+    for kill in prediction.kills:
+        unit = culprit_unit(ctx, kill.trigger, kill.nodes) if kill.constraint != "global" \
+            else None
+        # a host out of memory has no guest at fault: whoever grew last only tipped it
+        guests = ((kill.victim,) if kill.constraint == "global"
+                  else tuple(dict.fromkeys((kill.victim, kill.trigger))))
+        yield Finding(
+            "NG110", Severity.CRITICAL, kill_message(ctx, kill),
+            guests=guests, nodes=kill.nodes,
+            evidence={"victim": kill.victim, "trigger": kill.trigger,
+                      "constraint": kill.constraint, "freed_bytes": kill.victim_bytes,
+                      **({"binding": binding_text(unit)} if unit is not None else {}),
+                      "order": kill.order.label, "orders_killing": len(kill.orders),
+                      "orders_tried": len(ctx.orders),
+                      "start_order": list(kill.order.guests)},
+            fix=_kill_fix(ctx, kill))
+    for failure in prediction.failures:
+        unit = max((u for u in ctx.units_by_guest.get(failure.guest, ()) if u.bound
+                    and not u.on_hugepages and u.static_nodeset), key=lambda u: u.size,
+                   default=None)
+        fix = (numatune_fix(ctx, unit, relaxed_mode(unit), unit.static_nodeset,
+                            "the kernel spills instead of failing")
+               if unit is not None and unit.static_nodeset else None)
+        yield Finding(
+            "NG110", Severity.CRITICAL, failure_message(ctx, failure),
+            guests=(failure.guest,),
+            evidence={"failed_bytes": failure.failed_bytes, "order": failure.order.label,
+                      "orders_failing": len(failure.orders), "orders_tried": len(ctx.orders)},
+            fix=fix)
+
+
+@rule("NG111", "host-memory-overcommit")
+def host_overcommit(ctx: Context) -> Iterator[Finding]:
+    """All guests together need more memory than the host can give them.
+
+    Every guest's maximum memory in ordinary pages — bound or not — against what the host has
+    for it now: on every node the free memory above the *min* watermark plus the page cache
+    reclaim can drop (the simulator's view of the host, from MemFree, ``/proc/zoneinfo`` and
+    the page cache figures the source gives), plus free swap.  Guests on hugepages are left to
+    NG301.  No binding helps here: once every guest has touched its memory the kernel runs out
+    and the OOM killer kills the largest guest (NG110 shows who and when).
+
+    Severity: **critical** when the demand exceeds RAM and swap together; **warning** when it
+    fits only by swapping.
+
+    Fix: lower the maximum memory of the largest guest virsh can resize (``virsh setmaxmem
+    GUEST SIZE --config``, cold boot) by the shortfall, or move guests to another host.
+    """
+    b = balance(ctx)
+    if b.demand <= b.ram:
+        return
+    guests = tuple(sorted({u.guest for u in ctx.units if not u.on_hugepages}))
+    ev = {"demand_bytes": b.demand, "ram_bytes": b.ram, "swap_free_bytes": b.swap}
+    if b.shortfall > 0:
+        yield Finding(
+            "NG111", Severity.CRITICAL,
+            f"the guests need {size(b.demand)} of ordinary memory, but the host's nodes can "
+            f"give {size(b.ram)} and swap {size(b.swap)} more: {size(b.shortfall)} short, so "
+            "once every guest has touched its memory the OOM killer kills the largest guest "
+            "— no binding can prevent it.",
+            guests=guests, nodes=tuple(sorted(ctx.host.node_ids)),
+            evidence={**ev, "shortfall_bytes": b.shortfall}, fix=b.fix)
+    else:
+        yield Finding(
+            "NG111", Severity.WARNING,
+            f"the guests need {size(b.demand)} of ordinary memory and the host's nodes can "
+            f"give {size(b.ram)}: once every guest has touched its memory "
+            f"{size(b.demand - b.ram)} of it lives in swap (of {size(b.swap)} free), and "
+            "the guests slow down.",
+            guests=guests, nodes=tuple(sorted(ctx.host.node_ids)),
+            evidence={**ev, "swapped_bytes": b.demand - b.ram},
+            fix=b.fix)
