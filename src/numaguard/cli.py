@@ -103,17 +103,29 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _use_color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    """Colour only on a terminal, and not when ``NO_COLOR`` is set to a non-empty value
+    (https://no-color.org: "when present and not an empty string") or ``TERM=dumb``."""
+    stream = sys.stdout
+    return (stream is not None and stream.isatty() and not os.environ.get("NO_COLOR")
+            and os.environ.get("TERM") != "dumb")
 
 
 def _emit(value: object, fmt: str, kind: str, *, module: str | None = None) -> int:
     """Render with ``report.<module>.<kind>_<fmt>``; *module* defaults to ``jsonout`` for JSON
     and ``text`` for text.  The module is imported only when used (rich costs ~30 ms of
-    start-up that JSON callers skip); text renderers get ``color=``."""
+    start-up that JSON callers skip); text renderers get ``color=`` and ``width=``, the
+    terminal width read here once (``COLUMNS``, else the tty, else 80:
+    :func:`numaguard.report.term.terminal_width`)."""
     if module is None:
         module = {"json": "jsonout", "text": "text"}[fmt]
     render = getattr(importlib.import_module(f"numaguard.report.{module}"), f"{kind}_{fmt}")
-    sys.stdout.write(render(value, color=_use_color()) if fmt == "text" else render(value))
+    if fmt == "text":
+        from numaguard.report.term import terminal_width
+
+        text = render(value, width=terminal_width(os.environ, sys.stdout), color=_use_color())
+    else:
+        text = render(value)
+    sys.stdout.write(text)
     return EXIT_OK
 
 

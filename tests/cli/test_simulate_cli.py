@@ -122,7 +122,8 @@ def test_preferred_story_spills_to_node_1_and_nobody_dies(capsys):
     assert sum(vm1.values()) == 12 * GiB
 
 
-def test_text_report_shows_steps_tasks_and_the_oom_kill(capsys):
+def test_text_report_shows_steps_tasks_and_the_oom_kill(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no cell or line wraps
     rc, out, err = run(capsys, SCENARIOS / "article-vm1-app.toml")
     assert rc == 1 and err == ""
     for heading in ("Nodes before the run", "Steps:", "Tasks at the end", "Nodes at the end"):

@@ -161,9 +161,19 @@ def test_topology_of_a_1024_node_host(snapshot):
     assert code == 0
     lines = out.splitlines()
     start = lines.index("Distances (from \\ to)")
-    rows = lines[start + 2:start + 2 + NODES]
-    assert [int(r.partition(":")[0]) for r in rows] == list(range(NODES))
-    assert all(len(r.partition(":")[2].split()) == NODES for r in rows)
+    # blocks of columns as wide as the terminal (80 here), each: a "node" line, NODES rows
+    columns: list[int] = []
+    rows: dict[int, list[int]] = {}
+    i = start + 1
+    while i < len(lines) and lines[i].startswith("node "):
+        columns += [int(c) for c in lines[i].split()[1:]]
+        for r in lines[i + 1:i + 1 + NODES]:
+            head, _, values = r.partition(":")
+            rows.setdefault(int(head), []).extend(int(v) for v in values.split())
+        i += NODES + 2  # the rows and the blank line between blocks
+    assert columns == list(range(NODES)) and sorted(rows) == list(range(NODES))
+    assert all(len(r) == NODES and r[n] == 10 for n, r in rows.items())
+    assert max(len(line) for line in lines[start:]) <= 80
 
 
 def test_simulate_a_1024_node_snapshot(snapshot):

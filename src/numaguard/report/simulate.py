@@ -18,9 +18,10 @@ JSON contract of one run (keys never change meaning; new keys may be added)::
 For every ``alloc`` step, ``sum(placed) + swapped_bytes + failed_bytes == requested_bytes``.
 ``--compare`` gives ``{"compare": {"<mode>": <run>, …}}`` in the order asked.
 
-The text report draws its tables by hand in the box style of the other reports' rich tables
-(:class:`_Grid`): rich's layout engine costs about a millisecond per row, ten seconds for a
-10,000-step run, while plain strings take milliseconds.
+The text report fits the terminal width (:mod:`numaguard.report.term`): its tables are drawn
+by hand (:class:`~numaguard.report.term.Grid`; rich's layout engine costs about a millisecond per
+row, ten seconds for a 10,000-step run, while plain strings take milliseconds), shrink, and
+stack into parts repeating the step and task when the nodes do not fit side by side.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from numaguard.core.scenario import Run
 from numaguard.core.simulate import OomEvent, Policy, SimHost, Step
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
+from numaguard.report.term import DEFAULT_WIDTH, GLUE, Column, Grid, paint, paragraph, styled
 from numaguard.units import GiB, MiB, format_bytes
 
 # -- JSON ---------------------------------------------------------------------------------------
@@ -114,26 +116,33 @@ def size_text(n: int, *, dash: bool = True) -> str:
     return format_bytes(n)
 
 
+def _size_cell(n: int, *, dash: bool = True) -> str:
+    """:func:`size_text` that never wraps between the number and its unit."""
+    return size_text(n, dash=dash).replace(" ", GLUE)
+
+
 def policy_text(step: Step) -> str:
-    """``bind 0-2, cpu node 0, mems 0-2`` — how a step allocates."""
+    """``bind 0-2, cpu node 0, mems 0-2`` — how a step allocates (words that belong together
+    glued with :data:`~numaguard.report.term.GLUE`, printed as spaces)."""
     if step.action != "alloc":
         return "free"
     p = step.policy
     parts = [p.value if step.nodes is None or p is Policy.DEFAULT
-             else f"{p.value} {format_bitmap(step.nodes)}"]
-    parts.append(f"cpu node {step.cpu_node}")
+             else f"{p.value}{GLUE}{format_bitmap(step.nodes)}"]
+    parts.append(f"cpu{GLUE}node{GLUE}{step.cpu_node}")
     if step.cpuset_mems is not None:
-        parts.append(f"mems {format_bitmap(step.cpuset_mems)}")
+        parts.append(f"mems{GLUE}{format_bitmap(step.cpuset_mems)}")
     if step.hugepage_size:
-        parts.append(f"{format_bytes(step.hugepage_size, precision=0)} pages")
+        size = format_bytes(step.hugepage_size, precision=0).replace(" ", GLUE)
+        parts.append(f"{size}{GLUE}pages")
     return ", ".join(parts)
 
 
 def event_text(e: OomEvent, labels: Sequence[str]) -> str:
-    who = labels[e.step] if e.step < len(labels) else e.trigger
+    who = printable(labels[e.step] if e.step < len(labels) else e.trigger)
     self_kill = " (the task that asked)" if e.victim == e.trigger else ""
-    return (f"OOM kill at step {e.step} ({who}): killed {e.victim}{self_kill}, "
-            f"{size_text(e.victim_bytes, dash=False)} freed; constraint {e.constraint}, "
+    return (f"OOM kill at step {e.step} ({who}): killed {printable(e.victim)}{self_kill}, "
+            f"{_size_cell(e.victim_bytes, dash=False)} freed; constraint {e.constraint}, "
             f"nodes {format_bitmap(e.nodes) if e.nodes else '-'}")
 
 
@@ -142,17 +151,25 @@ def _host_line(name: str, host: SimHost, mode: str | None = None) -> str:
     free = sum(n.free for n in host.nodes)
     how = f" as {mode}" if mode else ""
     return (f"Scenario {printable(name)}{how}: {len(host.nodes)} NUMA nodes, "
-            f"{size_text(total, dash=False)} memory, {size_text(free, dash=False)} free, "
-            f"swap {size_text(host.swap_free, dash=False)} free")
+            f"{_size_cell(total, dash=False)} memory, {_size_cell(free, dash=False)} free, "
+            f"swap {_size_cell(host.swap_free, dash=False)} free")
 
 
 def _hugepages_text(pools: Mapping[int, int]) -> str:
-    parts = [f"{format_bytes(size, precision=0)}: {count}" for size, count in sorted(
-        pools.items()) if count]
+    parts = [f"{format_bytes(size, precision=0).replace(' ', GLUE)}: {count}"
+             for size, count in sorted(pools.items()) if count]
     return ", ".join(parts) or "-"
 
 
-def _node_table(host: SimHost, title: str) -> _Grid:
+def _right(header: str) -> Column:
+    return Column(header, "right")
+
+
+#: the step and the task: repeated in every part of a table too wide for the terminal
+_TASK = Column("Task", overflow="fold", key=True, floor=16)
+
+
+def _node_table(host: SimHost, title: str) -> Grid:
     rows = []
     for n in host.nodes:
         order = host.fallback.get(n.id)
@@ -160,126 +177,69 @@ def _node_table(host: SimHost, title: str) -> _Grid:
                      size_text(n.watermark_min), size_text(n.watermark_low),
                      size_text(n.reclaimable), _hugepages_text(n.hugepages),
                      " ".join(map(str, order)) if order else "-"])
-    return _Grid(title, [("Node", "right"), ("Total", "right"), ("Free", "right"),
-                         ("Min wmark", "right"), ("Low wmark", "right"), ("Page cache", "right"),
-                         ("Hugepages free", "left"), ("Fallback order", "left")], rows)
+    return Grid(title, [Column("Node", "right", key=True), _right("Total"), _right("Free"),
+                        _right("Min wmark"), _right("Low wmark"), _right("Page cache"),
+                        Column("Hugepages free", overflow="wrap"),
+                        Column("Fallback order", overflow="wrap")], rows)
 
 
-class _Styled(str):
-    """A cell's text with a style (``bold red``, ``yellow``, ``green``) for colour output."""
-
-    style: str | None = None
-
-
-_ANSI = {"bold red": "1;31", "yellow": "33", "green": "32", "bold": "1", "italic": "3"}
-
-
-def _styled(text: str, style: str | None, color: bool) -> str:
-    cell = _Styled(text)
-    cell.style = style if color else None
-    return cell
-
-
-def _paint(text: str, style: str | None) -> str:
-    code = _ANSI.get(style or "")
-    return f"\x1b[{code}m{text}\x1b[0m" if code else text
-
-
-
-
-class _Grid:
-    """A table drawn like rich's default box (heavy head), but by hand: rich measures and
-    renders every cell through its layout engine, about 1 ms per row of ten cells, i.e. ten
-    seconds for a 10,000-step run; this takes a few milliseconds."""
-
-    def __init__(self, title: str, headers: list[tuple[str, str]],
-                 rows: list[list[str]], sections: Sequence[int] = ()) -> None:
-        self.title, self.headers, self.rows = title, headers, rows
-        self.sections = set(sections)  # a rule after these row indexes
-
-    def render(self, color: bool) -> str:
-        widths = [len(h) for h, _ in self.headers]
-        for row in self.rows:
-            for i, cell in enumerate(row):
-                widths[i] = max(widths[i], len(cell))
-
-        def line(left: str, fill: str, mid: str, right: str) -> str:
-            return left + mid.join(fill * (w + 2) for w in widths) + right
-
-        def cells(values: Sequence[str], edge: str, head: bool) -> str:
-            parts = []
-            for (_, justify), w, v in zip(self.headers, widths, values):
-                text = v.rjust(w) if justify == "right" else v.ljust(w)
-                style = "bold" if head else getattr(v, "style", None)
-                parts.append(" " + (_paint(text, style) if color else text) + " ")
-            return edge + edge.join(parts) + edge
-
-        out = [_paint(self.title, "italic") if color else self.title,
-               line("┏", "━", "┳", "┓"), cells([h for h, _ in self.headers], "┃", True),
-               line("┡", "━", "╇", "┩")]
-        for i, row in enumerate(self.rows):
-            out.append(cells(row, "│", False))
-            if i in self.sections and i != len(self.rows) - 1:
-                out.append(line("├", "─", "┼", "┤"))
-        out.append(line("└", "─", "┴", "┘"))
-        return "\n".join(out) + "\n"
-
-
-def _steps_table(run: Run, color: bool) -> _Grid:
+def _steps_table(run: Run, color: bool) -> Grid:
     scenario, result = run.scenario, run.result
     node_ids = [n.id for n in scenario.host.nodes]
-    headers = [("#", "right"), ("Task", "left"), ("How", "left"), ("Requested", "right")]
-    headers += [(f"Node {n}", "right") for n in node_ids]
-    headers += [("Swapped", "right"), ("Failed", "right"), ("OOM kill", "left")]
+    columns = [Column("#", "right", key=True), _TASK,
+               Column("How", overflow="wrap", floor=12), _right("Requested")]
+    columns += [_right(f"Node{GLUE}{n}") for n in node_ids]
+    columns += [_right("Swapped"), _right("Failed"),
+                Column("OOM kill", overflow="wrap", floor=12)]
     rows = []
     for sr, step, label in zip(result.steps, scenario.steps, scenario.labels):
         requested = size_text(sr.requested) if sr.action == "alloc" else (
             "all" if step.size is None else size_text(step.size))
         cells: list[Any] = [str(sr.index), printable(label), policy_text(step), requested]
         cells += [size_text(sr.placed.get(n, 0)) for n in node_ids]
-        cells.append(_styled(size_text(sr.swapped), "yellow" if sr.swapped else None, color))
-        cells.append(_styled(size_text(sr.failed), "bold red" if sr.failed else None, color))
+        cells.append(styled(size_text(sr.swapped), "yellow" if sr.swapped else None, color))
+        cells.append(styled(size_text(sr.failed), "bold red" if sr.failed else None, color))
         kills = ", ".join(f"{printable(e.victim)} ({e.constraint})" for e in sr.oom) or "-"
-        cells.append(_styled(kills, "bold red" if sr.oom else None, color))
+        cells.append(styled(kills, "bold red" if sr.oom else None, color))
         rows.append(cells)
-    return _Grid("Steps: bytes each step placed per node (negative: freed)", headers, rows)
+    return Grid("Steps: bytes each step placed per node (negative: freed)", columns, rows)
 
 
-def _tasks_table(run: Run, color: bool) -> _Grid:
+def _tasks_table(run: Run, color: bool) -> Grid:
     scenario, result = run.scenario, run.result
     node_ids = [n.id for n in scenario.host.nodes]
-    headers = [("Task", "left"), ("Requested", "right")]
-    headers += [(f"Node {n}", "right") for n in node_ids]
-    headers += [("Swapped", "right"), ("Failed", "right"), ("Status", "left")]
+    columns = [_TASK, _right("Requested")]
+    columns += [_right(f"Node{GLUE}{n}") for n in node_ids]
+    columns += [_right("Swapped"), _right("Failed"), Column("Status")]
     rows = []
     for a in result.allocations:
         on_node = {n: a.placed.get(n, 0) + a.hugepages.get(n, 0) for n in node_ids}
         if a.oom_killed:
-            status = _styled("OOM-killed", "bold red", color)
+            status = styled("OOM-killed", "bold red", color)
         elif a.failed:
-            status = _styled("allocation failed", "bold red", color)
+            status = styled("allocation failed", "bold red", color)
         elif a.swapped:
-            status = _styled("swapping", "yellow", color)
+            status = styled("swapping", "yellow", color)
         else:
-            status = _styled("ok", "green", color)
+            status = styled("ok", "green", color)
         rows.append([printable(a.name), size_text(a.requested),
                      *(size_text(on_node[n]) for n in node_ids),
                      size_text(a.swapped), size_text(a.failed), status])
-    return _Grid("Tasks at the end (hugepages included)", headers, rows)
+    return Grid("Tasks at the end (hugepages included)", columns, rows)
 
 
-def _free_table(run: Run) -> _Grid:
+def _free_table(run: Run) -> Grid:
     rows = []
     for n in run.scenario.host.nodes:
         after = run.result.free[n.id]
         rows.append([str(n.id), size_text(n.free, dash=False), size_text(after, dash=False),
                      size_text(n.free - after), size_text(after - n.watermark_low, dash=False)])
-    return _Grid("Nodes at the end", [("Node", "right"), ("Free before", "right"),
-                                      ("Free after", "right"), ("Taken", "right"),
-                                      ("Above low wmark", "right")], rows)
+    return Grid("Nodes at the end", [Column("Node", "right", key=True), _right("Free before"),
+                                     _right("Free after"), _right("Taken"),
+                                     _right("Above low wmark")], rows)
 
 
-def _summary(runs: Sequence[Run]) -> str:
+def _summary(runs: Sequence[Run], width: int) -> str:
     lines = []
     for run in runs:
         result = run.result
@@ -288,52 +248,57 @@ def _summary(runs: Sequence[Run]) -> str:
         swapped = result.swap_used
         prefix = f"{run.mode}: " if run.mode else ""
         if not kills and not failed:
-            verdict = "every byte placed" + (f", {size_text(swapped)} in swap" if swapped
+            verdict = "every byte placed" + (f", {_size_cell(swapped)} in swap" if swapped
                                              else "") + ", no OOM kill"
         else:
             parts = []
             if kills:
-                victims = ", ".join(e.victim for e in result.oom_events)
+                victims = ", ".join(printable(e.victim) for e in result.oom_events)
                 parts.append(f"{kills} OOM kill{'s' if kills > 1 else ''} ({victims})")
             if failed:
-                parts.append(f"{size_text(failed)} could not be placed")
+                parts.append(f"{_size_cell(failed)} could not be placed")
             if swapped:
-                parts.append(f"{size_text(swapped)} in swap")
+                parts.append(f"{_size_cell(swapped)} in swap")
             verdict = ", ".join(parts)
-        lines.append(f"Result: {prefix}{verdict}")
-    return "\n".join(lines) + "\n"
+        lines.append(paragraph(f"Result: {prefix}{verdict}", width, subsequent="  "))
+    return "".join(lines)
 
 
-def _oom_block(runs: Sequence[Run], color: bool) -> str:
+def _oom_block(runs: Sequence[Run], color: bool, width: int) -> str:
     lines = []
     for run in runs:
         prefix = f"[{run.mode}] " if run.mode else ""
-        lines += [printable(prefix + event_text(e, run.scenario.labels))
-                  for e in run.result.oom_events]
-    return "".join((_paint(line, "bold red") if color else line) + "\n" for line in lines)
+        for e in run.result.oom_events:
+            lines += paragraph(prefix + event_text(e, run.scenario.labels), width,
+                               subsequent="  ").splitlines()
+    return "".join((paint(line, "bold red") if color else line) + "\n" for line in lines)
 
 
 def run_text(run: Run, *, width: int | None = None, color: bool = False) -> str:
     """Header, the nodes before, one row per step, the tasks and the nodes at the end, the OOM
-    kills (highlighted), a one-line result.  *width* is accepted for symmetry with the other
-    renderers; tables take the width their cells need."""
-    out = [_host_line(run.scenario.name, run.scenario.host, run.mode), "\n\n"]
+    kills (highlighted), a one-line result; fitted to *width* columns (default 80): a step
+    or task table whose nodes do not fit side by side stacks into parts that repeat the step
+    and the task."""
+    width = width or DEFAULT_WIDTH
+    out = [paragraph(_host_line(run.scenario.name, run.scenario.host, run.mode), width), "\n"]
     tables = [_node_table(run.scenario.host, "Nodes before the run"),
               _steps_table(run, color), _tasks_table(run, color), _free_table(run)]
-    out.append("\n".join(t.render(color) for t in tables))
-    oom = _oom_block([run], color)
+    out.append("\n".join(t.render(width, color) for t in tables))
+    oom = _oom_block([run], color, width)
     if oom:
         out += ["\n", oom]
-    out += ["\n", _summary([run])]
+    out += ["\n", _summary([run], width)]
     return "".join(out)
 
 
 def compare_text(runs: Sequence[Run], *, width: int | None = None, color: bool = False) -> str:
     """One side-by-side table: rows task × node (plus swapped / failed / OOM rows and each
-    node's free memory at the end), one column per mode."""
+    node's free memory at the end), one column per mode; fitted to *width* (default 80)."""
+    width = width or DEFAULT_WIDTH
     base = runs[0].scenario
     node_ids = [n.id for n in base.host.nodes]
-    headers = [("Task", "left"), ("", "left")] + [(r.mode or "scenario", "right") for r in runs]
+    columns = [_TASK, Column("", key=True)]
+    columns += [Column(r.mode or "scenario", "right", overflow="wrap", floor=10) for r in runs]
     allocations = [{a.name: a for a in r.result.allocations} for r in runs]
     names: list[str] = []
     for r in runs:
@@ -350,36 +315,36 @@ def compare_text(runs: Sequence[Run], *, width: int | None = None, color: bool =
         def row(what: str, cells: list[str], label: list[str] = label) -> None:
             rows.append([printable(label.pop()) if label else "", what, *cells])
 
-        row("requested", [size_text(requested) for _ in runs])
+        row("requested", [_size_cell(requested) for _ in runs])
         for n in node_ids:
             values = [(a.placed.get(n, 0) + a.hugepages.get(n, 0)) if a else 0 for a in per_run]
             if any(values):
-                row(f"node {n}", [size_text(v) for v in values])
-        row("swapped", [_styled(size_text(a.swapped if a else 0),
-                                "yellow" if a and a.swapped else None, color) for a in per_run])
-        row("failed", [_styled(size_text(a.failed if a else 0),
-                               "bold red" if a and a.failed else None, color) for a in per_run])
-        row("OOM-killed", [_styled("yes" if a and a.oom_killed else "no",
-                                   "bold red" if a and a.oom_killed else None, color)
+                row(f"node {n}", [_size_cell(v) for v in values])
+        row("swapped", [styled(_size_cell(a.swapped if a else 0),
+                               "yellow" if a and a.swapped else None, color) for a in per_run])
+        row("failed", [styled(_size_cell(a.failed if a else 0),
+                              "bold red" if a and a.failed else None, color) for a in per_run])
+        row("OOM-killed", [styled("yes" if a and a.oom_killed else "no",
+                                  "bold red" if a and a.oom_killed else None, color)
                            for a in per_run])
         sections.append(len(rows) - 1)
     for n in node_ids:
         rows.append(["free at end" if n == node_ids[0] else "", f"node {n}",
-                     *(size_text(r.result.free[n], dash=False) for r in runs)])
-    rows.append(["swap used", "", *(size_text(r.result.swap_used) for r in runs)])
+                     *(_size_cell(r.result.free[n], dash=False) for r in runs)])
+    rows.append(["swap used", "", *(_size_cell(r.result.swap_used) for r in runs)])
     kills = []
     for r in runs:
         text = ", ".join(f"{printable(e.victim)} ({e.constraint})"
                          for e in r.result.oom_events) or "-"
-        kills.append(_styled(text, "bold red" if r.result.oom_events else None, color))
+        kills.append(styled(text, "bold red" if r.result.oom_events else None, color))
     rows.append(["OOM kills", "", *kills])
-    table = _Grid("Compare: bytes per task and node at the end of the run", headers, rows,
-                  sections)
-    out = [_host_line(base.name, base.host), "\n\n", table.render(color)]
-    oom = _oom_block(runs, color)
+    table = Grid("Compare: bytes per task and node at the end of the run", columns, rows,
+                 sections)
+    out = [paragraph(_host_line(base.name, base.host), width), "\n", table.render(width, color)]
+    oom = _oom_block(runs, color, width)
     if oom:
         out += ["\n", oom]
-    out += ["\n", _summary(runs)]
+    out += ["\n", _summary(runs, width)]
     return "".join(out)
 
 
