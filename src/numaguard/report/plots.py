@@ -17,7 +17,8 @@ Two kinds, one panel (column) per run, i.e. per ``--compare`` mode:
   step, hugepages included (with what the node had free before the run as a dotted ceiling); under
   it the swap in use after each step and the bytes each step pushed to swap (a kill frees the
   victim's swap within the same step, so a step can fill swap and end with none); a red line at
-  each OOM kill, named after its victim.
+  each OOM kill, named after its victim (past :data:`MAX_KILL_LINES` steps with a kill, a short
+  tick along the top instead, and only the first :data:`MAX_KILL_LABELS` are named).
 
 Both figures are built by pure functions (:func:`bars_figure`, :func:`steps_figure`) that return
 a matplotlib :class:`~matplotlib.figure.Figure`, drawn with matplotlib's object API and the Agg
@@ -55,8 +56,12 @@ _LABEL_SHARE = 0.06
 MAX_TASKS = len(_PALETTE)
 #: at most this many nodeset rows under the bars (the largest tasks with a nodeset)
 MAX_NODESET_ROWS = 8
+#: at most this many steps with an OOM kill get a full-height red line (beyond: a rug on top)
+MAX_KILL_LINES = 40
 #: at most this many OOM kills are named on a steps panel (all are drawn)
 MAX_KILL_LABELS = 6
+#: at most this many steps get a bar of what they swapped out (beyond: one filled area)
+MAX_SWAP_BARS = 300
 #: at most this many steps get their own tick label on a steps panel
 MAX_STEP_TICKS = 24
 SWAP_COLUMN = "swap"
@@ -445,8 +450,13 @@ def _steps(runs: Sequence[Run]) -> Figure:
         swap_after = [0.0] + [_gib(sr.swap_used_after) for sr in results]
         pushed = [_gib(sr.swapped) for sr in results]
         any_swap = any_swap or any(pushed) or bool(host.swap_free)
-        sax.bar([i + 1 for i in range(len(results))], pushed, width=0.6, color="#f3c969",
-                edgecolor="#b8860b", linewidth=0.6, zorder=2)
+        swapping = [(i + 1, v) for i, v in enumerate(pushed) if v]
+        if len(swapping) <= MAX_SWAP_BARS:
+            sax.bar([i for i, _ in swapping], [v for _, v in swapping], width=0.6,
+                    color="#f3c969", edgecolor="#b8860b", linewidth=0.6, zorder=2)
+        else:   # one artist, not thousands of bars
+            sax.fill_between(x[1:], pushed, step="mid", color="#f3c969", edgecolor="#b8860b",
+                             linewidth=0.6, zorder=2)
         sax.plot(x, swap_after, color="#8c564b", marker=marker, markersize=4, linewidth=1.6,
                  zorder=3)
         sax.axhline(_gib(host.swap_free), color="#8c564b", linestyle="--", linewidth=1.1)
@@ -454,9 +464,13 @@ def _steps(runs: Sequence[Run]) -> Figure:
         if events:
             any_kill = True
             at = sorted({s + 1 for s, _, _ in events})
-            for a in (ax, sax):
-                a.vlines(at, 0, 1, transform=a.get_xaxis_transform(), colors=_KILL,
-                         linewidth=1.4, zorder=4)
+            if len(at) <= MAX_KILL_LINES:
+                for a in (ax, sax):
+                    a.vlines(at, 0, 1, transform=a.get_xaxis_transform(), colors=_KILL,
+                             linewidth=1.4, zorder=2.5)
+            else:   # a rug of short ticks along the top, not a red wall over the data
+                ax.vlines(at, 0.94, 1, transform=ax.get_xaxis_transform(), colors=_KILL,
+                          linewidth=0.8, zorder=2.5)
             victims: dict[int, list[str]] = {}
             for s, v, _ in events:
                 victims.setdefault(s + 1, []).append(v)
