@@ -74,6 +74,10 @@ policy libvirt gives QEMU and the cgroups.
 preferred, interleave): every step with a `nodes` nodeset gets that mode; other steps (an
 application with the default policy) stay as written.
 
+--plot FILE draws the end of the run (bytes per node and in swap, nodesets, who was OOM-killed);
+--plot-steps FILE draws the run over its steps (memory per node, swap, OOM kills).  One panel
+per mode; .png or .svg; both may be given.
+
 exit codes:
   0  every byte was placed (in RAM or swap) and nobody was OOM-killed
   1  some task was OOM-killed or some allocation failed (in any mode with --compare)
@@ -84,7 +88,8 @@ examples:
   numaguard simulate examples/scenarios/article-vm1-app.toml
   numaguard simulate examples/scenarios/article-fig5-strict.toml --compare strict,interleave
   numaguard simulate examples/article-host --format json
-  numaguard simulate scenario.toml --compare strict,preferred --plot before-after.png
+  numaguard simulate examples/scenarios/three-modes.toml --compare strict,preferred,interleave \\
+      --plot end.png --plot-steps steps.png
 """
 
 FAIL_ON = ("critical", "warning", "info", "never")
@@ -297,12 +302,12 @@ def _compare_modes(text: str) -> list[str]:
     return modes
 
 
-def _plot_format(path: str) -> str:
+def _plot_format(path: str, option: str = "--plot") -> str:
     from numaguard.report.plots import FORMATS
 
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext not in FORMATS:
-        raise ParseError(f"{path!r}: expected a file name ending in .png or .svg", field="--plot")
+        raise ParseError(f"{path!r}: expected a file name ending in .png or .svg", field=option)
     return ext
 
 
@@ -311,15 +316,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from numaguard.readers.scenario import load_scenario
 
     modes = _compare_modes(args.compare) if args.compare is not None else None
-    plot_format = _plot_format(args.plot) if args.plot is not None else None
+    plots = [(path, _plot_format(path, option), kind)
+             for path, option, kind in ((args.plot, "--plot", "bars"),
+                                        (args.plot_steps, "--plot-steps", "steps"))
+             if path is not None]
     scenario = load_scenario(args.source)
     runs = compare(scenario, modes) if modes else (play(scenario),)
-    if plot_format is not None:
+    if plots:
         from numaguard.report.plots import render_plot
         from numaguard.writers.xml_patch import OUTPUT_MODE, write_atomic
 
-        write_atomic(args.plot, render_plot(runs, plot_format), mode=OUTPUT_MODE,
-                     follow_symlinks=args.follow_symlinks)
+        for path, fmt, kind in plots:
+            write_atomic(path, render_plot(runs, fmt, kind), mode=OUTPUT_MODE,
+                         follow_symlinks=args.follow_symlinks)
     _emit(runs, args.format, "simulate", module="simulate")
     return EXIT_FINDINGS if any(r.troubled for r in runs) else EXIT_OK
 
@@ -641,11 +650,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run once per libvirt mode, side by side, e.g. strict,preferred,"
                         "interleave")
     p.add_argument("--plot", metavar="FILE",
-                   help="also draw per-node bars before/after into FILE (.png or .svg; "
-                        "needs matplotlib; mode 0644 minus the umask)")
+                   help="also draw the end of the run into FILE (.png or .svg): per node each "
+                        "task's bytes, a swap column, each task's nodeset, who was OOM-killed "
+                        "at which step (needs matplotlib; mode 0644 minus the umask)")
+    p.add_argument("--plot-steps", metavar="FILE",
+                   help="also draw the run step by step into FILE (.png or .svg): memory taken "
+                        "per node, swap, OOM kills")
     p.add_argument("--follow-symlinks", action="store_true",
-                   help="when the --plot FILE is a symbolic link, write the file it points "
-                        "to; without it a link is refused")
+                   help="when a --plot/--plot-steps FILE is a symbolic link, write the file it "
+                        "points to; without it a link is refused")
 
     explain_help = "print a rule's documentation (--all: every rule)"
     p = add("explain", cmd_explain, explain_help,
