@@ -20,6 +20,7 @@ import importlib
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -96,10 +97,57 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``numaguard audit: argument --fail-on: …``)
-    raised to :func:`main`, not usage text and ``sys.exit`` from deep inside parsing."""
+    raised to :func:`main`, not usage text and ``sys.exit`` from deep inside parsing.
+
+    Abbreviated long options are refused (``allow_abbrev=False``): with them ``audit --host X``
+    silently meant ``--host-reserve X``, and a later option sharing the prefix would change
+    what an old command line means."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: {message}")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse's, but arguments left over by a sub-command are that sub-command's
+        error (``numaguard audit: unrecognized arguments: …``), not the top parser's."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise _UsageError(f"{prog}: unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` at the terminal's width (argparse takes ``COLUMNS``, else the tty, else 80
+    columns, from :func:`shutil.get_terminal_size`): option help and prose are wrapped to it;
+    an indented line of a description or epilog (an example command, a row of the exit-code
+    table and its continuation) is kept exactly as written, so a command stays pasteable."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.extend(textwrap.wrap(" ".join(prose), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_long_words=False,
+                                         break_on_hyphens=False))
+                prose.clear()
+
+        for line in text.splitlines():
+            if line[:1].isspace() or not line.strip():
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
 
 
 def _use_color() -> bool:
@@ -521,15 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="numaguard",
         description="Audit, simulate and fix NUMA memory policies of KVM/libvirt guests.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"numaguard {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"numaguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
             description: str, epilog: str = EPILOG) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=description, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=help_, description=description, epilog=epilog)
         p.set_defaults(func=fn)
         return p
 
