@@ -20,6 +20,7 @@ import importlib
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -58,9 +59,12 @@ exit codes:
   1  at least one finding at or above --fail-on
   2  bad input, unreadable source or bad option value (one line per problem)
   3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
+--nagios (Monitoring Plugins guidelines): 0 OK, 1 WARNING, 2 CRITICAL (the worst finding),
+  3 UNKNOWN (bad input, unreadable source, bad option, internal error), on stdout
 
 examples:
   numaguard audit examples/article-host
+  numaguard audit --nagios /srv/snapshots/hv07
   numaguard audit --fail-on warning --format json /srv/snapshots/hv07 > hv07.json
   numaguard audit capabilities.xml domains/ --rule NG101 --min-headroom 8GiB
 """
@@ -101,10 +105,57 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``numaguard audit: argument --fail-on: …``)
-    raised to :func:`main`, not usage text and ``sys.exit`` from deep inside parsing."""
+    raised to :func:`main`, not usage text and ``sys.exit`` from deep inside parsing.
+
+    Abbreviated long options are refused (``allow_abbrev=False``): with them ``audit --host X``
+    silently meant ``--host-reserve X``, and a later option sharing the prefix would change
+    what an old command line means."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{self.prog}: {message}")
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        """As argparse's, but arguments left over by a sub-command are that sub-command's
+        error (``numaguard audit: unrecognized arguments: …``), not the top parser's."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            raise _UsageError(f"{prog}: unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` at the terminal's width (argparse takes ``COLUMNS``, else the tty, else 80
+    columns, from :func:`shutil.get_terminal_size`): option help and prose are wrapped to it;
+    an indented line of a description or epilog (an example command, a row of the exit-code
+    table and its continuation) is kept exactly as written, so a command stays pasteable."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+
+        def flush() -> None:
+            if prose:
+                out.extend(textwrap.wrap(" ".join(prose), width, initial_indent=indent,
+                                         subsequent_indent=indent, break_long_words=False,
+                                         break_on_hyphens=False))
+                prose.clear()
+
+        for line in text.splitlines():
+            if line[:1].isspace() or not line.strip():
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                prose.append(line.strip())
+        flush()
+        return "\n".join(out)
 
 
 def _use_color() -> bool:
@@ -115,7 +166,8 @@ def _use_color() -> bool:
             and os.environ.get("TERM") != "dumb")
 
 
-def _emit(value: object, fmt: str, kind: str, *, module: str | None = None) -> int:
+def _emit(value: object, fmt: str, kind: str, *, module: str | None = None,
+          **options: Any) -> int:
     """Render with ``report.<module>.<kind>_<fmt>``; *module* defaults to ``jsonout`` for JSON
     and ``text`` for text.  The module is imported only when used (rich costs ~30 ms of
     start-up that JSON callers skip); text renderers get ``color=`` and ``width=``, the
@@ -127,7 +179,8 @@ def _emit(value: object, fmt: str, kind: str, *, module: str | None = None) -> i
     if fmt == "text":
         from numaguard.report.term import terminal_width
 
-        text = render(value, width=terminal_width(os.environ, sys.stdout), color=_use_color())
+        text = render(value, width=terminal_width(os.environ, sys.stdout), color=_use_color(),
+                      **options)
     else:
         text = render(value)
     sys.stdout.write(text)
@@ -236,12 +289,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
                            start_order=getattr(loaded, "start_order", None),
                            refs=_command_refs(loaded), **opts)
     result = audit(loaded.host, loaded.guests, options, only=only)
-    if args.format == "text":
-        from numaguard.report.audit import audit_text
+    if args.nagios:   # the monitoring-plugin status line and state (report/nagios.py)
+        from numaguard.report.nagios import nagios_status
 
-        sys.stdout.write(audit_text(result, color=_use_color(), summary=args.summary))
-    else:
-        _emit(result, args.format, "audit", module="audit")
+        line, state = nagios_status(result)
+        sys.stdout.write(line)
+        return state
+    _emit(result, args.format, "audit", module="audit",
+          **({"summary": True} if args.summary else {}))
     return exit_code(result.worst(), args.fail_on)
 
 
@@ -574,15 +629,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="numaguard",
         description="Audit, simulate and fix NUMA memory policies of KVM/libvirt guests.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"numaguard {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"numaguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
             description: str, epilog: str = EPILOG) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=description, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(name, help=help_, description=description, epilog=epilog)
         p.set_defaults(func=fn)
         return p
 
@@ -618,7 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="snapshot dir, or a topology source plus domain XML files/folders "
                         "(default: this machine)")
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    output.add_argument("--nagios", action="store_true",
+                        help="be a Nagios/Icinga plugin: one status line with per-node "
+                             "headroom as performance data, exit 0 OK, 1 WARNING, 2 CRITICAL, "
+                             "3 UNKNOWN (--fail-on is not used)")
     p.add_argument("--fail-on", choices=FAIL_ON, default="critical",
                    help="exit 1 when a finding is at or above this severity (default: "
                         "critical)")
@@ -662,14 +720,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain_help = "print a rule's documentation (--all: every rule)"
     p = add("explain", cmd_explain, explain_help,
-            "Print the documentation of a rule (its ID, name and docstring), or with --all "
-            "one line per rule.  `--all --format markdown` is docs/rules.md.")
+            "Print the documentation of a rule (its ID, name and docstring) as plain text "
+            "wrapped to the terminal, or with --all one entry per rule.  `--all --format "
+            "markdown` is docs/rules.md.")
     p.add_argument("rule", nargs="?", metavar="RULE", help="a rule ID such as NG101")
     p.add_argument("--all", action="store_true", help="every rule")
     p.add_argument("--format", choices=("text", "markdown"), default="text")
 
     p = add("rules", cmd_rules, "list every rule (same as `explain --all`)",
-            "One line per rule: ID, name, summary.  `numaguard explain ID` prints one in full.")
+            "One entry per rule: ID, name, summary (wrapped to the terminal on indented "
+            "lines).  `numaguard explain ID` prints one in full.")
     p.add_argument("--format", choices=("text", "markdown"), default="text")
     _add_fix_parser(add)
     return parser
@@ -693,10 +753,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `audit --nagios`: every error is the plugin state UNKNOWN on stdout (exit 3), even one in
+    # the command line itself, found before --nagios is parsed
+    options = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    nagios = command == "audit" and "--nagios" in options
+    fail = _nagios_unknown if nagios else _fail
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:  # its message names the command: "numaguard audit: …"
-        return _fail(None, str(exc), EXIT_ERROR)
+        return fail(None, str(exc), EXIT_ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_ERROR
@@ -707,7 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()      # inside the boundary: a full disk or a closed pipe is an error
             return code
         except NumaguardError as exc:
-            return _fail(prog, str(exc) or type(exc).__name__, EXIT_ERROR)
+            return fail(prog, str(exc) or type(exc).__name__, EXIT_ERROR)
         except BrokenPipeError:
             # `numaguard guests | head`: stop quietly, as coreutils do.
             _silence_stdout()
@@ -716,21 +783,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"{exc.filename}: " if exc.filename is not None else "output: "
             if exc.filename is None:
                 _silence_stdout()
-            return _fail(prog, f"{where}{exc.strerror or exc}", EXIT_ERROR)
+            return fail(prog, f"{where}{exc.strerror or exc}", EXIT_ERROR)
         except UnicodeError as exc:
             _silence_stdout()
-            return _fail(prog, f"cannot show the output in this terminal's encoding ({exc}); "
+            return fail(prog, f"cannot show the output in this terminal's encoding ({exc}); "
                          "set LANG=C.UTF-8", EXIT_ERROR)
         except RecursionError:
-            return _fail(prog, "input nested too deeply to read", EXIT_ERROR)
+            return fail(prog, "input nested too deeply to read", EXIT_ERROR)
         except MemoryError:
-            return _fail(prog, "out of memory (the input is too large to analyse)", EXIT_ERROR)
+            return fail(prog, "out of memory (the input is too large to analyse)", EXIT_ERROR)
         except KeyboardInterrupt:
             return 130
         except Exception as exc:  # a bug: one line, exit 3, and how to see the traceback
             if os.environ.get("NUMAGUARD_DEBUG") == "1":
                 raise
-            return _fail(prog, f"internal error: {type(exc).__name__}: {exc} (a bug in "
+            return fail(prog, f"internal error: {type(exc).__name__}: {exc} (a bug in "
                          "numaguard; NUMAGUARD_DEBUG=1 shows the traceback)", EXIT_INTERNAL)
 
 
@@ -748,6 +815,20 @@ def _fail(prog: str | None, message: str, code: int) -> int:
     except (OSError, ValueError):
         pass  # stderr itself is gone: the exit code still says it
     return code
+
+
+def _nagios_unknown(prog: str | None, message: str, code: int) -> int:
+    """An error in ``audit --nagios``: the UNKNOWN status line on stdout, where monitoring
+    reads a plugin (nothing on stderr), and exit 3 — whatever *code* the error would have."""
+    from numaguard.report.nagios import UNKNOWN, unknown
+
+    del prog, code
+    try:
+        sys.stdout.write(unknown(message))
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+    return UNKNOWN
 
 
 def _silence_stdout() -> None:

@@ -2,7 +2,7 @@
 
 * ``tests/fixtures/xml/guests/<case>-in.xml`` is a domain libvirt accepts; ``<case>-out.json`` is
   what ``numaguard guests <case>-in.xml --format json`` prints, without each guest's ``source``
-  key (a path; checked separately).
+  key (a path; checked separately) and the ``schema_version``/``numaguard_version`` keys.
 * ``tests/fixtures/xml/invalid/<case>.xml`` is a domain libvirt rejects; ``<case>.err`` is the
   exact stderr of ``numaguard guests <case>.xml`` (exit code 2), one problem per line.
 
@@ -45,6 +45,11 @@ def _run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, fo
 
 
 def _without_source(doc: dict, expected_source: str) -> dict:
+    """*doc* without the paths and the version keys (checked here, not pinned in the files)."""
+    from numaguard import __version__
+
+    assert list(doc)[:2] == ["schema_version", "numaguard_version"]
+    assert (doc.pop("schema_version"), doc.pop("numaguard_version")) == (1, __version__)
     for guest in doc["guests"]:
         assert guest.pop("source") == expected_source
     return doc

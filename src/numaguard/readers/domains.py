@@ -31,10 +31,15 @@ def list_domain_files(folder: str) -> list[str]:
 
 
 def read_domain_files(paths: list[str]) -> list[Guest]:
-    """Read every file; if any is invalid, raise one :class:`InvalidDocument` listing the
-    problems of all of them (a user fixes them in one go)."""
+    """Read every file; if any is invalid or unreadable, raise one :class:`InvalidDocument`
+    listing the problems of all of them (a user fixes them in one go).
+
+    When there are domain XMLs but this user may read none of them (``/etc/libvirt/qemu`` keeps
+    them 0600 root), that is one line saying so (:func:`none_readable`), never a host with no
+    guests: an audit of it would be "no findings", exit 0."""
     guests: list[Guest] = []
     problems: list[ParseError] = []
+    denied: list[str] = []
     for path in paths:
         try:
             guests.append(read_domain_file(path))
@@ -42,6 +47,12 @@ def read_domain_files(paths: list[str]) -> list[Guest]:
             problems.extend(exc.problems)
         except ParseError as exc:
             problems.append(exc.located(path=path))
+        except SourceError as exc:   # not read at all: missing, refused (a FIFO…), denied
+            if isinstance(exc, PermissionDenied):
+                denied.append(path)
+            problems.append(ParseError(exc.reason, path=exc.path))
+    if paths and len(denied) == len(paths):
+        raise none_readable(paths)
     if problems:
         raise InvalidDocument(problems)
     names: dict[str, str] = {}
@@ -51,6 +62,22 @@ def read_domain_files(paths: list[str]) -> list[Guest]:
                               f"{names[g.name]}")
         names[g.name] = g.source or "?"
     return guests
+
+
+#: what to do when the domain XMLs are there but not readable
+RUN_AS_ROOT = "run as root (libvirt keeps them 0600 root) or copy them somewhere readable"
+
+
+def none_readable(paths: list[str], reason: str = "permission denied",
+                  hint: str = RUN_AS_ROOT) -> SourceError:
+    """The error for *paths* (domain XMLs that exist) of which none could be read: ``FOLDER: 3
+    domain XML files, none readable (permission denied): run as root …``, named by their
+    folder when they share one (one file: ``FILE: permission denied: run as root …``)."""
+    if len(paths) == 1:
+        return SourceError(paths[0], f"{reason}: {hint}")
+    folders = sorted({os.path.dirname(p) or "." for p in paths})
+    where = folders[0] if len(folders) == 1 else ", ".join(paths)
+    return SourceError(where, f"{len(paths)} domain XML files, none readable ({reason}): {hint}")
 
 
 def read_domain_dir(folder: str) -> list[Guest]:

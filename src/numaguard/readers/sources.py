@@ -12,15 +12,21 @@ A SOURCE is one of:
 ``numaguard audit`` takes several SOURCEs (:func:`load_audit_input`): the first one that yields
 a topology is the host, guests come from all of them, and a folder may also hold
 ``capabilities.xml`` or ``numactl-H.txt`` beside its domain XMLs.
+
+A snapshot made by ``numaguard snapshot`` also holds ``snapshot.json`` (what was captured, where
+and when, and the order the running guests started in; see :mod:`numaguard.writers.snapshot`),
+read by :func:`read_snapshot_meta`.  Older snapshots without it still load.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from numaguard.errors import SourceError
+from numaguard.errors import ParseError, SourceError
 from numaguard.model.guest import Guest
 from numaguard.model.topology import Host
 from numaguard.readers.files import decode_utf8, read_bytes
@@ -30,6 +36,9 @@ LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
 
 NUMACTL_FILE = "numactl-H.txt"
 CAPABILITIES_FILE = "capabilities.xml"
+#: a snapshot's metadata file, and the version of its layout this numaguard writes and reads
+SNAPSHOT_META = "snapshot.json"
+SNAPSHOT_SCHEMA = 1
 
 
 def is_snapshot(path: str) -> bool:
@@ -165,12 +174,104 @@ def _first_tag(data: bytes) -> bytes | None:
             return m.group(1) if m else None
 
 
+# -- snapshot.json ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """``snapshot.json`` of a snapshot: who captured what, where and when."""
+
+    path: str
+    numaguard_version: str
+    hostname: str | None
+    captured_at: str
+    kernel_release: str | None
+    domains_copied: int
+    domains_skipped: tuple[tuple[str, str], ...]    # (file name, why)
+    #: running guests, oldest QEMU first; ``None`` when none was running (or it is unknown)
+    start_order: tuple[str, ...] | None
+
+
+_CAPTURED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
+
+
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str,
+           *, optional: bool = False, where: str = "") -> Any:
+    name = f"{where}{key}"
+    if key not in obj:
+        if optional:
+            return None
+        raise ParseError("missing", field=name, path=path)
+    value = obj[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        want = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+        raise ParseError(f"expected {want.get(kind, kind)}{' or null' if optional else ''}, "
+                         f"got {json.dumps(value)[:40]}", field=name, path=path)
+    return value
+
+
+def read_snapshot_meta(snapshot: str) -> SnapshotMeta | None:
+    """``SNAPSHOT/snapshot.json``, checked; ``None`` for a snapshot made before it existed.
+    Anything malformed is a :class:`ParseError` naming the file and the field."""
+    from numaguard.readers.files import read_optional_text
+
+    path = os.path.join(snapshot, SNAPSHOT_META)
+    text = read_optional_text(path)
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"not JSON: {exc.msg}", field="json", path=path,
+                         line=exc.lineno) from None
+    except RecursionError:
+        raise ParseError("nested too deeply", field="json", path=path) from None
+    if not isinstance(data, dict):
+        raise ParseError("expected a JSON object", field="json", path=path)
+    version = _field(data, "schema_version", int, path)
+    if version != SNAPSHOT_SCHEMA:
+        raise ParseError(f"unknown version {version} (this numaguard reads "
+                         f"{SNAPSHOT_SCHEMA})", field="schema_version", path=path)
+    captured = _field(data, "captured_at", str, path)
+    if not _CAPTURED_AT.fullmatch(captured):
+        raise ParseError(f"expected UTC time such as 2026-12-01T10:31:15Z, got {captured!r}",
+                         field="captured_at", path=path)
+    domains = _field(data, "domains", dict, path)
+    copied = _field(domains, "copied", int, path, where="domains.")
+    if copied < 0:
+        raise ParseError(f"expected a count, got {copied}", field="domains.copied", path=path)
+    skipped: list[tuple[str, str]] = []
+    for i, item in enumerate(_field(domains, "skipped", list, path, where="domains.")):
+        where = f"domains.skipped[{i}]."
+        if not isinstance(item, dict):
+            raise ParseError("expected an object", field=where.rstrip("."), path=path)
+        skipped.append((_field(item, "file", str, path, where=where),
+                        _field(item, "reason", str, path, where=where)))
+    order = _field(data, "start_order", list, path, optional=True)
+    if order is not None:
+        for i, name in enumerate(order):
+            if not isinstance(name, str) or not name:
+                raise ParseError(f"expected a guest name, got {json.dumps(name)[:40]}",
+                                 field=f"start_order[{i}]", path=path)
+            if name in order[:i]:
+                raise ParseError(f"{name!r} listed twice", field=f"start_order[{i}]",
+                                 path=path)
+    return SnapshotMeta(path, _field(data, "numaguard_version", str, path),
+                        _field(data, "hostname", str, path, optional=True), captured,
+                        _field(data, "kernel_release", str, path, optional=True), copied,
+                        tuple(skipped), tuple(order) if order else None)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditInput:
     """What ``numaguard audit`` reads: the host, every guest, and host facts some rules weigh.
 
     ``kernel_release`` is known for this machine and for sysfs trees that captured
     ``proc/sys/kernel/osrelease`` or ``proc/version``; ``numad_installed`` only for this machine.
+    ``snapshot_meta`` is the host snapshot's ``snapshot.json`` (``None``: not a snapshot, or one
+    made before numaguard wrote it); ``start_order`` the guests that were running, oldest
+    first, from it (``None`` when unknown).
     """
 
     host: Host
@@ -178,6 +279,8 @@ class AuditInput:
     kernel_release: str | None = None
     numad_installed: bool | None = None
     live: bool = False
+    snapshot_meta: SnapshotMeta | None = None
+    start_order: tuple[str, ...] | None = None
     #: the SOURCE argument the host topology came from (None: this machine)
     host_source: str | None = None
 
@@ -244,12 +347,15 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
     host_source: str | None = None
     host_arg: str | None = None
     facts_root: str | None = None
+    meta: SnapshotMeta | None = None
     files: list[str] = []
     seen: set[str] = set()
     for source in sources:
         host_part, root, domain_files = _split_source(source)
         if host_source is None and host_part is not None:
             host_source, facts_root, host_arg = host_part, root, source
+            if os.path.isdir(source) and is_snapshot(source):
+                meta = read_snapshot_meta(source)
         for f in domain_files:
             real = os.path.realpath(f)
             if real not in seen:
@@ -265,4 +371,6 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
         host = read_host_file(host_source)
     guests = read_domain_files(files)
     release = kernel_release(facts_root) if facts_root is not None else None
-    return AuditInput(host, tuple(guests), release, host_source=host_arg)
+    return AuditInput(host, tuple(guests), release, snapshot_meta=meta,
+                      start_order=meta.start_order if meta is not None else None,
+                      host_source=host_arg)

@@ -2,6 +2,18 @@
 
 Keys listed in the contract never change meaning; new keys may be added.  Sizes are bytes,
 sets are sorted lists, unknown values are ``null``.
+
+Every JSON document numaguard prints starts with two keys (:func:`versioned`):
+
+* ``schema_version`` (int, :data:`SCHEMA_VERSION`): raised only when a key of the contract
+  changes meaning or disappears, so a script can refuse a document it does not understand;
+  new keys do not raise it;
+* ``numaguard_version``: the release that wrote it.
+
+``topology``: ``{schema_version, numaguard_version, nodes: [{id, cpus, mem_total_bytes,
+mem_free_bytes, hugepages: [{size_bytes, total, free}]}], distances, swap_total_bytes,
+swap_free_bytes, numa_balancing}``.  ``guests``: ``{schema_version, numaguard_version,
+guests: [...]}`` (:func:`guest_to_dict`).
 """
 
 from __future__ import annotations
@@ -9,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from numaguard import __version__
 from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryPolicy
 from numaguard.model.topology import Host
@@ -84,13 +97,23 @@ def guest_to_dict(g: Guest) -> dict[str, Any]:
     }
 
 
+#: the version of the JSON contract (see the module docstring)
+SCHEMA_VERSION = 1
+
+
+def versioned(d: dict[str, Any]) -> dict[str, Any]:
+    """*d* with ``schema_version`` and ``numaguard_version`` first (keys of *d* keep their
+    order after them)."""
+    return {"schema_version": SCHEMA_VERSION, "numaguard_version": __version__, **d}
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
 def topology_json(host: Host) -> str:
-    return dumps(host_to_dict(host))
+    return dumps(versioned(host_to_dict(host)))
 
 
 def guests_json(guests: list[Guest]) -> str:
-    return dumps({"guests": [guest_to_dict(g) for g in guests]})
+    return dumps(versioned({"guests": [guest_to_dict(g) for g in guests]}))

@@ -3,6 +3,26 @@
     DIR/host/sys/devices/system/node/...   the files SysfsReader reads (and a few the simulator
     DIR/host/proc/{meminfo,zoneinfo,...}   will want: zoneinfo, min_free_kbytes, has_memory)
     DIR/domains/*.xml                      the domain XMLs (/etc/libvirt/qemu by default)
+    DIR/snapshot.json                      what was captured, where and when (below)
+
+``snapshot.json`` (:data:`~numaguard.readers.sources.SNAPSHOT_SCHEMA`, read back by
+:func:`numaguard.readers.sources.read_snapshot_meta`)::
+
+    {"schema_version": 1, "numaguard_version": "0.1.0",
+     "hostname": "hv07",                  # <root>/proc/sys/kernel/hostname, null if absent
+     "captured_at": "2026-12-01T10:31:15Z",   # UTC
+     "kernel_release": "6.1.0-56-amd64",  # <root>/proc/sys/kernel/osrelease or proc/version
+     "domains": {"copied": 4, "skipped": [{"file": "evil.xml", "reason": "…"}]},
+     "start_order": ["vm1", "db"]}        # running guests, oldest QEMU first; absent if none
+
+``start_order``: libvirt writes each running QEMU's pid to ``<stateDir>/<name>.pid``
+(``virPidFileBuildPath(cfg->stateDir, vm->def->name)`` in src/qemu/qemu_process.c;
+``/run/libvirt/qemu`` for ``qemu:///system``), and a domain's config file is
+``<configDir>/<name>.xml`` (``virDomainConfigFile``), so the XML's file name gives the pid file.
+The order is field 22 of ``/proc/PID/stat`` (``starttime``, clock ticks after boot, proc(5)),
+read after the last ``)`` since the command name may hold spaces and parentheses.  A guest
+without a pid file, or whose pid is gone, is not running and left out; a pid file this user may
+not read (``/run/libvirt`` is root's) leaves the order unknown, and the summary says so.
 
 The snapshot is built in a private temporary folder beside DIR (``mkdtemp``: created
 exclusively, mode 0700) and renamed into place at the end, so DIR appears complete or not at
@@ -19,21 +39,32 @@ Domain XMLs are copied only when they are regular files in the libvirt folder: a
 is never followed (it may point anywhere, e.g. at /etc/shadow, and root would copy that into a
 bundle meant for someone else), nor is a FIFO or device opened.  Each file passed over, and
 each one this user may not read, is named in the summary — skipped, not refused, so one odd
-entry does not stop the capture of a host, and nothing is left out silently.
+entry does not stop the capture of a host, and nothing is left out silently.  But when there are
+domain XMLs and none of them could be copied (all 0600 root and we are not root), or the folder
+itself may not be read, the snapshot is refused (exit 2, nothing written): a snapshot without
+its guests would audit as "no findings".
 """
 
 from __future__ import annotations
 
 import errno
 import glob
+import json
 import os
 import shutil
 import stat
 import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from numaguard import __version__
 from numaguard.display import printable
-from numaguard.errors import SourceError
-from numaguard.readers.files import MAX_BYTES, read_bytes, read_fd
+from numaguard.errors import ParseError, PermissionDenied, SourceError
+from numaguard.readers.domains import RUN_AS_ROOT, none_readable
+from numaguard.readers.files import MAX_BYTES, read_bytes, read_fd, read_optional_text, read_text
+from numaguard.readers.hostfacts import kernel_release
+from numaguard.readers.sources import SNAPSHOT_META, SNAPSHOT_SCHEMA
 from numaguard.readers.sysfs import SysfsReader
 from numaguard.signals import signals_unwind
 from numaguard.writers.xml_patch import (
@@ -107,33 +138,163 @@ def _read_domain(dir_fd: int, name: str) -> bytes | str:
         os.close(fd)
 
 
-def _copy_domains(libvirt_dir: str, dst: str) -> tuple[int, str]:
-    """Copy the regular ``*.xml`` files of *libvirt_dir* into *dst*; (count, note)."""
+@dataclass
+class _Domains:
+    """What :func:`_copy_domains` did: the file names copied, and those passed over (why)."""
+
+    copied: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    missing: bool = False    # no libvirt folder at all (a host without libvirt)
+
+    def note(self, libvirt_dir: str) -> str:
+        if self.missing:
+            return f" ({libvirt_dir} not found: no domains copied)"
+        if not self.skipped:
+            return ""
+        listing = "; ".join(f"{printable(name)}: {why}" for name, why in self.skipped)
+        return f" (skipped in {libvirt_dir}: {listing})"
+
+
+def _unreadable_folder(libvirt_dir: str) -> SourceError:
+    return SourceError(libvirt_dir, f"permission denied: no domain XML can be read; "
+                       f"{RUN_AS_ROOT}, or give --libvirt-dir a readable folder")
+
+
+def _none_copied(libvirt_dir: str, skipped: list[tuple[str, str]]) -> SourceError:
+    """Every domain XML of the folder was passed over: refuse the snapshot (it would audit as a
+    host without guests), saying why, e.g. ``3 domain XML files, none readable (permission
+    denied): run as root …``."""
+    reasons = Counter(why for _, why in skipped)
+    why = next(iter(reasons)) if len(reasons) == 1 else ", ".join(
+        f"{n} {reason}" for reason, n in reasons.most_common())
+    hint = RUN_AS_ROOT if "permission denied" in reasons else \
+        "nothing to copy; give --libvirt-dir the folder with the domain XMLs"
+    paths = [os.path.join(libvirt_dir, printable(name)) for name, _ in skipped]
+    return none_readable(paths, why, hint)
+
+
+def _copy_domains(libvirt_dir: str, dst: str) -> _Domains:
+    """Copy the regular ``*.xml`` files of *libvirt_dir* into *dst*."""
+    done = _Domains()
     try:
         dir_fd = os.open(libvirt_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
                          | getattr(os, "O_CLOEXEC", 0))
     except PermissionError:
-        return 0, f" ({libvirt_dir} is not readable: no domains copied)"
+        raise _unreadable_folder(libvirt_dir) from None
     except OSError:
-        return 0, f" ({libvirt_dir} not found: no domains copied)"
-    copied = 0
-    skipped: list[str] = []
+        done.missing = True
+        return done
     try:
         try:
             names = sorted(n for n in os.listdir(dir_fd) if n.endswith(".xml"))
         except PermissionError:
-            return 0, f" ({libvirt_dir} is not readable: no domains copied)"
+            raise _unreadable_folder(libvirt_dir) from None
         for name in names:
             data = _read_domain(dir_fd, name)
             if isinstance(data, str):
-                skipped.append(f"{printable(name)}: {data}")
+                done.skipped.append((name, data))
                 continue
             _write(os.path.join(dst, name), data, SECRET_MODE)
-            copied += 1
+            done.copied.append(name)
     finally:
         os.close(dir_fd)
-    note = f" (skipped in {libvirt_dir}: {'; '.join(skipped)})" if skipped else ""
-    return copied, note
+    if names and not done.copied:
+        raise _none_copied(libvirt_dir, done.skipped)
+    return done
+
+
+# -- snapshot.json -------------------------------------------------------------------------------
+
+#: libvirt's state folder for qemu:///system, under --root
+LIBVIRT_RUN_DIR = "run/libvirt/qemu"
+
+
+def _starttime(root: str, pid: int) -> int | None:
+    """Field 22 of ``<root>/proc/PID/stat`` (``starttime``); ``None`` when the process is gone
+    or the line does not have it."""
+    text = read_optional_text(os.path.join(root, "proc", str(pid), "stat"))
+    if text is None or ")" not in text:
+        return None
+    fields = text[text.rindex(")") + 1:].split()   # fields 3 (state) onwards
+    try:
+        return int(fields[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def start_order(root: str, names: list[str]) -> tuple[list[str] | None, str]:
+    """The running guests among *names* (domain names), oldest QEMU first (``[]``: none is
+    running), or ``None`` and a note for the summary when this user cannot know."""
+    run_dir = os.path.join(root, LIBVIRT_RUN_DIR)
+    try:
+        present = set(os.listdir(run_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return [], ""         # libvirtd is not running here: no guest is
+    except PermissionError:
+        return None, f"start order unknown ({run_dir}: permission denied)"
+    started: list[tuple[int, str]] = []
+    for name in names:
+        if f"{name}.pid" not in present:
+            continue
+        try:
+            pid = read_text(os.path.join(run_dir, f"{name}.pid")).strip()
+        except PermissionDenied as exc:
+            return None, f"start order unknown ({exc})"
+        except (ParseError, SourceError):
+            continue          # not a pid file libvirt wrote (not UTF-8, a FIFO…)
+        if pid.isascii() and pid.isdigit():
+            tick = _starttime(root, int(pid))
+            if tick is not None:
+                started.append((tick, name))
+    return [name for _, name in sorted(started)], ""
+
+
+def _hostname(root: str) -> str | None:
+    text = read_optional_text(os.path.join(root, "proc", "sys", "kernel", "hostname"))
+    return (text.strip() or None) if text is not None else None
+
+
+def _kernel(root: str) -> str | None:
+    try:
+        return kernel_release(root)
+    except ParseError:
+        return None       # recorded as unknown; the captured proc/version shows what it was
+
+
+def snapshot_meta(root: str, domains: _Domains, order: list[str] | None, *,
+                  now: datetime | None = None) -> dict[str, object]:
+    """The content of ``snapshot.json`` (the module docstring)."""
+    when = (now or datetime.now(UTC)).astimezone(UTC)
+    meta: dict[str, object] = {
+        "schema_version": SNAPSHOT_SCHEMA,
+        "numaguard_version": __version__,
+        "hostname": _hostname(root),
+        "captured_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kernel_release": _kernel(root),
+        "domains": {"copied": len(domains.copied),
+                    "skipped": [{"file": n, "reason": why} for n, why in domains.skipped]},
+    }
+    if order:
+        meta["start_order"] = order
+    return meta
+
+
+def _parent_error(directory: str, parent: str) -> SourceError | None:
+    """Why the snapshot cannot be made in *parent*, checked before anything is read."""
+    try:
+        st = os.stat(parent)
+    except FileNotFoundError:
+        return SourceError(parent, "no such directory")
+    except NotADirectoryError:
+        return SourceError(parent, "no such directory (a part of the path is not a directory)")
+    except PermissionError:
+        return SourceError(directory, f"cannot create the snapshot in {parent}: permission "
+                           "denied")
+    except OSError as exc:
+        return SourceError(parent, exc.strerror or str(exc))
+    if not stat.S_ISDIR(st.st_mode):
+        return SourceError(parent, "not a directory")
+    return None
 
 
 def capture_snapshot(directory: str, *, root: str = "/",
@@ -143,8 +304,9 @@ def capture_snapshot(directory: str, *, root: str = "/",
     if os.path.lexists(target):
         raise _exists(directory, target)
     parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        raise SourceError(parent, "no such directory")
+    problem = _parent_error(directory, parent)
+    if problem is not None:
+        raise problem
     # Check the root is readable as a topology before writing anything.
     host = SysfsReader(root).read_host()
     with signals_unwind():
@@ -170,7 +332,12 @@ def capture_snapshot(directory: str, *, root: str = "/",
                 os.mkdir(os.path.join(tmp, "domains"), 0o700)
             except OSError as exc:
                 raise _WriteFailed(exc) from None
-            ndomains, domains_note = _copy_domains(libvirt_dir, os.path.join(tmp, "domains"))
+            domains = _copy_domains(libvirt_dir, os.path.join(tmp, "domains"))
+            order, order_note = start_order(root, [n.removesuffix(".xml")
+                                                   for n in domains.copied])
+            meta = snapshot_meta(root, domains, order)
+            _write(os.path.join(tmp, SNAPSHOT_META),
+                   (json.dumps(meta, indent=2) + "\n").encode(), OUTPUT_MODE)
             try:
                 os.rename(tmp, target)
             except OSError as exc:
@@ -185,6 +352,22 @@ def capture_snapshot(directory: str, *, root: str = "/",
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return (f"snapshot {directory}: {len(host.nodes)} NUMA node(s), {files} host files, "
-            f"{ndomains} domain XML(s){domains_note}")
+    return summary(directory, len(host.nodes), files, domains.note(libvirt_dir), meta,
+                   order_note)
 
+
+def summary(directory: str, nodes: int, files: int, domains_note: str,
+            meta: dict[str, object], order_note: str = "") -> str:
+    """``snapshot DIR: 2 NUMA node(s), 28 host files, 4 domain XML(s); host hv07, kernel 6.1.0,
+    2026-12-01T10:31:15Z; running, oldest first: vm1, db`` (one line)."""
+    domains = meta["domains"]
+    assert isinstance(domains, dict)
+    facts = [f"host {meta['hostname'] or '(unknown)'}",
+             f"kernel {meta['kernel_release'] or '(unknown)'}", str(meta["captured_at"])]
+    order = meta.get("start_order")
+    if isinstance(order, list):
+        running = f"running, oldest first: {', '.join(order)}"
+    else:
+        running = order_note or "no guest running"
+    return (f"snapshot {directory}: {nodes} NUMA node(s), {files} host files, "
+            f"{domains['copied']} domain XML(s){domains_note}; {', '.join(facts)}; {running}")
