@@ -187,6 +187,12 @@ def _emit(value: object, fmt: str, kind: str, *, module: str | None = None,
     return EXIT_OK
 
 
+def _width() -> int:
+    from numaguard.report.term import terminal_width
+
+    return terminal_width(os.environ, sys.stdout)
+
+
 def cmd_topology(args: argparse.Namespace) -> int:
     from numaguard.readers.sources import load_host
 
@@ -478,7 +484,7 @@ def _fix_context(side: Any) -> Any:
 
 
 def _fix_replay(args: argparse.Namespace, output: str) -> str:
-    """This command line with another output option (for the `# first save it:` hint)."""
+    """This command line with another output option (the line that saves the edited XML before `virsh define`)."""
     argv = ["numaguard", "fix", args.target]
     if args.recommended:
         argv.append("--recommended")
@@ -496,7 +502,7 @@ def _fix_replay(args: argparse.Namespace, output: str) -> str:
 def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
     from numaguard.domxml.document import DomainDocument
     from numaguard.fix import plan_fix
-    from numaguard.report.fix import summary_lines
+    from numaguard.report.fix import summary_lines, wrapped
     from numaguard.writers.apply import LibvirtSession
     from numaguard.writers.virsh import COLD_BOOT
 
@@ -526,7 +532,7 @@ def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
     elif plan.policy_changed:
         out.append(COLD_BOOT)
     sys.stdout.write("".join(f"{printable(line)}\n" for line in out))
-    sys.stderr.write("".join(f"{line}\n" for line in summary_lines(plan, effect=False)))
+    sys.stderr.write(wrapped(summary_lines(plan, effect=False), _width()))
     return EXIT_OK
 
 
@@ -536,7 +542,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from numaguard.readers.files import read_bytes
     from numaguard.readers.sources import LIBVIRT_QEMU_DIR
     from numaguard.readers.target import load_host_side, resolve_target
-    from numaguard.report.fix import summary_lines
+    from numaguard.report.fix import summary_lines, wrapped
     from numaguard.writers.virsh import virsh_lines
     from numaguard.writers.xml_patch import replace_file, unified_diff
 
@@ -556,7 +562,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
     if args.output == "diff":
         # the diff shows lines of the file: no control character of it reaches the terminal
         sys.stdout.write(printable_lines(unified_diff(plan.old, plan.new, plan.label)))
-        sys.stdout.write("".join(f"# {line}\n" for line in summary))
+        sys.stdout.write(wrapped(summary, _width(), "# "))
         return EXIT_OK
     if args.output == "xml":
         sys.stdout.flush()
@@ -568,7 +574,9 @@ def cmd_fix(args: argparse.Namespace) -> int:
             sys.stdout.write(plan.new.decode("utf-8"))
     elif args.output == "virsh":
         lines = virsh_lines(plan, save_command=_fix_replay(args, "--xml"))
-        sys.stdout.write("".join(f"{line}\n" for line in lines))
+        # comments wrap to the terminal; command lines stand whole
+        sys.stdout.write("".join(wrapped([line[2:]], _width(), "# ") if line.startswith("# ")
+                                 else f"{line}\n" for line in lines))
         summary = summary_lines(plan, effect=False)
     elif args.output == "write":
         if not plan.changed:
@@ -585,7 +593,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
                 summary.append(f"libvirtd reads {LIBVIRT_QEMU_DIR} only when it starts: run "
                                f"`{shell_join(['virsh', 'define', written])}` so it sees "
                                "the change now")
-    sys.stderr.write("".join(f"{line}\n" for line in summary))
+    sys.stderr.write(wrapped(summary, _width()))
     return EXIT_OK
 
 

@@ -31,6 +31,12 @@ def run(capsys, *args):
     return rc, out, err
 
 
+@pytest.fixture(autouse=True)
+def _wide(monkeypatch):
+    """These tests read fix's lines, not their layout (tests/golden checks 80/120 columns)."""
+    monkeypatch.setenv("COLUMNS", "400")
+
+
 @pytest.fixture
 def snap(tmp_path: Path) -> Path:
     """A private copy of the article host's snapshot (writes must not touch examples/)."""
@@ -167,7 +173,8 @@ def test_virsh_quotes_names_and_defines_memnode_changes(tmp_path: Path, capsys) 
     assert rc == 0
     lines = out.splitlines()
     assert lines[0].startswith("# virsh numatune has no option for <memnode>")
-    assert lines[1] == (f"# first save it: numaguard fix {path} --memnode 1:strict:1 --host "
+    assert lines[0].endswith(", saved first:")
+    assert lines[1] == (f"numaguard fix {path} --memnode 1:strict:1 --host "
                         f"{ARTICLE} --xml > 'my vm;x.numaguard.xml'")
     assert lines[2] == "virsh define 'my vm;x.numaguard.xml'"
     rc, out, _ = run(capsys, "fix", path, "--mode", "preferred", "--nodeset", "1", "--virsh",

@@ -115,7 +115,12 @@ def numaguard_subcommands() -> tuple[str, ...]:
     p = subprocess.run(check=False, args=[sys.executable, "-m", "numaguard", "--help"], capture_output=True,
                        text=True, timeout=60)
     m = re.search(r"\{([\w,-]+)\}", p.stdout)
-    return tuple(m.group(1).split(",")) if m else ()
+    if m:
+        return tuple(m.group(1).split(","))
+    # argparse with metavar=COMMAND lists the sub-commands indented under it
+    found = tuple(re.findall(r"^ {4}([a-z][\w-]*) ", p.stdout, re.MULTILINE))
+    assert found, p.stdout  # the check must not pass by finding no sub-command
+    return found
 
 
 @functools.cache
@@ -333,7 +338,9 @@ def run_numaguard(p: col.Printed, env: dict[str, str]) -> list[Failure]:
         flag = col.fix_output_flag(words)
         text = r.stdout
         if flag not in (None, "--diff"):
-            variant = [w for w in words if w != flag] + ["--diff"]
+            # the same line without its output option and its redirection (`--xml > F`)
+            cut = words.index(">") if ">" in words else len(words)
+            variant = [w for w in words[:cut] if w != flag] + ["--diff"]
             text = subprocess.run(check=False, args=["bash", "-c", shlex.join(variant)], cwd=p.source.cwd,
                                   env=env, capture_output=True, text=True, timeout=60).stdout
         if not _DIFF.search(text):

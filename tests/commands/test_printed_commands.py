@@ -51,8 +51,8 @@ def test_text_and_json_commands_parsed():
                         {"rules": ["NG101", "NG108"], "fix": {"commands": ["c"]}}]}
     assert col.json_commands(doc) == [("a", "NG106", ("a", "b")), ("b", "NG106", ("a", "b")),
                                       ("c", "NG101,NG108", ("c",))]
-    out = ("# virsh numatune has no option for <memnode>\n"
-           "# first save it: numaguard fix g.xml --memnode 0:preferred:0 --xml > g.numaguard.xml\n"
+    out = ("# virsh numatune has no option for <memnode>: …, saved first:\n"
+           "numaguard fix g.xml --memnode 0:preferred:0 --xml > g.numaguard.xml\n"
            "virsh define g.numaguard.xml\n# takes effect at the next cold boot\n")
     assert col.virsh_output_commands(out) == [
         "numaguard fix g.xml --memnode 0:preferred:0 --xml > g.numaguard.xml",

@@ -338,21 +338,20 @@ def _guests_text(guests: tuple[str, ...]) -> str:
 
 
 def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None = None) -> list[str]:
-    """Prose as lines of at most *width* columns, broken at spaces only (a path, a name or a
-    nodeset is never split); no *width*: one line."""
-    import textwrap
+    """Prose as lines of at most *width* columns (:func:`numaguard.report.term.wrap`: broken at
+    spaces only, so a path, a name or a nodeset is never split); no *width*: one line."""
+    from numaguard.report import term
 
-    sub = indent if subsequent is None else subsequent
     if not width:
         return [indent + text]
-    return textwrap.wrap(text, width=max(width, len(indent) + 20), initial_indent=indent,
-                         subsequent_indent=sub, break_long_words=False,
-                         break_on_hyphens=False) or [indent]
+    return term.wrap(text, width, indent=indent, subsequent=subsequent)
 
 
 def _command_lines(commands: tuple[str, ...], indent: str) -> list[str]:
     """Commands stand on their own lines and are never split, whatever the width."""
-    return [f"{indent}$ {c}" for c in commands]
+    from numaguard.report import term
+
+    return [term.command_line(c, indent=indent) for c in commands]
 
 
 def _finding_text(f: Finding, names: Mapping[str, str], width: int | None = None,
@@ -477,19 +476,19 @@ def audit_text(result: AuditResult, *, width: int | None = None, color: bool = F
     """The verdict first (who dies, who is at fault, the change), then the host and per-node
     table, then every finding grouped by the change that clears it.  *summary*: the verdict
     and the table only."""
-    from rich.text import Text
+    from numaguard.report import term
 
-    from numaguard.report.text import _render, _table
-
-    rows: list[list[str | Text]] = []
+    rows: list[list[str]] = []
     for cells, b, pct, status in _node_cells(result):
         style = _STATUS_STYLE[status]
-        rows.append([*cells, Text(f"{b} {pct:>4}", style=style), Text(status, style=style)])
-    table = _table("Bound memory per node (capacity = MemTotal - hugepages - reserve)",
-                   NODE_HEADERS, rows)
-    rendered = _render(table, width=width, color=color)
+        rows.append([*cells, term.styled(f"{b} {pct:>4}", style, color),
+                     term.styled(status, style, color)])
+    columns = [term.Column(h, j, key=(h == "Node")) for h, j in NODE_HEADERS]
+    rendered = term.Grid("Bound memory per node (capacity = MemTotal - hugepages - reserve)",
+                         columns, rows).render(width, color)
     out = ["\n".join(verdict_lines(result, width)), "\n\n",
-           "\n".join(_host_lines(result)), "\n\n",
+           "\n".join(x for line in _host_lines(result) for x in wrap(line, width, "", "    ")),
+           "\n\n",
            "\n".join(line.rstrip() for line in rendered.splitlines()), "\n"]
     if summary:
         return "".join(out)
@@ -503,8 +502,7 @@ def audit_text(result: AuditResult, *, width: int | None = None, color: bool = F
             continue
         n = sum(len(g.findings) for g in by_sev[sev])
         heading = f"{sev.name} ({_plural(n, 'finding')}, {_plural(len(by_sev[sev]), 'change')})"
-        out.append("\n" + (_render(Text(heading, style=_SEVERITY_STYLE[sev]), color=True)
-                           if color else heading + "\n"))
+        out.append("\n" + term.paint(heading, _SEVERITY_STYLE[sev] if color else None) + "\n")
         blocks = ["\n".join(_group_text(g, names, width)) for g in by_sev[sev]]
         out.append("\n\n".join(blocks) + "\n")
     if not result.findings:

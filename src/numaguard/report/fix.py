@@ -125,3 +125,16 @@ def _sim_text(result: SimResult, name: str) -> str:
     if a.failed:
         extra.append(f"{format_bytes(a.failed)} failed")
     return where + (f" ({', '.join(extra)})" if extra else "")
+
+
+def wrapped(lines: list[str], width: int, prefix: str = "") -> str:
+    """The summary lines as text of at most *width* columns: each line wraps at spaces, its
+    continuation indented two more than the line, every line starting with *prefix*."""
+    from numaguard.report import term
+
+    out: list[str] = []
+    for line in lines:
+        body = line.lstrip(" ")
+        indent = prefix + line[: len(line) - len(body)]
+        out += term.wrap(body, width, indent=indent, subsequent=indent + "    ")
+    return "".join(f"{x}\n" for x in out)

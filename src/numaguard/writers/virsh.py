@@ -58,9 +58,10 @@ def virsh_lines(plan: FixPlan, *, xml_file: str | None = None,
     if plan.edit.memnodes or after is None:
         target = xml_file or f"{name}.numaguard.xml"
         lines.append("# virsh numatune has no option for <memnode>: define the edited XML "
-                     "instead (the persistent definition; a running guest keeps its policy)")
+                     "instead (the persistent definition; a running guest keeps its policy)"
+                     + (", saved first:" if save_command else ""))
         if save_command:
-            lines.append(f"# first save it: {save_command} > {shell_quote(target)}")
+            lines.append(f"{save_command} > {shell_quote(target)}")
         lines.append(shell_join(["virsh", "define", target]))
     else:
         args = ["virsh", "numatune", name, "--mode", after.mode.value]

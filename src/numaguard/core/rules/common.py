@@ -8,6 +8,7 @@ from numaguard.core.capacity import MemoryUnit
 from numaguard.core.findings import Fix
 from numaguard.cpuset import format_bitmap
 from numaguard.display import shell_join, shell_quote
+from numaguard.model.policy import MemoryMode
 from numaguard.units import format_bytes
 
 if TYPE_CHECKING:
@@ -50,6 +51,24 @@ def numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[i
     nodeset is a bug of the caller (virsh would read the next option as the bitmap)."""
     if not nodeset:
         raise ValueError(f"numatune fix for {unit.label} with an empty nodeset")
+    have = ctx.host.node_ids
+    if not nodeset <= have:   # a fix must name only nodes the host has (NG107 says the rest)
+        nodeset = nodeset & have or frozenset({min(have)})
+    guest = ctx.guest_by_name.get(unit.guest)
+    top = guest.policy if guest is not None else None
+    if unit.cell is not None and top is not None and top.mode is MemoryMode.RESTRICTIVE \
+            and mode != "restrictive":
+        # libvirt: a memnode of a restrictive guest must be restrictive too
+        # (virDomainNumatuneParseXML); what helps is room: more nodes
+        mode, nodeset = "restrictive", widened(ctx, unit, nodeset)
+        why = "restrictive memnodes must stay restrictive while <memory> is; more nodes"
+    p = unit.policy
+    if p is not None and not p.implicit_mode and p.mode.value == mode and p.nodeset == nodeset:
+        # the change would change nothing (one node, nothing to widen to): say so instead
+        return Fix(guest=unit.guest,
+                   description=f"no <numatune> change helps {unit.label}: it already is "
+                               f"{mode} on {nodes_text(nodeset)}; give it less memory or "
+                               "move it to a larger host")
     ns = format_bitmap(nodeset)
     g = shell_quote(unit.guest)
     commands: tuple[str, ...]
@@ -71,6 +90,17 @@ def numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[i
         cell=unit.cell,
         commands=commands,
     )
+
+
+def widened(ctx: Context, unit: MemoryUnit, nodeset: frozenset[int]) -> frozenset[int]:
+    """*nodeset* plus the next nodes of its first node's fallback order until their capacity
+    holds the unit."""
+    out = set(nodeset)
+    for n in ctx.fallback.get(min(nodeset), ()):
+        if sum(ctx.capacity.get(m, 0) for m in out) >= unit.size:
+            break
+        out.add(n)
+    return frozenset(out)
 
 
 def relaxed_mode(unit: MemoryUnit) -> str:
