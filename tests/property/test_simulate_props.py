@@ -141,3 +141,23 @@ def test_swap_loop_shortcut_is_exact(scenario):
     fast = simulate(*scenario)
     with mock.patch.object(sim, "_SKIP_SWAP_CYCLES", False):  # every round played
         assert simulate(*scenario) == fast
+
+
+@st.composite
+def oom_heavy(draw):
+    """Many tasks on a small host: events that kill, under every constraint (bind task and vma
+    policies, cpusets), with tasks freed and started again — and sometimes an oom_score_adj,
+    which takes the scan instead of the heap."""
+    host = draw(hosts())
+    n = len(host.nodes)
+    out = draw(steps(n, most=24, tasks=9))
+    return host, out
+
+
+@settings(max_examples=300, deadline=None)
+@given(oom_heavy())
+def test_heap_victims_are_the_scans(scenario):
+    """The OOM heap chooses exactly the victims select_bad_process's scan does."""
+    fast = simulate(*scenario)
+    with mock.patch.object(sim, "_HEAP_OOM", False):
+        assert simulate(*scenario) == fast

@@ -9,6 +9,8 @@ import struct
 import termios
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from numaguard.report.term import (
     DEFAULT_WIDTH,
@@ -107,3 +109,16 @@ def test_a_table_too_wide_even_shrunk_stacks_and_repeats_the_key():
     assert sum(line.count("Node") for line in lines) == len(parts)
     for i in range(12):  # every column is in exactly one part
         assert sum(f"Value {i} " in line for line in lines) == 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab -/", max_size=120), st.integers(1, 60),
+       st.sampled_from(["", "  ", "# "]), st.sampled_from([None, "    ", "#     "]))
+def test_fast_wrap_is_textwrap(text, width, indent, subsequent):
+    """The audit's fast path wraps exactly as textwrap does."""
+    import textwrap
+
+    rest = indent if subsequent is None else subsequent
+    expected = textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=rest,
+                             break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+    assert wrap(text, width, indent=indent, subsequent=subsequent) == expected

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from numaguard.core.orders import StartOrder
 from numaguard.core.scenario import ordered_names
@@ -54,7 +55,7 @@ class Failure:
     orders: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Prediction:
     runs: tuple[OrderRun, ...]
     kills: tuple[Kill, ...]        # one per (victim, trigger, constraint): strict bindings
@@ -69,7 +70,7 @@ class Prediction:
     def clean(self) -> bool:
         return not self.kills and not self.failures
 
-    @property
+    @cached_property
     def victims(self) -> frozenset[str]:
         return frozenset(k.victim for k in self.kills)
 
@@ -89,7 +90,7 @@ def play_orders(host: SimHost, step_map: Mapping[str, Sequence[tuple[Step, str]]
     for order in orders:
         steps = [s for name in ordered_names(step_map, order.guests)
                  for s, _ in step_map[name]]
-        result = simulate(host, steps)
+        result = simulate(host, steps, record_steps=False)
         runs.append(OrderRun(order, result))
         for event in result.oom_events:
             # a host out of memory is one cause, whoever's allocation tipped it

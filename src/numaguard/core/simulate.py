@@ -42,6 +42,7 @@ follows, by kernel source (Linux 6.1):
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -184,10 +185,11 @@ class _Task:
     policy_scope: str = "task"
     killed: bool = False
     chunks: list[_Chunk] = field(default_factory=list)
-
-    @property
-    def resident(self) -> int:
-        return sum(self.placed.values())
+    #: sum(placed.values()), kept up to date where placed changes (the OOM killer reads it
+    #: for every task at every event)
+    resident: int = 0
+    #: bumped whenever the task's entry in the OOM heap is renewed (older entries are stale)
+    version: int = 0
 
 
 class _State:
@@ -203,6 +205,12 @@ class _State:
         self.memory_nodes = frozenset(n.id for n in host.nodes
                                       if (n.total if n.total is not None else n.free) > 0)
         self.tasks: dict[str, _Task] = {}
+        #: OOM candidates by badness (see :func:`_oom`): (-points, -order, version, task);
+        #: tasks whose memory changed since the last OOM event wait in *dirty*
+        self.heap: list[tuple[int, int, int, _Task]] = []
+        self.dirty: set[_Task] = set()
+        #: a task with an oom_score_adj: badness then depends on the event, no heap
+        self.adjusted = False
         self.lru: list[_Chunk] = []  # oldest first
         self.lru_head = 0            # chunks before this index are empty
 
@@ -219,6 +227,8 @@ class _State:
     def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
         self.free[n] -= amount
         task.placed[n] = task.placed.get(n, 0) + amount
+        task.resident += amount
+        self.dirty.add(task)
         placed[n] = placed.get(n, 0) + amount
         chunk = _Chunk(task, n, amount)
         task.chunks.append(chunk)
@@ -237,7 +247,9 @@ class _State:
             chunk.bytes -= take
             owner = chunk.task
             owner.placed[chunk.node] -= take
+            owner.resident -= take
             owner.swapped += take
+            self.dirty.add(owner)
             self.free[chunk.node] += take
             out += take
         while self.lru_head < len(self.lru) and self.lru[self.lru_head].bytes == 0:
@@ -252,6 +264,7 @@ class _State:
             self.free[n] += b
             freed += b
         task.placed.clear()
+        task.resident = 0
         for chunk in task.chunks:
             chunk.bytes = 0
         task.chunks.clear()
@@ -362,7 +375,7 @@ def _constraint(state: _State, step: Step) -> tuple[str, frozenset[int]]:
 
 
 def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
-    if task.killed or (not task.placed and not task.swapped):
+    if task.killed or (not task.resident and not task.swapped):
         return False
     if constraint == "memory-policy":
         # mempolicy_in_oom_domain: only a task-wide bind policy (set_mempolicy) can take a task
@@ -374,29 +387,70 @@ def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
     return True
 
 
-def _badness(task: _Task, total: int) -> int | None:
-    """*total*: the allowed memory plus swap (``oom_badness``'s ``totalpages``)."""
-    if task.oom_score_adj <= -1000:
-        return None
-    rss = task.resident
-    points = rss + task.swapped + rss // 512
-    return points + task.oom_score_adj * total // 1000
+#: choose OOM victims from a heap (tests switch it off to compare with the scan)
+_HEAP_OOM = True
+
+
+def _scan_victim(state: _State, constraint: str, nodes: frozenset[int],
+                 total: int) -> _Task | None:
+    """select_bad_process: every task, the highest badness wins, ties go to the later task."""
+    chosen: _Task | None = None
+    best = -1 << 126
+    check = constraint != "global"  # every task is in the domain of a global OOM
+    for task in state.tasks.values():  # created in order: the dict keeps it
+        rss = task.resident
+        if task.killed or (not rss and not task.swapped):
+            continue
+        if check and not _eligible(task, constraint, nodes):
+            continue
+        adj = task.oom_score_adj
+        if adj <= -1000:
+            continue
+        points = rss + task.swapped + rss // 512 + (adj * total // 1000 if adj else 0)
+        if points >= best:
+            best, chosen = points, task
+    return chosen
+
+
+def _heap_victim(state: _State, constraint: str, nodes: frozenset[int]) -> _Task | None:
+    """What :func:`_scan_victim` chooses when no task has an ``oom_score_adj`` (badness is
+    then resident + swapped + resident // 512, whatever the event), in O(log tasks) for each
+    task whose memory changed since the last event: the candidates sit in a heap keyed by
+    (-badness, -order), so the top is the highest badness and, among equals, the later task;
+    a task's older entries are recognised by their version and dropped.  Tasks outside the
+    constraint's domain are set aside and put back."""
+    heap = state.heap
+    for task in state.dirty:
+        task.version += 1
+        if not task.killed and (task.resident or task.swapped):
+            rss = task.resident
+            heapq.heappush(heap, (-(rss + task.swapped + rss // 512), -task.order,
+                                  task.version, task))
+    state.dirty.clear()
+    check = constraint != "global"
+    aside = []
+    chosen = None
+    while heap:
+        _, _, version, task = heap[0]
+        if task.killed or version != task.version:
+            heapq.heappop(heap)
+            continue
+        if check and not _eligible(task, constraint, nodes):
+            aside.append(heapq.heappop(heap))
+            continue
+        chosen = task
+        break
+    for entry in aside:
+        heapq.heappush(heap, entry)
+    return chosen
 
 
 def _oom(state: _State, current: _Task, step: Step, index: int) -> OomEvent | None:
     constraint, nodes = _constraint(state, step)
     total = state.swap_free + state.swap_used + sum(
         (state.host.node(n).total or 0) for n in nodes)
-    chosen: _Task | None = None
-    best: int | None = None
-    for task in sorted(state.tasks.values(), key=lambda t: t.order):
-        if not _eligible(task, constraint, nodes):
-            continue
-        points = _badness(task, total)
-        if points is None:
-            continue
-        if best is None or points >= best:  # select_bad_process: ties go to the later task
-            best, chosen = points, task
+    chosen = (_heap_victim(state, constraint, nodes) if _HEAP_OOM and not state.adjusted
+              else _scan_victim(state, constraint, nodes, total))
     if chosen is None:
         return None
     size = chosen.resident + chosen.swapped + sum(chosen.hugepages.values())
@@ -526,6 +580,7 @@ def _skip_cycles(state: _State, task: _Task, sizes: list[tuple[int, int]], cycle
     state.swap_free -= out
     state.swap_used += out
     task.swapped += out
+    state.dirty.add(task)
     for n, b in sizes:
         placed[n] = placed.get(n, 0) + cycles * b
 
@@ -576,6 +631,7 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
     left = amount
     out = min(left, task.swapped)
     task.swapped -= out
+    state.dirty.add(task)
     state.swap_free += out
     state.swap_used -= out
     left -= out
@@ -584,6 +640,8 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
             break
         give = min(left, task.placed[n])
         task.placed[n] -= give
+        task.resident -= give
+        state.dirty.add(task)
         state.free[n] += give
         rest = give
         for chunk in reversed(task.chunks):
@@ -609,9 +667,11 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
     return amount - max(left, 0)
 
 
-def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
+def simulate(host: SimHost, steps: Iterable[Step], *, record_steps: bool = True) -> SimResult:
     """Play *steps* on *host*.  Every byte a task requests ends resident on a node, in swap, or
-    failed (or freed, or gone with an OOM-killed task)."""
+    failed (or freed, or gone with an OOM-killed task).  *record_steps*: keep a
+    :class:`StepResult` per step (the audit's verdict needs only the end and the OOM events:
+    ``steps`` is then empty)."""
     state = _State(host)
     results: list[StepResult] = []
     events: list[OomEvent] = []
@@ -631,13 +691,17 @@ def simulate(host: SimHost, steps: Iterable[Step]) -> SimResult:
             task.policy, task.nodes, task.cpuset = step.policy, step.nodes, step.cpuset_mems
             task.policy_scope = step.policy_scope
             task.oom_score_adj = step.oom_score_adj
+            if step.oom_score_adj:
+                state.adjusted = True
             requested = step.size or 0
             task.requested += requested
             swapped, failed, step_events = _alloc(state, task, step, index, placed)
             task.failed += failed
         events.extend(step_events)
-        results.append(StepResult(index, step.name, step.action, requested, placed, swapped,
-                                  failed, tuple(step_events), dict(state.free), state.swap_used))
+        if record_steps:
+            results.append(StepResult(index, step.name, step.action, requested, placed,
+                                      swapped, failed, tuple(step_events), dict(state.free),
+                                      state.swap_used))
     allocations = tuple(
         Allocation(t.name, t.requested, {n: b for n, b in t.placed.items() if b},
                    t.swapped, t.failed, t.killed,

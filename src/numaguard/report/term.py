@@ -78,10 +78,44 @@ def wrap(text: str, width: int, *, indent: str = "", subsequent: str | None = No
     paths, names, options and URLs stay whole; a word longer than the line gets a line of its
     own, longer than *width*."""
     rest = indent if subsequent is None else subsequent
-    lines = textwrap.wrap(text, width=max(1, width), initial_indent=indent,
-                          subsequent_indent=rest, break_long_words=False,
-                          break_on_hyphens=False)
+    width = max(1, width)
+    if _PLAIN.fullmatch(text) and width > max(len(indent), len(rest)):
+        lines = _greedy(text, width, indent, rest)
+    else:
+        lines = textwrap.wrap(text, width=width, initial_indent=indent,
+                              subsequent_indent=rest, break_long_words=False,
+                              break_on_hyphens=False)
     return [line.replace(GLUE, " ") for line in lines] or [indent.rstrip()]
+
+
+#: text :func:`_greedy` wraps exactly as textwrap does: words of no whitespace but the ASCII
+#: space between them, none at the ends
+_PLAIN = re.compile(r"\S+(?: +\S+)*")
+
+
+def _greedy(text: str, width: int, indent: str, rest: str) -> list[str]:
+    """textwrap's ``_wrap_chunks`` (``break_long_words=False``, ``drop_whitespace=True``) for
+    :data:`_PLAIN` text, by finding each line's last space instead of adding up every word:
+    the audit wraps ten thousand lines, and textwrap costs ~45 µs a line."""
+    lines: list[str] = []
+    pos, n = 0, len(text)
+    lead = indent
+    while pos < n:
+        room = width - len(lead)
+        if n - pos <= room:
+            lines.append(lead + text[pos:])
+            break
+        cut = text.rfind(" ", pos, pos + room + 1)
+        end = len(text[pos:cut].rstrip(" ")) + pos if cut > pos else pos
+        if end == pos:                  # a word longer than the line stands alone
+            end = text.find(" ", pos)
+            end = n if end < 0 else end
+        lines.append(lead + text[pos:end])
+        pos = end
+        while pos < n and text[pos] == " ":   # the next line starts with a word
+            pos += 1
+        lead = rest
+    return lines
 
 
 def paragraph(text: str, width: int, *, indent: str = "", subsequent: str | None = None) -> str:

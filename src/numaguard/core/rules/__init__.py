@@ -116,6 +116,8 @@ class Context:
         self.findings: list[Finding] = []
         self._fallback = fallback  # the host's fallback_orders(), when the caller has them
         self._ranks: dict[int, dict[int, int]] = {}
+        self._by_guest: dict[str, list[Finding]] = {}
+        self._by_guest_len = 0
 
     @cached_property
     def guest_by_name(self) -> dict[str, Guest]:
@@ -206,7 +208,13 @@ class Context:
                 and u.static_nodeset <= nodes]
 
     def findings_for(self, guest: str, *rule_ids: str) -> list[Finding]:
-        return [f for f in self.findings if guest in f.guests and f.rule in rule_ids]
+        """The findings so far that name *guest*, of the rules *rule_ids* (indexed by guest;
+        findings added since the last call are indexed first)."""
+        for f in self.findings[self._by_guest_len:]:   # index what was added since
+            for g in f.guests:
+                self._by_guest.setdefault(g, []).append(f)
+        self._by_guest_len = len(self.findings)
+        return [f for f in self._by_guest.get(guest, ()) if f.rule in rule_ids]
 
 
 @dataclass(frozen=True, slots=True)

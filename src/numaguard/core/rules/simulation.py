@@ -188,8 +188,7 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
                       "constraint": kill.constraint, "freed_bytes": kill.victim_bytes,
                       **({"binding": binding_text(unit)} if unit is not None else {}),
                       "order": kill.order.label, "orders_killing": len(kill.orders),
-                      "orders_tried": len(ctx.orders),
-                      "start_order": list(kill.order.guests)},
+                      "orders_tried": len(ctx.orders)},
             fix=_kill_fix(ctx, kill))
     for failure in prediction.failures:
         unit = max((u for u in ctx.units_by_guest.get(failure.guest, ()) if u.bound
