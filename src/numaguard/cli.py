@@ -71,8 +71,9 @@ examples:
 
 SIMULATE_EPILOG = """\
 SOURCE: a scenario file (.toml, see examples/scenarios/README.md) or a snapshot directory, whose
-guests then touch their full memory one after another in name order, each guest cell with the
-policy libvirt gives QEMU and the cgroups.
+guests then touch their full memory one after another, each guest cell with the policy libvirt
+gives QEMU and the cgroups, in the start order the snapshot recorded, else bound guests last
+(largest first); --order plays another of the orders the audit plays (NG110).
 
 --compare MODES plays the same steps once per mode (comma-separated: strict, restrictive,
 preferred, interleave): every step with a `nodes` nodeset gets that mode; other steps (an
@@ -292,7 +293,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     loaded = load_audit_input(args.sources)
     options = AuditOptions(kernel_release=loaded.kernel_release,
                            numad_installed=loaded.numad_installed,
-                           start_order=getattr(loaded, "start_order", None),
+                           start_order=loaded.start_order,
+                           min_free_kbytes=loaded.min_free_kbytes,
                            refs=_command_refs(loaded), **opts)
     result = audit(loaded.host, loaded.guests, options, only=only)
     if args.nagios:   # the monitoring-plugin status line and state (report/nagios.py)
@@ -381,7 +383,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
              for path, option, kind in ((args.plot, "--plot", "bars"),
                                         (args.plot_steps, "--plot-steps", "steps"))
              if path is not None]
-    scenario = load_scenario(args.source)
+    scenario = load_scenario(args.source, order=args.order)
     runs = compare(scenario, modes) if modes else (play(scenario),)
     if plots:
         from numaguard.report.plots import render_plot
@@ -712,6 +714,10 @@ def build_parser() -> argparse.ArgumentParser:
             "OOM events.", SIMULATE_EPILOG)
     p.add_argument("source", metavar="SOURCE", help="scenario .toml file or snapshot dir")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--order", metavar="NAME",
+                   help="a snapshot's start order: recorded (the default when the snapshot "
+                        "has one), bound-last (else the default), largest-first, "
+                        "smallest-first, name, random-N — the orders the audit plays")
     p.add_argument("--compare", metavar="MODES",
                    help="run once per libvirt mode, side by side, e.g. strict,preferred,"
                         "interleave")

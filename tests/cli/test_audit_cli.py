@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import shutil
 
 import pytest
@@ -207,7 +208,18 @@ def test_json_contract(capsys):
                                for s in ("critical", "warning", "info")}
     assert data["options"] == {"host_reserve": "max(1 GiB, 5% of MemTotal)",
                                "min_headroom_bytes": 4 * GiB, "cpu_overcommit_ratio": 1.0,
-                               "kernel_release": "6.1.0-28-amd64", "numad_installed": None}
+                               "kernel_release": "6.1.0-28-amd64", "numad_installed": None,
+                               "random_orders": 4}
+    # issue 10: versioned, grouped, the verdict, the orders played
+    assert list(data)[:2] == ["schema_version", "numaguard_version"]
+    assert data["schema_version"] == 1
+    for g in data["groups"]:
+        assert g["findings"] and all(0 <= i < len(data["findings"]) for i in g["findings"])
+        assert g["cleared"] is None or set(g["cleared"]) <= set(g["findings"])
+    assert sum(len(g["findings"]) for g in data["groups"]) == len(data["findings"])
+    assert data["verdict"][0]["victim"] == "bigmem-preferred"
+    assert data["verdict"][0]["guest_at_fault"] == "vm1"
+    assert [o["name"] for o in data["orders"]][:2] == ["bound-last", "largest-first"]
 
 
 def test_json_findings_of_test_rules(capsys, test_rules):
@@ -636,3 +648,70 @@ def test_article_host_vm1_preferred_clears_the_critical_findings(capsys, tmp_pat
     assert not [f for f in data["findings"] if "vm1" in f["guests"]
                 and f["severity"] in ("critical", "warning")
                 and f["rule"] not in ("NG401", "NG111")]
+
+
+def test_following_the_audits_fixes_leaves_no_kill_in_any_order(capsys, tmp_path, monkeypatch):
+    """Issue 10's "done when": on a copy of examples/article-host, apply the change of the
+    worst group until the audit reports nothing critical — a printed `numaguard fix …` line
+    run as printed with --write, a `virsh setmaxmem G SIZE --config` made on the file as
+    libvirt makes it (<memory> and <currentMemory>); then `numaguard simulate` of the copy in
+    every start order the audit played predicts no kill."""
+    snap = tmp_path / "article"
+    shutil.copytree(ARTICLE, snap)
+    monkeypatch.chdir(tmp_path)
+    applied = []
+    for _ in range(6):
+        rc, data = run_json(capsys, "article")
+        critical = [g for g in data["groups"] if g["severity"] == "critical"]
+        if not critical:
+            break
+        assert rc == 1
+        fix = critical[0]["fix"]
+        line = next((c for c in fix["commands"] if c.startswith("numaguard fix ")), None)
+        if line is not None:
+            argv = shlex.split(line)[1:] + ["--write"]
+            assert cli.main(argv) == 0, line
+        else:
+            [virsh] = fix["commands"]
+            words = shlex.split(virsh)
+            assert words[:2] == ["virsh", "setmaxmem"] and words[-1] == "--config"
+            size_kib = int(words[3].rstrip("G")) * 1024 * 1024
+            assert size_kib * 1024 == fix["memory_bytes"]
+            path = snap / "domains" / f"{words[2]}.xml"
+            text = path.read_text()
+            text = re.sub(r"<memory unit='KiB'>\d+</memory>",
+                          f"<memory unit='KiB'>{size_kib}</memory>", text)
+            text = re.sub(r"<currentMemory unit='KiB'>\d+</currentMemory>",
+                          f"<currentMemory unit='KiB'>{size_kib}</currentMemory>", text)
+            path.write_text(text)
+        capsys.readouterr()
+        applied.append(fix["guest"])
+    else:
+        raise AssertionError(f"still critical after {applied}")
+    assert rc == 0 and applied == ["vm1", "bigmem-preferred"]
+    orders = [o["name"] for o in data["orders"]]
+    assert len(orders) >= 4
+    for name in orders:
+        capsys.readouterr()
+        assert cli.main(["simulate", "article", "--order", name, "--format", "json"]) == 0, name
+        assert json.loads(capsys.readouterr().out)["oom_events"] == []
+
+
+def test_a_preferred_guest_larger_than_the_host_is_critical(capsys, tmp_path):
+    """Issue 10: the article host (62.6 GiB) with one 80 GiB `preferred` guest was NG109 info
+    "no OOM risk", exit 0, while `numaguard simulate` OOM-killed it.  Now both say so."""
+    snap = tmp_path / "big"
+    shutil.copytree(ARTICLE / "host", snap / "host")
+    (snap / "domains").mkdir()
+    (snap / "domains" / "huge.xml").write_text(
+        domain_xml("huge", 80 * 1024 * 1024, 4, mode="preferred", nodeset="0"))
+    rc, data = run_json(capsys, snap)
+    assert rc == 1
+    critical = {(f["rule"], tuple(f["guests"])) for f in data["findings"]
+                if f["severity"] == "critical"}
+    assert {("NG110", ("huge",)), ("NG111", ("huge",))} <= critical
+    [ng109] = [f for f in data["findings"] if f["rule"] == "NG109"]
+    assert "no OOM risk" not in ng109["message"] and "NG110" in ng109["message"]
+    assert data["verdict"][0]["victim"] == "huge"
+    capsys.readouterr()
+    assert cli.main(["simulate", str(snap)]) == 1

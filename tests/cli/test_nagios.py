@@ -64,8 +64,10 @@ def test_example_host_is_critical_with_headroom_per_node(capsys):
     doc = json.loads(js)
     crit = sum(f["severity"] == "critical" for f in doc["findings"])
     assert text.startswith(f"{crit} critical, ")
-    first = next(f for f in doc["findings"] if f["severity"] == "critical")
-    assert f"{first['rule']} critical: {', '.join(first['guests'])}" in text
+    # the verdict's first line: who dies and the guest at fault (cut to fit the 200 characters)
+    line = doc["verdict"][0]["line"]
+    assert line.startswith("vm1 — strict (implicit) on node 0 — bigmem-preferred will be")
+    assert f"; {line}"[:40] in text
     assert len(text) <= 200
     assert set(perf) == {f"node{n}_headroom" for n in range(4)}
     summary = {n["id"]: n for n in doc["nodes"]}

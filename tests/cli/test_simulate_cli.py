@@ -4,6 +4,8 @@
 import json
 import os
 import pathlib
+import re
+import shutil
 import struct
 
 import pytest
@@ -227,12 +229,15 @@ def test_bad_options_are_one_line(capsys, args, key):
 
 # -- snapshots --------------------------------------------------------------------------------------
 
-def test_snapshot_guests_touch_their_memory_in_name_order(capsys):
+def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys):
+    """Issue 10: no recorded start order: unbound guests first, then bound ones, each largest
+    first (the audit's ``bound-last``); ``--order name`` is the old name order."""
     rc, doc = run_json(capsys, ARTICLE)
     check_conservation(doc)
     names = [s["name"] for s in doc["steps"]]
-    assert names == sorted(names) == ["bigmem-preferred", "db-hugepages", "vm1",
-                                      "web-interleave"]
+    assert names == ["bigmem-preferred", "web-interleave", "vm1", "db-hugepages"]
+    _, by_name = run_json(capsys, ARTICLE, "--order", "name")
+    assert [s["name"] for s in by_name["steps"]] == sorted(names)
     steps = {s["name"]: s for s in doc["steps"]}
     assert (steps["vm1"]["policy"], steps["vm1"]["nodes"], steps["vm1"]["cpuset_mems"]) == \
         ("bind", [0], [0])
@@ -244,12 +249,33 @@ def test_snapshot_guests_touch_their_memory_in_name_order(capsys):
     db = steps["db-hugepages"]
     assert db["hugepage_size_bytes"] == 2 * MiB and node_bytes(db["placed"]) == {3: 8 * GiB}
     assert {a["name"] for a in doc["allocations"]} == set(names)
-    assert doc["scenario"]["name"] == "article-host"
+    assert doc["scenario"]["name"] == "article-host (bound-last start order)"
     assert [n["id"] for n in doc["nodes"]] == [0, 1, 2, 3]
     assert doc["swap_free_before_bytes"] == 2 * GiB
     assert rc == (1 if doc["oom_events"] or any(a["failed_bytes"] for a in doc["allocations"])
                   else 0)
     json.dumps(doc)  # plain JSON types only
+
+
+def test_renaming_a_guest_does_not_change_who_dies(capsys, tmp_path):
+    """Issue 10: a snapshot's guests were simulated in name order, so renaming one changed who
+    died.  Renamed so that name order flips, the same guest (by its new name) dies."""
+    _, before = run_json(capsys, ARTICLE)
+    snap = tmp_path / "renamed"
+    shutil.copytree(ARTICLE, snap)
+    for f in (snap / "domains").iterdir():
+        text = f.read_text()
+        name = re.search(r"<name>([^<]+)</name>", text).group(1)
+        f.write_text(text.replace(f"<name>{name}</name>", f"<name>{name[::-1]}</name>"))
+    _, after = run_json(capsys, snap)
+    assert [e["victim"][::-1] for e in after["oom_events"]] == \
+        [e["victim"] for e in before["oom_events"]] != []
+    assert [s["name"][::-1] for s in after["steps"]] == [s["name"] for s in before["steps"]]
+
+
+def test_order_goes_with_a_snapshot(capsys):
+    rc, _, err = run(capsys, ROOT / "examples/scenarios/article-vm1-app.toml", "--order", "name")
+    assert rc == 2 and err.startswith("numaguard simulate: ") and "--order" in err
 
 
 def test_scenario_file_can_name_a_snapshot_and_its_own_steps(capsys, tmp_path):
@@ -279,7 +305,7 @@ def test_snapshot_with_cells_restrictive_and_multi_node_preferred(capsys, tmp_pa
     (domains / "c.xml").write_text(domain_xml("c-preferred", 1024 * 1024, 2, cpuset="4-7",
                                               mode="preferred", nodeset="0-1"))
     (domains / "d.xml").write_text(domain_xml("d-none", 1024 * 1024, 2, cpuset="4-5"))
-    rc, doc = run_json(capsys, snap)
+    rc, doc = run_json(capsys, snap, "--order", "name")  # the steps by guest name
     assert rc == 0
     steps = [(s["name"], s["label"], s["policy"], s["nodes"], s["cpuset_mems"], s["cpu_node"])
              for s in doc["steps"]]

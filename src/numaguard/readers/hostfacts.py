@@ -51,3 +51,19 @@ def kernel_release(root: str) -> str | None:
 def numad_installed() -> bool:
     """Whether this machine has the numad daemon (``$PATH`` or its usual locations)."""
     return shutil.which("numad") is not None or any(os.path.exists(p) for p in NUMAD_PATHS)
+
+
+MIN_FREE_KBYTES = "proc/sys/vm/min_free_kbytes"
+
+
+def min_free_kbytes(root: str) -> int | None:
+    """``vm.min_free_kbytes`` under *root* (``numaguard snapshot`` keeps it), from which the
+    kernel derives the watermarks when the source has no ``/proc/zoneinfo``
+    (mm/page_alloc.c ``__setup_per_zone_wmarks``)."""
+    from numaguard.limits import decimal
+
+    path = os.path.join(root, MIN_FREE_KBYTES)
+    text = read_optional_text(path)
+    if text is None:
+        return None
+    return decimal(text, field="min_free_kbytes", limit=2**53, path=path, line=1)

@@ -45,7 +45,7 @@ from numaguard.core.scenario import Scenario, guest_steps, sim_host
 from numaguard.core.simulate import Policy, Step
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
-from numaguard.limits import MAX_NODES, decimal, shorten
+from numaguard.limits import MAX_NODES, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers.files import read_bytes
 from numaguard.units import parse_size
@@ -66,10 +66,14 @@ _POLICIES = tuple(p.value for p in Policy)
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def load_scenario(source: str) -> Scenario:
-    """A scenario TOML file, or a snapshot directory whose guests touch their full memory."""
+def load_scenario(source: str, *, order: str | None = None) -> Scenario:
+    """A scenario TOML file, or a snapshot directory whose guests touch their full memory
+    (in start order *order*, see :func:`_snapshot_scenario`)."""
     if os.path.isdir(source):
-        return _snapshot_scenario(source, steps=None, name=None, where=source)
+        return _snapshot_scenario(source, steps=None, name=None, where=source, order=order)
+    if order is not None:
+        raise ParseError(f"{source}: --order goes with a snapshot directory (a scenario file "
+                         "gives its steps in order)", field="--order")
     if not os.path.exists(source):
         raise SourceError(source, "no such file or directory")
     return parse_scenario(read_bytes(source, limit=MAX_SCENARIO_BYTES), path=source)
@@ -370,9 +374,14 @@ class _Parser:
 
 
 def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
-                       name: str | None, where: str, parser: _Parser | None = None) -> Scenario:
-    """A snapshot's host; its guests touching their memory in name order unless *steps*."""
-    from numaguard.readers.sources import load_guests, load_host
+                       name: str | None, where: str, parser: _Parser | None = None,
+                       order: str | None = None) -> Scenario:
+    """A snapshot's host; its guests touching their memory one after another unless *steps*:
+    in start order *order* (one of the audit's, :mod:`numaguard.core.orders`), by default
+    the order the snapshot recorded, else ``bound-last`` — never by name, so that renaming a
+    guest does not change who dies."""
+    from numaguard.core.orders import named_order
+    from numaguard.readers.sources import is_snapshot, load_guests, load_host, read_snapshot_meta
 
     host = load_host(directory)
     sim = sim_host(host, min_free_kbytes=_snapshot_min_free_kbytes(directory))
@@ -381,7 +390,17 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
         assert parser is not None
         parsed = [parser.step(s, i, host) for i, s in enumerate(steps)]
         return Scenario(label, sim, tuple(parsed), tuple(s.name for s in parsed), where)
-    pairs = guest_steps(host, load_guests(directory))
+    guests = load_guests(directory)
+    meta = read_snapshot_meta(directory) if is_snapshot(directory) else None
+    recorded = meta.start_order if meta is not None else None
+    if order is None:
+        order = "recorded" if recorded is not None else "bound-last"
+    try:
+        start = named_order(guests, order, recorded=recorded)
+    except ValueError as exc:
+        raise ParseError(str(exc), field="--order") from None
+    pairs = guest_steps(host, guests, start.guests)
+    label = f"{label} ({start.name} start order)"
     if not pairs:
         raise SourceError(directory, "no guests to simulate (domains/ is empty) and no "
                           "[[step]] given")
@@ -392,13 +411,12 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
 def _snapshot_min_free_kbytes(directory: str) -> int | None:
     """``vm.min_free_kbytes`` captured in a snapshot (``numaguard snapshot`` keeps it), for
     watermarks the snapshot has no ``/proc/zoneinfo`` for."""
-    from numaguard.readers.files import read_optional_text
+    from numaguard.readers.hostfacts import min_free_kbytes
 
     for root in (os.path.join(directory, "host"), directory):
-        path = os.path.join(root, "proc", "sys", "vm", "min_free_kbytes")
-        text = read_optional_text(path)
-        if text is not None:
-            return decimal(text, field="min_free_kbytes", limit=2**53, path=path, line=1)
+        value = min_free_kbytes(root)
+        if value is not None:
+            return value
     return None
 
 

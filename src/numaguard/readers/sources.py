@@ -283,6 +283,8 @@ class AuditInput:
     start_order: tuple[str, ...] | None = None
     #: the SOURCE argument the host topology came from (None: this machine)
     host_source: str | None = None
+    #: vm.min_free_kbytes, when the source has it (watermarks without /proc/zoneinfo)
+    min_free_kbytes: int | None = None
 
 
 def _is_topology_file(path: str) -> bool:
@@ -337,7 +339,7 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
     defining the same guest name are an error, as in libvirt.
     """
     from numaguard.readers.domains import read_domain_files
-    from numaguard.readers.hostfacts import kernel_release, numad_installed
+    from numaguard.readers.hostfacts import kernel_release, min_free_kbytes, numad_installed
 
     if not sources:
         host = load_host(None)
@@ -373,4 +375,5 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
     release = kernel_release(facts_root) if facts_root is not None else None
     return AuditInput(host, tuple(guests), release, snapshot_meta=meta,
                       start_order=meta.start_order if meta is not None else None,
-                      host_source=host_arg)
+                      host_source=host_arg,
+                      min_free_kbytes=min_free_kbytes(facts_root) if facts_root else None)

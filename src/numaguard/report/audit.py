@@ -2,7 +2,7 @@
 
 JSON contract (keys never change meaning; new keys may be added)::
 
-    {"host": <topology JSON>, "guests": [names],
+    {"schema_version": 1, "numaguard_version", "host": <topology JSON>, "guests": [names],
      "verdict": [{"line", "victim", "trigger", "constraint", "guest_at_fault", "change"}],
      "groups": [{"guest", "fix", "severity", "rules", "findings": [indices into findings],
                  "cleared": [indices] | null}],
@@ -41,7 +41,7 @@ from numaguard.core.rules import AuditResult, NodeSummary, all_rules
 from numaguard.core.verdict import AtRisk, Group, fix_key
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
-from numaguard.report.jsonout import host_to_dict
+from numaguard.report.jsonout import host_to_dict, versioned
 from numaguard.units import format_bytes
 
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
@@ -277,7 +277,7 @@ def finding_to_dict(f: Finding, names: Mapping[str, str]) -> dict[str, Any]:
 def audit_to_dict(result: AuditResult) -> dict[str, Any]:
     names = _rule_names()
     o = result.options
-    return {
+    return versioned({
         "host": host_to_dict(result.host),
         "guests": [g.name for g in result.guests],
         "nodes": _node_rows(result),
@@ -292,8 +292,9 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
             "cpu_overcommit_ratio": o.cpu_overcommit_ratio,
             "kernel_release": o.kernel_release,
             "numad_installed": o.numad_installed,
+            "random_orders": o.random_orders,
         },
-    }
+    })
 
 
 def _groups_json(result: AuditResult) -> list[dict[str, Any]]:

@@ -20,7 +20,9 @@ API") both read:
   single-quoted (a ``'`` inside is doubled, as the guidelines say).
 
 The text stays short (at most :data:`MAX_TEXT` characters, it is what a pager shows): the counts,
-then the rule and guests of the first critical or warning finding.  Everything from the data goes
+then the audit's first verdict line when the simulator predicts a kill (``vm1 — strict on node 0
+— bigmem-preferred will be OOM-killed when vm1 grows …``), else the rule and guests of the first
+critical or warning finding.  Everything from the data goes
 through :func:`~numaguard.display.printable`, and a ``|`` in a guest name is written ``\\x7c``
 so it cannot start the performance data early.
 """
@@ -66,7 +68,12 @@ def nagios_status(result: AuditResult) -> tuple[str, int]:
     text = (f"{counts[Severity.CRITICAL]} critical, {counts[Severity.WARNING]} warning, "
             f"{counts[Severity.INFO]} info")
     first = next((f for f in result.findings if f.severity >= Severity.WARNING), None)
-    if first is not None:
+    risks = result.at_risk
+    if risks:   # the verdict's first line: who dies, and the guest at fault
+        from numaguard.report.audit import risk_line
+
+        text += f"; {risk_line(risks[0])}"
+    elif first is not None:
         who = ", ".join(first.guests) if first.guests else \
             "node " + ",".join(str(n) for n in first.nodes) if first.nodes else "the host"
         text += f"; {first.rule} {first.severity.label}: {who}"

@@ -16,7 +16,8 @@ JSON contract of one run (keys never change meaning; new keys may be added)::
      "oom_events": [{"step", "trigger", "victim", "constraint", "nodes", "victim_bytes"}]}
 
 For every ``alloc`` step, ``sum(placed) + swapped_bytes + failed_bytes == requested_bytes``.
-``--compare`` gives ``{"compare": {"<mode>": <run>, …}}`` in the order asked.
+``--compare`` gives ``{"compare": {"<mode>": <run>, …}}`` in the order asked; both start with
+``"schema_version": 1`` and ``"numaguard_version"``.
 
 The text report fits the terminal width (:mod:`numaguard.report.term`): its tables are drawn
 by hand (:class:`~numaguard.report.term.Grid`; rich's layout engine costs about a millisecond per
@@ -100,7 +101,9 @@ def simulate_json(runs: Sequence[Run]) -> str:
         doc: dict[str, Any] = run_to_dict(runs[0])
     else:
         doc = {"compare": {r.mode or "scenario": run_to_dict(r) for r in runs}}
-    return json.dumps(doc, indent=2) + "\n"
+    from numaguard.report.jsonout import versioned
+
+    return json.dumps(versioned(doc), indent=2) + "\n"
 
 
 # -- text ---------------------------------------------------------------------------------------

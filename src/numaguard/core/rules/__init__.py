@@ -66,6 +66,8 @@ class AuditOptions:
     numad_installed: bool | None = None
     #: the order the guests started in, when the source records it (NG110)
     start_order: tuple[str, ...] | None = None
+    #: vm.min_free_kbytes, for watermarks the host model lacks (as ``numaguard simulate``)
+    min_free_kbytes: int | None = None
     #: shuffled start orders NG110 plays besides the named ones (core/orders.py)
     random_orders: int = DEFAULT_RANDOM_ORDERS
     #: how printed ``numaguard`` command lines name the host and each guest
@@ -191,7 +193,8 @@ class Context:
     @cached_property
     def sim_host(self) -> SimHost:
         """The host as ``numaguard simulate`` sees it."""
-        return sim_host(self.host, fallback=self.fallback)
+        return sim_host(self.host, fallback=self.fallback,
+                        min_free_kbytes=self.options.min_free_kbytes)
 
     @cached_property
     def orders(self) -> tuple[StartOrder, ...]:
