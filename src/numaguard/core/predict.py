@@ -71,6 +71,16 @@ class Prediction:
         return not self.kills and not self.failures
 
     @cached_property
+    def bound_kills(self) -> dict[str, tuple[Kill, ...]]:
+        """Per guest, the kills under a binding (not ``global``) it triggered or suffered."""
+        by: dict[str, list[Kill]] = {}
+        for k in self.kills:
+            if k.constraint != "global":
+                for g in {k.trigger, k.victim}:
+                    by.setdefault(g, []).append(k)
+        return {g: tuple(ks) for g, ks in by.items()}
+
+    @cached_property
     def victims(self) -> frozenset[str]:
         return frozenset(k.victim for k in self.kills)
 

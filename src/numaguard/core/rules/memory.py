@@ -10,6 +10,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import solve
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import nodes_text, numatune_fix, relaxed_mode, size
+from numaguard.core.rules.simulation import fate
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.units import GiB
 
@@ -91,8 +92,8 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
             f"{_are(units, 'needs', 'need')} "
             f"{size(oc.demand)}, "
             f"but {nodes_text(oc.nodes)} can give guests only {size(oc.capacity)}: "
-            f"{size(oc.shortfall)} short, so the kernel will swap and then OOM-kill inside the "
-            "cpuset.",
+            f"{size(oc.shortfall)} short, so the kernel swaps them and then OOM-kills; "
+            f"{fate(ctx, {u.guest for u in units})}.",
             guests=tuple(sorted({u.guest for u in units})), nodes=tuple(sorted(oc.nodes)),
             evidence=ev,
             fix=numatune_fix(ctx, biggest, relaxed_mode(biggest), biggest.static_nodeset
@@ -117,8 +118,8 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
             "NG101", Severity.WARNING,
             f"{_who(units)} {_are(units, 'leaves', 'leave')} {lows} of headroom (capacity "
             f"{size(sum(ctx.capacity[n] for n in low))}): an application or another guest "
-            f"taking more than {size(low[worst])} on node {worst} makes the kernel swap and then "
-            "OOM-kill these guests.",
+            f"taking more than {size(low[worst])} on node {worst} makes the kernel swap them "
+            f"and then OOM-kill; {fate(ctx, {u.guest for u in units})}.",
             guests=tuple(sorted({u.guest for u in units})), nodes=tuple(sorted(low)),
             evidence=ev,
             fix=numatune_fix(ctx, biggest, relaxed_mode(biggest), biggest.static_nodeset
@@ -148,7 +149,8 @@ def implicit_strict(ctx: Context) -> Iterator[Finding]:
         related = ctx.findings_for(u.guest, "NG101", "NG103", "NG108")
         sev = max((f.severity for f in related), default=Severity.INFO)
         elem = "<memory>" if u.cell is None else f"<memnode cellid='{u.cell}'>"
-        why = (f"; see {', '.join(sorted({f.rule for f in related}))}" if related else
+        why = (f"; see {', '.join(sorted({f.rule for f in related}))} — "
+               f"{fate(ctx, {u.guest})}" if related else
                "; safe today, but nothing warns before it is not")
         yield Finding(
             "NG102", sev,
@@ -182,7 +184,8 @@ def guest_exceeds_nodeset(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             "NG103", Severity.CRITICAL,
             f"{u.label} needs {size(u.size)} but {nodes_text(ns)} hold only {size(total)} in "
-            "all: once the guest touches its memory it will swap and then be OOM-killed.",
+            f"all: once the guest touches its memory it swaps and then the OOM killer acts; "
+            f"{fate(ctx, {u.guest})}.",
             guests=(u.guest,), nodes=tuple(sorted(ns)),
             evidence={"memory_bytes": u.size, "nodeset_total_bytes": total,
                       "shortfall_bytes": u.size - total},
@@ -359,7 +362,8 @@ def no_swap(ctx: Context) -> Iterator[Finding]:
         yield Finding("NG106", Severity.CRITICAL,
                       (f"bound guests are {size(need)} short (see "
                        f"{', '.join(sorted({f.rule for f in hard}))}) and only "
-                       f"{size(swap_free)} of swap is free: the OOM killer will act."),
+                       f"{size(swap_free)} of swap is free, so the OOM killer acts — "
+                       f"{fate(ctx, set(involved))}."),
                       guests=involved, nodes=nodes,
                       evidence={**ev, "shortfall_bytes": need}, fix=fix)
     elif soft_need > swap_free:
@@ -471,7 +475,8 @@ def bound_node_contended(ctx: Context) -> Iterator[Finding]:
             f"{_who(units)} {_are(units)} bound to {nodes_text(oc.nodes)}, where "
             f"{', '.join(others)} "
             f"take up to {size(taken)} of its {size(cap)} first: when they run, the bound memory "
-            f"is {size(oc.shortfall)} short, so the kernel swaps and then OOM-kills.",
+            f"is {size(oc.shortfall)} short, so the kernel swaps and then OOM-kills — "
+            f"{fate(ctx, {u.guest for u in units})}.",
             guests=tuple(sorted({u.guest for u in units})), nodes=tuple(sorted(oc.nodes)),
             evidence={"demand_bytes": oc.demand, "capacity_bytes": cap,
                       "claimed_by_others_bytes": taken, "shortfall_bytes": oc.shortfall,

@@ -246,3 +246,28 @@ def host_overcommit(ctx: Context) -> Iterator[Finding]:
             guests=guests, nodes=tuple(sorted(ctx.host.node_ids)),
             evidence={**ev, "swapped_bytes": b.demand - b.ram},
             fix=b.fix)
+
+
+def fate(ctx: Context, guests: set[str] | frozenset[str] | tuple[str, ...]) -> str:
+    """What the simulator (NG110) predicts for the memory of *guests*, as the end of a
+    sentence: who is OOM-killed when they grow — often not they themselves — or that no
+    start order tried kills anyone for them."""
+    by_guest = ctx.prediction.bound_kills
+    kills: list[Kill] = []
+    seen: set[int] = set()   # by identity: hashing a Kill hashes its whole start order
+    for g in sorted(set(guests)):
+        for k in by_guest.get(g, ()):
+            if id(k) not in seen:
+                seen.add(id(k))
+                kills.append(k)
+    n = len(ctx.orders)
+    if not kills:
+        return (f"the simulator kills no one for them in the {n} start order"
+                f"{'s' if n != 1 else ''} it tried (swap and the other nodes absorb it)")
+    parts = []
+    for k in kills[:3]:
+        who = (f"{k.victim} is OOM-killed when {k.trigger} grows" if k.innocent
+               else f"{k.victim} is OOM-killed as it grows")
+        parts.append(f"{who} ({len(k.orders)} of {n} start orders)")
+    more = f", and {len(kills) - 3} more kills" if len(kills) > 3 else ""
+    return "the simulator predicts: " + "; ".join(parts) + more + " (NG110)"
