@@ -715,3 +715,26 @@ def test_a_preferred_guest_larger_than_the_host_is_critical(capsys, tmp_path):
     assert data["verdict"][0]["victim"] == "huge"
     capsys.readouterr()
     assert cli.main(["simulate", str(snap)]) == 1
+
+
+def test_the_recorded_start_order_is_played_first(capsys, tmp_path):
+    """A snapshot of a running host records the QEMU start order (snapshot.json); NG110 plays
+    it first, and `numaguard simulate` of the snapshot plays it by default."""
+    snap = tmp_path / "article"
+    shutil.copytree(ARTICLE, snap)
+    order = ["web-interleave", "vm1", "bigmem-preferred", "db-hugepages"]
+    (snap / "snapshot.json").write_text(json.dumps({
+        "schema_version": 1, "numaguard_version": "0.1.0", "hostname": "hv07",
+        "captured_at": "2026-12-01T10:31:15Z", "kernel_release": "6.1.0-28-amd64",
+        "domains": {"copied": 4, "skipped": []}, "start_order": order}))
+    _, data = run_json(capsys, snap, "--fail-on", "never")
+    assert data["orders"][0]["name"] == "recorded"
+    capsys.readouterr()
+    assert cli.main(["simulate", str(snap), "--format", "json"]) in (0, 1)
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["scenario"]["name"] == "article (recorded start order)"
+    assert [s["name"] for s in doc["steps"]] == order
+    # web-interleave and vm1 first: vm1 fits on node 0 before bigmem-preferred arrives, so
+    # this order kills no one for vm1's binding (the audit still finds the orders that do)
+    assert all(e["constraint"] == "global" for e in doc["oom_events"])
+    assert any(v["guest_at_fault"] == "vm1" for v in data["verdict"])
