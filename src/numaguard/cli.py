@@ -625,8 +625,8 @@ def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--host", metavar="SOURCE",
                    help="host topology (snapshot, sysfs root, numactl -H file, capabilities "
                         "XML) for the nodeset check and the re-audit")
-    p.add_argument("--connect", metavar="URI",
-                   help="libvirt URI for --apply (default qemu:///system)")
+    p.add_argument("-c", "--connect", metavar="URI",
+                   help="libvirt URI for --apply (default qemu:///system), as virsh -c")
     p.add_argument("--backup-dir", metavar="DIR",
                    help="where --apply saves the old XML (default: the current directory)")
     p.add_argument("--follow-symlinks", action="store_true",

@@ -9,16 +9,24 @@ from numaguard.core.capacity import MemoryUnit, hugepages_reserved, vcpu_host_cp
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import solve
 from numaguard.core.rules import Context, rule
-from numaguard.core.rules.common import nodes_text, numatune_fix, relaxed_mode, size
+from numaguard.core.rules.common import (
+    names_text,
+    nodes_text,
+    numatune_fix,
+    relaxed_mode,
+    size,
+)
 from numaguard.core.rules.simulation import fate
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.units import GiB
 
 
 def _who(units: list[MemoryUnit]) -> str:
+    """The largest units first, at most ten, then "and N more" (the finding's ``guests``
+    names every guest)."""
     parts = [f"{u.label} ({size(u.size)} {u.policy.mode.value if u.policy else 'unbound'})"
              for u in sorted(units, key=lambda u: (-u.size, u.label))]
-    return ", ".join(parts)
+    return names_text(parts)
 
 
 def _are(units: list[MemoryUnit], one: str = "is", many: str = "are") -> str:
@@ -473,7 +481,7 @@ def bound_node_contended(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             "NG108", Severity.CRITICAL,
             f"{_who(units)} {_are(units)} bound to {nodes_text(oc.nodes)}, where "
-            f"{', '.join(others)} "
+            f"{names_text(others)} "
             f"take up to {size(taken)} of its {size(cap)} first: when they run, the bound memory "
             f"is {size(oc.shortfall)} short, so the kernel swaps and then OOM-kills — "
             f"{fate(ctx, {u.guest for u in units})}.",
