@@ -582,3 +582,15 @@ def test_diff_shows_the_simulated_effect(capsys):
     kills = lines[i + 2]
     assert kills.startswith("#   OOM kills: bigmem-preferred (memory-policy, for vm1; ")
     assert kills.split(" -> ")[1].startswith("bigmem-preferred (global; ")
+
+
+def test_recommended_names_the_audits_resize_it_does_not_make(capsys) -> None:
+    """NG111's change for bigmem-preferred is a resize, not a <numatune> edit: --recommended
+    says so and prints the line that makes it, whole."""
+    rc, out, _ = run(capsys, "fix", ARTICLE / "domains" / "bigmem-preferred.xml",
+                     "--recommended")
+    assert rc == 0
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if "the audit also proposes" in line)
+    assert "numaguard fix does not make it" in lines[i]
+    assert lines[i + 1] == "#   $ virsh setmaxmem bigmem-preferred 22G --config"

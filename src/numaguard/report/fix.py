@@ -26,6 +26,8 @@ def summary_lines(plan: FixPlan, *, effect: bool = True) -> list[str]:
     for f in plan.recommended_by:
         assert f.fix is not None
         lines.append(f"recommended by {f.rule} ({f.severity.label}): {_change(f.fix)}")
+    if plan.recommended_by or plan.edit.empty:
+        lines.extend(_other_changes(plan))
     before, after = plan.audit_before, plan.audit_after
     if before is not None and after is not None:
         own, other = finding_changes(plan)
@@ -47,6 +49,26 @@ def summary_lines(plan: FixPlan, *, effect: bool = True) -> list[str]:
     if effect:
         lines.append(effect_note(plan))
     return [printable(line) for line in lines]
+
+
+def _other_changes(plan: FixPlan) -> list[str]:
+    """Changes the audit proposes for this guest that are not a <numatune> edit (NG111's
+    resize): `numaguard fix` does not make them; say so, with the line that does."""
+    before = plan.audit_before
+    if before is None:
+        return []
+    out = []
+    seen = set()
+    for f in before.findings:
+        fix = f.fix
+        if fix is None or fix.guest != plan.name or fix.memory is None or fix.memory in seen:
+            continue
+        seen.add(fix.memory)
+        out.append(f"the audit also proposes ({f.rule}, {f.severity.label}): "
+                   f"{' '.join(fix.description.split())} — not a <numatune> change, so "
+                   "numaguard fix does not make it; on the guest's host:")
+        out.extend(f"  $ {c}" for c in fix.commands)
+    return out
 
 
 def counts_text(result: AuditResult) -> str:
@@ -136,5 +158,8 @@ def wrapped(lines: list[str], width: int, prefix: str = "") -> str:
     for line in lines:
         body = line.lstrip(" ")
         indent = prefix + line[: len(line) - len(body)]
+        if term.is_command_line(body):      # a command stands whole
+            out.append(indent + body)
+            continue
         out += term.wrap(body, width, indent=indent, subsequent=indent + "    ")
     return "".join(f"{x}\n" for x in out)
