@@ -63,10 +63,6 @@ class Prediction:
     failures: tuple[Failure, ...]  # guests with unplaced memory that were not killed
 
     @property
-    def troubled_orders(self) -> tuple[str, ...]:
-        return tuple(r.order.name for r in self.runs if _troubled(r.result))
-
-    @property
     def clean(self) -> bool:
         return not self.kills and not self.failures
 
@@ -83,10 +79,6 @@ class Prediction:
     @cached_property
     def victims(self) -> frozenset[str]:
         return frozenset(k.victim for k in self.kills)
-
-
-def _troubled(result: SimResult) -> bool:
-    return bool(result.oom_events) or any(a.failed for a in result.allocations)
 
 
 def play_orders(host: SimHost, step_map: Mapping[str, Sequence[tuple[Step, str]]],

@@ -27,8 +27,8 @@ _FOLLOWERS = ("NG106",)
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Findings one change is for.  ``cleared``: the rule IDs of those that a re-audit with the
-    change applied no longer reports (``None`` when not verified)."""
+    """Findings one change is for.  ``cleared``: those of them that a re-audit with the change
+    applied no longer reports (``None`` when not verified)."""
 
     fix: Fix | None
     findings: tuple[Finding, ...]
@@ -101,10 +101,6 @@ def groups(findings: Iterable[Finding]) -> tuple[Group, ...]:
 
 # -- applying a fix to the model ----------------------------------------------------------------
 
-def _relaxed(old: MemoryPolicy | None, mode: str, nodeset: frozenset[int]) -> MemoryPolicy:
-    return MemoryPolicy(MemoryMode(mode), Placement.STATIC, nodeset)
-
-
 def apply_fix(guest: Guest, fix: Fix) -> Guest:
     """*guest* as it is after *fix* (the ``<numatune>`` or maximum-memory change it makes);
     a fix of another guest, or only advice, leaves it as it is."""
@@ -115,7 +111,7 @@ def apply_fix(guest: Guest, fix: Fix) -> Guest:
                                    current_memory=min(guest.current_memory, fix.memory))
     if fix.mode is None or fix.nodeset is None:
         return guest
-    new = _relaxed(guest.policy, fix.mode, fix.nodeset)
+    new = MemoryPolicy(MemoryMode(fix.mode), Placement.STATIC, fix.nodeset)
     if fix.cell is not None:
         cells = tuple(dataclasses.replace(c, policy=new) if c.id == fix.cell else c
                       for c in guest.cells)
