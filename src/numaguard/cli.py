@@ -600,7 +600,9 @@ def cmd_fix(args: argparse.Namespace) -> int:
 
 
 def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
-    from numaguard.domxml.edit import MODES
+    # the mode names from the model, not domxml.edit: every command builds this parser, and
+    # domxml imports lxml (~20 ms) that topology, guests --format json … do not need
+    from numaguard.model.policy import MODE_NAMES as MODES
 
     p = add("fix", cmd_fix, "change a guest's <numatune> safely: diff, XML, virsh lines, "
             "file edit or libvirt apply",

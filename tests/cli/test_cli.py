@@ -272,3 +272,18 @@ def test_example_host_is_what_the_generator_writes(tmp_path):
     generated = {p.relative_to(tmp_path / "gen"): p.read_bytes()
                  for p in (tmp_path / "gen").rglob("*") if p.is_file()}
     assert committed == generated
+
+
+def test_commands_that_read_no_xml_do_not_import_lxml():
+    """Building the parser (every command does) must not pull in lxml through domxml: ~20 ms
+    of start-up that topology from sysfs or numactl -H never needs (issue 11)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, io, contextlib\nfrom numaguard import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    rc = cli.main(['topology', 'examples/article-host', '--format', 'json'])\n"
+            "print(rc, 'lxml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=pathlib.Path(__file__).resolve().parents[2]).stdout
+    assert out.split() == ["0", "False"]

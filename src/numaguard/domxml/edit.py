@@ -21,12 +21,13 @@ from xml.parsers import expat
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.errors import ParseError
+from numaguard.model.policy import MODE_NAMES
 
 #: Elements libvirt formats before <numatune>, in its order.
 BEFORE_NUMATUNE = ("name", "uuid", "genid", "title", "description", "metadata", "maxMemory",
                    "memory", "currentMemory", "blkiotune", "memtune", "memoryBacking", "vcpu",
                    "vcpus", "iothreads", "iothreadids", "defaultiothread", "cputune")
-MODES = ("strict", "preferred", "interleave", "restrictive")
+MODES = MODE_NAMES
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,10 @@ class MemoryMode(str, Enum):
         )
 
 
+#: the mode names, in libvirt's order (what ``--mode`` accepts)
+MODE_NAMES = tuple(m.value for m in MemoryMode)
+
+
 class Placement(str, Enum):
     STATIC = "static"
     AUTO = "auto"
