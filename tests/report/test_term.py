@@ -122,3 +122,18 @@ def test_fast_wrap_is_textwrap(text, width, indent, subsequent):
     expected = textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=rest,
                              break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
     assert wrap(text, width, indent=indent, subsequent=subsequent) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="ab-/", min_size=1, max_size=12), min_size=1, max_size=20),
+       st.lists(st.integers(1, 3), min_size=20, max_size=20), st.integers(1, 60),
+       st.sampled_from(["", "  ", "# "]), st.sampled_from([None, "    ", "#     "]))
+def test_fast_path_text_wraps_as_textwrap(words, gaps, width, indent, subsequent):
+    """Words between runs of spaces, none at the ends: the text the fast path takes."""
+    import textwrap
+
+    text = "".join(w + " " * gaps[i] for i, w in enumerate(words)).rstrip(" ")
+    rest = indent if subsequent is None else subsequent
+    expected = textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=rest,
+                             break_long_words=False, break_on_hyphens=False) or [indent.rstrip()]
+    assert wrap(text, width, indent=indent, subsequent=subsequent) == expected

@@ -43,10 +43,6 @@ class Group:
         return tuple(sorted({f.rule for f in self.findings}))
 
     @property
-    def guests(self) -> tuple[str, ...]:
-        return tuple(sorted({g for f in self.findings for g in f.guests}))
-
-    @property
     def guest(self) -> str | None:
         """The guest the change is made to (the guest at fault)."""
         return self.fix.guest if self.fix is not None else None

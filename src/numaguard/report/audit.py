@@ -1,4 +1,4 @@
-"""Renderers of an :class:`AuditResult`: JSON (a contract), text (rich) and Markdown.
+"""Renderers of an :class:`AuditResult`: JSON (a contract), text and Markdown.
 
 JSON contract (keys never change meaning; new keys may be added)::
 
@@ -38,6 +38,7 @@ from typing import Any
 from numaguard.core.capacity import Reserve, hugepages_reserved
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditResult, NodeSummary, all_rules
+from numaguard.core.rules.common import LIST_LIMIT, names_text
 from numaguard.core.verdict import AtRisk, Group, fix_key
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
@@ -47,7 +48,7 @@ from numaguard.units import format_bytes
 SEVERITIES = (Severity.CRITICAL, Severity.WARNING, Severity.INFO)
 BAR_CELLS = 10
 #: text output lists at most this many guests per finding (JSON and Markdown list all)
-TEXT_GUESTS = 10
+TEXT_GUESTS = LIST_LIMIT
 
 
 # -- shared helpers ---------------------------------------------------------------------------
@@ -434,22 +435,20 @@ def verdict_lines(result: AuditResult, width: int | None = None) -> list[str]:
     risks = result.at_risk
     lines: list[str] = []
     shown_fixes: set[int] = set()
-    for r in risks[:TEXT_LIST]:
+    for r in risks[:TEXT_GUESTS]:
         lines += [printable(x) for x in wrap(risk_line(r), width, "", "    ")]
         if r.group is not None and r.group.fix is not None and id(r.group) not in shown_fixes:
             shown_fixes.add(id(r.group))
             lines += [printable(x) for x in _command_lines(r.group.fix.commands, "    ")]
-    if len(risks) > TEXT_LIST:
-        lines.append(f"… and {len(risks) - TEXT_LIST} more at risk (--format json lists all)")
+    if len(risks) > TEXT_GUESTS:
+        lines.append(f"… and {len(risks) - TEXT_GUESTS} more at risk (--format json lists all)")
     n_orders = len(result.orders)
     sim = (f"simulated: every guest touching all its memory in {_plural(n_orders, 'start order')}"
            if n_orders else "not simulated (NG110 not run)")
     victims = sorted({str(r.finding.evidence.get("victim", r.finding.guests[0]))
                       for r in risks})
     if victims:
-        head = (f"Verdict: {_plural(len(victims), 'guest')} at risk "
-                f"({', '.join(victims[:TEXT_LIST])}"
-                f"{f' and {len(victims) - TEXT_LIST} more' if len(victims) > TEXT_LIST else ''})")
+        head = f"Verdict: {_plural(len(victims), 'guest')} at risk ({names_text(victims)})"
     else:
         worst = result.worst()
         head = ("Verdict: no OOM kill predicted" if worst is None or
@@ -480,10 +479,6 @@ def _group_text(group: Group, names: Mapping[str, str], width: int | None) -> li
         lines += ["  " + x for x in _finding_text(f, names, width and width - 2,
                                                   fix=fix_key(f.fix) != key)]
     return [printable(line) for line in lines]
-
-
-#: text lists of guests (verdict lines, a finding's guests) name at most this many
-TEXT_LIST = 10
 
 
 def audit_text(result: AuditResult, *, width: int | None = None, color: bool = False,
