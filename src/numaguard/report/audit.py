@@ -42,6 +42,7 @@ from numaguard.core.rules.common import LIST_LIMIT, names_text
 from numaguard.core.verdict import AtRisk, Group, fix_key
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
+from numaguard.report import term
 from numaguard.report.jsonout import host_to_dict, versioned
 from numaguard.units import format_bytes
 
@@ -165,8 +166,16 @@ def _node_cells(result: AuditResult) -> list[tuple[list[str], str, str, str]]:
     return out
 
 
+_NEEDS_QUOTES = re.compile(r"[\s,=]").search
+
+
 def _value_text(key: str, v: Any) -> str:
     """One evidence value for people: bytes with units, node sets as nodesets."""
+    t = type(v)  # fast paths for the common plain values (same text as below)
+    if t is str:
+        return f'"{v}"' if not v or _NEEDS_QUOTES(v) else v
+    if t is int:
+        return format_bytes(v) if key.endswith("_bytes") else str(v)
     if key.endswith("_bytes"):
         if isinstance(v, int) and not isinstance(v, bool):
             return format_bytes(v)
@@ -194,7 +203,7 @@ def _value_text(key: str, v: Any) -> str:
         return "{" + ", ".join(f"{_key_text(k)}: {_value_text(str(k), x)}"
                                for k, x in v.items()) + "}"
     s = str(v)
-    return f'"{s}"' if not s or re.search(r"[\s,=]", s) else s
+    return f'"{s}"' if not s or _NEEDS_QUOTES(s) else s
 
 
 def _key_text(k: Any) -> str:
@@ -218,6 +227,11 @@ def evidence_items(evidence: Mapping[str, Any]) -> list[str]:
 
 def jsonable(v: Any) -> Any:
     """Evidence values as JSON: sets → sorted lists, tuples → lists, ints stay ints."""
+    t = type(v)
+    if t is str or t is int or v is None or t is bool:  # the common case, first
+        return v
+    if t is dict:
+        return {k if type(k) is str else _json_key(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, Severity):
         return v.label
     if isinstance(v, Enum):
@@ -356,8 +370,6 @@ def _guests_text(guests: tuple[str, ...]) -> str:
 def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None = None) -> list[str]:
     """Prose as lines of at most *width* columns (:func:`numaguard.report.term.wrap`: broken at
     spaces only, so a path, a name or a nodeset is never split); no *width*: one line."""
-    from numaguard.report import term
-
     if not width:
         return [indent + text]
     return term.wrap(text, width, indent=indent, subsequent=subsequent)
@@ -365,8 +377,6 @@ def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None 
 
 def _command_lines(commands: tuple[str, ...], indent: str) -> list[str]:
     """Commands stand on their own lines and are never split, whatever the width."""
-    from numaguard.report import term
-
     return [term.command_line(c, indent=indent) for c in commands]
 
 
@@ -486,8 +496,6 @@ def audit_text(result: AuditResult, *, width: int | None = None, color: bool = F
     """The verdict first (who dies, who is at fault, the change), then the host and per-node
     table, then every finding grouped by the change that clears it.  *summary*: the verdict
     and the table only."""
-    from numaguard.report import term
-
     rows: list[list[str]] = []
     for cells, b, pct, status in _node_cells(result):
         style = _STATUS_STYLE[status]
