@@ -165,8 +165,9 @@ def cli_rows(exe: str | None = None) -> list[tuple[str, float]]:
         path = scenario_toml(os.path.join(tmp, "bench-10k.toml"))
 
         def call() -> None:
-            subprocess.run([exe, "simulate", path, "--format", "json"], check=True,
-                           stdout=subprocess.DEVNULL)
+            done = subprocess.run([exe, "simulate", path, "--format", "json"],
+                                  check=False, stdout=subprocess.DEVNULL)
+            assert done.returncode in (0, 1), done.returncode  # 1: the run kills (it does)
         secs = median_seconds(call)
     floor = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True))
     return [("numaguard simulate 10,000-step TOML scenario (json), whole process", secs),
