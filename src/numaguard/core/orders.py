@@ -59,12 +59,10 @@ class StartOrder:
         return " = ".join((self.name, *self.aliases))
 
 
-def _size(g: Guest) -> int:
-    return sum(u.size for u in memory_units(g))
-
-
-def _bound(g: Guest) -> bool:
-    return any(u.bound for u in memory_units(g))
+def _size_bound(g: Guest) -> tuple[int, bool]:
+    """The guest's memory and whether any of it is bound (one pass over its units)."""
+    units = memory_units(g)
+    return sum(u.size for u in units), any(u.bound for u in units)
 
 
 def start_orders(guests: Iterable[Guest], *, recorded: Sequence[str] | None = None,
@@ -103,8 +101,10 @@ def _candidates(guests: Iterable[Guest], recorded: Sequence[str] | None,
                 random_orders: int) -> list[StartOrder]:
     by_name = {g.name: g for g in guests}
     names = sorted(by_name)
-    size = {n: _size(by_name[n]) for n in names}
-    bound = {n: _bound(by_name[n]) for n in names}
+    size: dict[str, int] = {}
+    bound: dict[str, bool] = {}
+    for n in names:
+        size[n], bound[n] = _size_bound(by_name[n])
     candidates: list[StartOrder] = []
     if recorded is not None:
         seen = [n for n in dict.fromkeys(recorded) if n in by_name]

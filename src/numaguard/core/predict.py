@@ -102,10 +102,9 @@ def play_orders(host: SimHost, step_map: Mapping[str, Sequence[tuple[Step, str]]
             names = killing.setdefault(key, [])
             if not names or names[-1] != order.name:
                 names.append(order.name)
-        for a in result.allocations:
-            if a.failed and not a.oom_killed:
-                first_fail.setdefault(a.name, (a.failed, order))
-                failing.setdefault(a.name, []).append(order.name)
+        for name, failed in result.unplaced():  # allocations with failed bytes, not killed
+            first_fail.setdefault(name, (failed, order))
+            failing.setdefault(name, []).append(order.name)
     kills = sorted((Kill(v, e.trigger, e.constraint, e.nodes, e.victim_bytes, o,
                          tuple(killing[key])) for key, (e, o) in first_kill.items()
                     for v in (key[0],)),

@@ -157,12 +157,18 @@ def _policy(unit: MemoryUnit) -> tuple[Policy, frozenset[int] | None]:
     return Policy.DEFAULT, nodeset  # restrictive: cgroups only
 
 
-def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit) -> int:
+def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit,
+              memo: dict[frozenset[int], frozenset[int]] | None = None) -> int:
     """The node the unit's vCPUs run on when their pinning keeps them on one node, else the
-    first node of its nodeset, else the first host node."""
+    first node of its nodeset, else the first host node.  *memo* keeps the nodes of the host
+    CPU sets seen (guests pinned alike share them)."""
     cpus = vcpu_host_cpus(guest, unit.vcpus)
     if cpus:
-        nodes = host.nodes_of_cpus(cpus)
+        nodes = memo.get(cpus) if memo is not None else None
+        if nodes is None:
+            nodes = host.nodes_of_cpus(cpus)
+            if memo is not None:
+                memo[cpus] = nodes
         if len(nodes) == 1:
             return next(iter(nodes))
     nodeset = unit.static_nodeset
@@ -195,6 +201,7 @@ def ordered_names(per_guest: Mapping[str, object], order: Sequence[str] | None) 
 def guest_step_map(host: Host, guests: Iterable[Guest]) -> dict[str, list[tuple[Step, str]]]:
     """Per guest name, its steps (see :func:`guest_steps`), computed once for many orders."""
     out: dict[str, list[tuple[Step, str]]] = {}
+    memo: dict[frozenset[int], frozenset[int]] = {}
     for guest in guests:
         strict = _strict_mems(guest)
         steps = out.setdefault(guest.name, [])
@@ -203,7 +210,7 @@ def guest_step_map(host: Host, guests: Iterable[Guest]) -> dict[str, list[tuple[
                 continue
             policy, nodes = _policy(unit)
             step = Step(name=guest.name, size=unit.size, policy=policy, nodes=nodes,
-                        cpu_node=_cpu_node(host, guest, unit),
+                        cpu_node=_cpu_node(host, guest, unit, memo),
                         cpuset_mems=_cgroup_mems(guest, unit, strict),
                         hugepage_size=unit.hugepage_size,
                         # QEMU applies the policy with mbind on the guest RAM, not to the task

@@ -43,7 +43,8 @@ follows, by kernel source (Linux 6.1):
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -77,6 +78,10 @@ class SimHost:
     fallback: Mapping[int, tuple[int, ...]]
     swap_free: int = 0
     _index: dict[int, SimNode] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
+    #: what the engine works out once per kind of step on this host (:func:`_plan`), kept
+    #: across runs: the audit plays the same steps in several orders
+    _plans: dict[tuple, _Plan] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
 
     def __post_init__(self) -> None:
@@ -149,47 +154,148 @@ class Allocation:
     hugepages: Mapping[int, int]
 
 
-@dataclass(frozen=True, slots=True)
 class SimResult:
-    steps: tuple[StepResult, ...]
-    allocations: tuple[Allocation, ...]
+    """The end of a run, and what each step did.
+
+    Recorded compactly while the run plays — per step a tuple of what it changed and the free
+    memory of every node after it, per task its live state — and turned into
+    :class:`StepResult` and :class:`Allocation` values when first read, so a run whose steps
+    nobody reads (the audit's) never builds them.  Two results are equal when their steps,
+    allocations, free memory, swap and OOM events are."""
+
+    __slots__ = (
+        "_allocations",
+        "_node_ids",
+        "_rows",
+        "_steps",
+        "_tasks",
+        "free",
+        "oom_events",
+        "swap_used",
+    )
+
     free: Mapping[int, int]
     swap_used: int
     oom_events: tuple[OomEvent, ...]
 
+    def __init__(self, rows: list[tuple], node_ids: tuple[int, ...], tasks: list[_Task],
+                 free: Mapping[int, int], swap_used: int,
+                 oom_events: tuple[OomEvent, ...]) -> None:
+        self._rows = rows
+        self._node_ids = node_ids
+        self._tasks = tasks
+        self.free = free
+        self.swap_used = swap_used
+        self.oom_events = oom_events
+        self._steps: tuple[StepResult, ...] | None = None
+        self._allocations: tuple[Allocation, ...] | None = None
 
-@dataclass(eq=False)
-class _Chunk:
-    """Memory one task placed on one node in one step: an entry of the anon LRU."""
+    @property
+    def steps(self) -> tuple[StepResult, ...]:
+        """One :class:`StepResult` per step (empty when played with ``record_steps=False``)."""
+        if self._steps is None:
+            ids = self._node_ids
+            self._steps = tuple(
+                StepResult(i, name, action, requested, placed, swapped, failed, oom,
+                           dict(zip(ids, free)), swap)
+                for i, name, action, requested, placed, swapped, failed, oom, free, swap
+                in self._rows)
+        return self._steps
 
-    task: _Task
-    node: int
-    bytes: int
+    def step_rows(self) -> list[tuple]:
+        """The steps as recorded, for renderers that read every step: ``(index, name, action,
+        requested, placed, swapped, failed, oom, free_after, swap_used_after)`` where
+        *free_after* is a tuple in the order of :attr:`node_ids` (the host's nodes)."""
+        return self._rows
+
+    @property
+    def node_ids(self) -> tuple[int, ...]:
+        return self._node_ids
+
+    @property
+    def allocations(self) -> tuple[Allocation, ...]:
+        """Every task at the end, in the order they first appeared."""
+        if self._allocations is None:
+            self._allocations = tuple(
+                Allocation(t.name, t.requested, {n: b for n, b in t.placed.items() if b},
+                           t.swapped, t.failed, t.killed,
+                           {n: b for n, b in t.hugepages.items() if b})
+                for t in self._tasks)
+        return self._allocations
+
+    def unplaced(self) -> list[tuple[str, int]]:
+        """``(task, failed bytes)`` of every task that has failed bytes and was not
+        OOM-killed — :attr:`allocations` filtered, without building them."""
+        return [(t.name, t.failed) for t in self._tasks if t.failed and not t.killed]
+
+    def _key(self) -> tuple:
+        return (self.steps, self.allocations, dict(self.free), self.swap_used, self.oom_events)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SimResult):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"SimResult(steps={len(self._rows)}, allocations={len(self._tasks)}, "
+                f"free={dict(self.free)!r}, swap_used={self.swap_used}, "
+                f"oom_events={self.oom_events!r})")
 
 
-@dataclass(eq=False)
+# A chunk is memory one task placed on one node in one step — an entry of the anon LRU — kept
+# as a list for speed: [bytes, node, task, seq], *seq* its place in allocation order.
+_Chunk = list
+
+
 class _Task:
-    name: str
-    order: int
-    policy: Policy = Policy.DEFAULT
-    nodes: frozenset[int] | None = None
-    cpuset: frozenset[int] | None = None
-    oom_score_adj: int = 0
-    requested: int = 0
-    failed: int = 0
-    placed: dict[int, int] = field(default_factory=dict)
-    swapped: int = 0
-    hugepages: dict[int, int] = field(default_factory=dict)  # node -> bytes in hugepages
-    hugepage_pages: dict[int, int] = field(default_factory=dict)  # node -> whole pages held
-    hugepage_size: int | None = None
-    policy_scope: str = "task"
-    killed: bool = False
-    chunks: list[_Chunk] = field(default_factory=list)
-    #: sum(placed.values()), kept up to date where placed changes (the OOM killer reads it
-    #: for every task at every event)
-    resident: int = 0
-    #: bumped whenever the task's entry in the OOM heap is renewed (older entries are stale)
-    version: int = 0
+    __slots__ = (
+        "chunks",
+        "cpuset",
+        "failed",
+        "hugepage_pages",
+        "hugepage_size",
+        "hugepages",
+        "killed",
+        "name",
+        "nodes",
+        "oom_score_adj",
+        "order",
+        "placed",
+        "policy",
+        "policy_scope",
+        "requested",
+        "resident",
+        "swapped",
+        "version",
+    )
+
+    def __init__(self, name: str, order: int) -> None:
+        self.name = name
+        self.order = order
+        self.policy = Policy.DEFAULT
+        self.nodes: frozenset[int] | None = None
+        self.cpuset: frozenset[int] | None = None
+        self.oom_score_adj = 0
+        self.requested = 0
+        self.failed = 0
+        self.placed: dict[int, int] = {}
+        self.swapped = 0
+        self.hugepages: dict[int, int] = {}       # node -> bytes in hugepages
+        self.hugepage_pages: dict[int, int] = {}  # node -> whole pages held
+        self.hugepage_size: int | None = None
+        self.policy_scope = "task"
+        self.killed = False
+        self.chunks: list[_Chunk] = []
+        #: sum(placed.values()), kept up to date where placed changes (the OOM killer reads it)
+        self.resident = 0
+        #: bumped whenever the task's entry in the OOM heap is renewed (older entries are stale)
+        self.version = 0
+
+
+#: compact the LRU when it holds more freed chunks than this, and more than live ones
+_LRU_SLACK = 4096
 
 
 class _State:
@@ -199,6 +305,8 @@ class _State:
         self.low = {n.id: n.watermark_low for n in host.nodes}
         self.min = {n.id: n.watermark_min for n in host.nodes}
         self.reclaimable = {n.id: n.reclaimable for n in host.nodes}
+        #: how many nodes still have page cache to drop (direct reclaim skips its loop at 0)
+        self.reclaim_left = sum(1 for b in self.reclaimable.values() if b)
         self.hp_free = {n.id: dict(n.hugepages) for n in host.nodes}
         self.swap_free = host.swap_free
         self.swap_used = 0
@@ -211,103 +319,251 @@ class _State:
         self.dirty: set[_Task] = set()
         #: a task with an oom_score_adj: badness then depends on the event, no heap
         self.adjusted = False
-        self.lru: list[_Chunk] = []  # oldest first
-        self.lru_head = 0            # chunks before this index are empty
+        #: the anon LRU, one queue per node, oldest first: reclaim takes the oldest chunk of
+        #: the nodes it may use, which is the queue head with the lowest *seq*.  A freed chunk
+        #: (0 bytes) stays until it reaches a head or the queues are compacted.
+        self.lru: dict[int, deque[_Chunk]] = {}
+        self.seq = 0
+        self.lru_len = 0
+        self.lru_dead = 0
+        self.zonelists: dict[int, tuple[int, ...]] = {}
+        #: the nodes with free memory above their low / min watermark: a walk of a full host
+        #: looks at no node
+        self.room_low = {n for n, b in self.free.items() if b > self.low[n]}
+        self.room_min = {n for n, b in self.free.items() if b > self.min[n]}
 
     def zonelist(self, node: int) -> tuple[int, ...]:
-        order = self.host.fallback.get(node)
+        order = self.zonelists.get(node)
         if order is None:
-            order = tuple(sorted(self.free))
+            order = self.host.fallback.get(node)
+            if order is None:
+                order = tuple(sorted(self.free))
+            self.zonelists[node] = order
         return order
 
-    def room(self, n: int, floor: str) -> int:
-        mark = self.low[n] if floor == "low" else self.min[n]
-        return max(0, self.free[n] - mark)
+    def grew(self, n: int) -> None:
+        """Node *n* has more free memory now."""
+        b = self.free[n]
+        if b > self.low[n]:
+            self.room_low.add(n)
+        if b > self.min[n]:
+            self.room_min.add(n)
 
     def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
-        self.free[n] -= amount
-        task.placed[n] = task.placed.get(n, 0) + amount
+        b = self.free[n] = self.free[n] - amount
+        if b <= self.low[n]:
+            self.room_low.discard(n)
+        if b <= self.min[n]:
+            self.room_min.discard(n)
+        p = task.placed
+        p[n] = p.get(n, 0) + amount
         task.resident += amount
         self.dirty.add(task)
         placed[n] = placed.get(n, 0) + amount
-        chunk = _Chunk(task, n, amount)
+        chunk = [amount, n, task, self.seq]
+        self.seq += 1
         task.chunks.append(chunk)
-        self.lru.append(chunk)
+        q = self.lru.get(n)
+        if q is None:
+            q = self.lru[n] = deque()
+        q.append(chunk)
+        self.lru_len += 1
 
     def swap_out(self, nodes: frozenset[int], amount: int) -> int:
-        """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*."""
+        """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*: the chunks
+        of those nodes in allocation order, whoever owns them."""
+        lru = self.lru
+        heads = []
+        for n in nodes:
+            q = lru.get(n)
+            if q:
+                while q and not q[0][0]:
+                    q.popleft()
+                    self.lru_len -= 1
+                    self.lru_dead -= 1
+                if q:
+                    heads.append((q[0][3], n))
         out = 0
-        for i in range(self.lru_head, len(self.lru)):
-            if out >= amount:
-                break
-            chunk = self.lru[i]
-            if chunk.bytes == 0 or chunk.node not in nodes:
-                continue
-            take = min(chunk.bytes, amount - out)
-            chunk.bytes -= take
-            owner = chunk.task
-            owner.placed[chunk.node] -= take
+        if not heads:
+            return 0
+        heapq.heapify(heads)
+        free = self.free
+        dirty = self.dirty
+        while out < amount and heads:
+            n = heads[0][1]
+            q = lru[n]
+            chunk = q[0]
+            b = chunk[0]
+            take = min(amount - out, b)
+            chunk[0] = b - take
+            owner = chunk[2]
+            owner.placed[n] -= take
             owner.resident -= take
             owner.swapped += take
-            self.dirty.add(owner)
-            self.free[chunk.node] += take
+            dirty.add(owner)
+            free[n] += take
             out += take
-        while self.lru_head < len(self.lru) and self.lru[self.lru_head].bytes == 0:
-            self.lru_head += 1
+            self.grew(n)
+            if not chunk[0]:
+                q.popleft()
+                self.lru_len -= 1
+                while q and not q[0][0]:
+                    q.popleft()
+                    self.lru_len -= 1
+                    self.lru_dead -= 1
+                if q:
+                    heapq.heapreplace(heads, (q[0][3], n))
+                else:
+                    heapq.heappop(heads)
         self.swap_free -= out
         self.swap_used += out
         return out
 
+    def dead(self, count: int) -> None:
+        """*count* chunks still in the LRU were freed; compact it when they dominate."""
+        self.lru_dead += count
+        if self.lru_dead > _LRU_SLACK and 2 * self.lru_dead > self.lru_len:
+            for n, q in self.lru.items():
+                self.lru[n] = deque(c for c in q if c[0])
+            self.lru_len -= self.lru_dead
+            self.lru_dead = 0
+
     def release(self, task: _Task) -> int:
         freed = 0
+        free = self.free
         for n, b in task.placed.items():
-            self.free[n] += b
-            freed += b
+            if b:
+                free[n] += b
+                freed += b
+                self.grew(n)
         task.placed.clear()
         task.resident = 0
+        live = 0
         for chunk in task.chunks:
-            chunk.bytes = 0
+            if chunk[0]:
+                chunk[0] = 0
+                live += 1
         task.chunks.clear()
-        for n, pages in task.hugepage_pages.items():
-            if task.hugepage_size:
-                self.hp_free[n][task.hugepage_size] = \
-                    self.hp_free[n].get(task.hugepage_size, 0) + pages
-        freed += sum(task.hugepages.values())
-        task.hugepages.clear()
-        task.hugepage_pages.clear()
-        self.swap_free += task.swapped
-        self.swap_used -= task.swapped
-        freed += task.swapped
-        task.swapped = 0
+        if live:
+            self.dead(live)
+        if task.hugepage_pages:
+            for n, pages in task.hugepage_pages.items():
+                if task.hugepage_size:
+                    self.hp_free[n][task.hugepage_size] = \
+                        self.hp_free[n].get(task.hugepage_size, 0) + pages
+            freed += sum(task.hugepages.values())
+            task.hugepages.clear()
+            task.hugepage_pages.clear()
+        elif task.hugepages:
+            freed += sum(task.hugepages.values())
+            task.hugepages.clear()
+        if task.swapped:
+            self.swap_free += task.swapped
+            self.swap_used -= task.swapped
+            freed += task.swapped
+            task.swapped = 0
         return freed
 
 
-def _allowed(state: _State, step: Step) -> frozenset[int]:
-    nodes = state.memory_nodes
-    if step.cpuset_mems is not None:
-        nodes &= step.cpuset_mems
-    return nodes
+class _Plan:
+    """What an allocation step does on a host, worked out once per (policy, nodes, CPU node,
+    cpuset.mems): the zonelists it walks already filtered by the nodes it may use (so a walk
+    looks only at nodes it can take from), the nodes reclaim and swap may touch, and the OOM
+    constraint (:func:`_constraint`)."""
+
+    __slots__ = (
+        "allowed",
+        "constraint",
+        "domain",
+        "domain_ids",
+        "first",
+        "interleave",
+        "mask",
+        "reach",
+        "reclaim",
+        "simple",
+        "spread",
+        "walk",
+        "zonelists",
+    )
+
+    def __init__(self, state: _State, step: Step) -> None:
+        mem = state.memory_nodes
+        policy, nodes = step.policy, step.nodes
+        allowed = mem & step.cpuset_mems if step.cpuset_mems is not None else mem
+        mask = allowed & nodes if nodes is not None else allowed
+        self.allowed, self.mask = allowed, mask
+        self.spread = policy is Policy.INTERLEAVE
+        self.interleave: list[int] = []
+        self.zonelists: dict[int, tuple[int, ...]] = {}
+        self.first: tuple[int, ...] | None = None
+        self.walk: tuple[int, ...] = ()
+        if self.spread:
+            self.interleave = sorted(mask) if nodes is not None else sorted(allowed)
+            self.zonelists = {n: _only(state.zonelist(n), allowed) for n in self.interleave}
+        elif policy is Policy.BIND:
+            self.walk = _only(state.zonelist(step.cpu_node), mask)
+        elif policy is Policy.PREFERRED:
+            self.walk = _only(state.zonelist(min(nodes) if nodes else step.cpu_node), allowed)
+        else:  # default, preferred-many
+            zl = state.zonelist(step.cpu_node)
+            self.walk = _only(zl, allowed)
+            if policy is Policy.PREFERRED_MANY:
+                self.first = _only(zl, mask)
+        #: one walk of one zonelist (bind, preferred, default)
+        self.simple = not self.spread and self.first is None
+        self.reach = mask if policy is Policy.BIND else allowed
+        self.reclaim = sorted(self.reach)
+        self.constraint, self.domain = _constraint(state, step)
+        self.domain_ids = tuple(sorted(self.domain))
 
 
-def _walk(state: _State, task: _Task, order: Iterable[int], allowed: frozenset[int],
-          amount: int, floor: str, placed: dict[int, int]) -> int:
-    """Take up to *amount* from nodes in *order* (filtered) down to a watermark; return rest."""
+def _only(order: Iterable[int], nodes: frozenset[int]) -> tuple[int, ...]:
+    return tuple(n for n in order if n in nodes)
+
+
+#: plans kept per host before the cache starts again (steps with random nodesets)
+_PLAN_CACHE = 1 << 14
+
+
+def _plan(state: _State, step: Step) -> _Plan:
+    # the policy by identity: an Enum member hashes through a Python-level __hash__
+    key = (id(step.policy), step.nodes, step.cpu_node, step.cpuset_mems)
+    plans = state.host._plans
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) >= _PLAN_CACHE:
+            plans.clear()
+        plan = plans[key] = _Plan(state, step)
+    return plan
+
+
+def _walk(state: _State, task: _Task, order: tuple[int, ...], amount: int, floor: str,
+          placed: dict[int, int]) -> int:
+    """Take up to *amount* from the nodes of *order* (a filtered zonelist) down to a
+    watermark; return the rest."""
+    if amount <= 0:
+        return amount
+    rooms = state.room_low if floor == "low" else state.room_min
+    if not rooms:
+        return amount
+    free = state.free
+    marks = state.low if floor == "low" else state.min
     for n in order:
-        if amount <= 0:
-            break
-        if n not in allowed:
-            continue
-        take = min(amount, state.room(n, floor))
-        if take:
-            state.take(task, n, take, placed)
-            amount -= take
+        if n in rooms:
+            room = free[n] - marks[n]
+            if amount <= room:
+                state.take(task, n, amount, placed)
+                return 0
+            state.take(task, n, room, placed)
+            amount -= room
     return amount
 
 
-def _interleave(state: _State, task: _Task, nodes: list[int], allowed: frozenset[int],
-                amount: int, floor: str, placed: dict[int, int],
-                turns: dict[int, int] | None = None) -> int:
-    """Round-robin over *nodes*; a node that has run dry sends its turn along its own zonelist.
+def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str,
+                placed: dict[int, int], turns: dict[int, int] | None = None) -> int:
+    """Round-robin over the plan's nodes; a node that has run dry sends its turn along its own
+    zonelist.
 
     Each round gives every node with quota left the same slice, limited by what the nodes its
     pages currently land on can still give; a round ends when a node or a quota runs out, so the
@@ -316,53 +572,77 @@ def _interleave(state: _State, task: _Task, nodes: list[int], allowed: frozenset
     its zonelist: O(nodes²) per call, not O(nodes³).  *turns*, when given, adds up the bytes
     placed on each node's turn (wherever they landed).
     """
+    nodes = plan.interleave
     if not nodes:
         return amount
-    quota = {n: amount // len(nodes) for n in nodes}
-    for n in nodes[: amount % len(nodes)]:
+    k = len(nodes)
+    free = state.free
+    marks = state.low if floor == "low" else state.min
+    rooms = state.room_low if floor == "low" else state.room_min
+    zonelists = plan.zonelists
+    base, extra = divmod(amount, k)
+    # the common case: every node's turn lands on a node of its own, which holds its whole
+    # share — the rounds below then give each its share (base), then one more byte to each
+    # of the first *extra*, in node order; do just that
+    lands = []
+    for i, n in enumerate(nodes):
+        t = next((m for m in zonelists[n] if m in rooms), None)
+        if t is None or free[t] - marks[t] < base + (i < extra):
+            break
+        lands.append(t)
+    else:
+        if len(set(lands)) == k:
+            for share, count in ((base, k), (1, extra)):
+                if share:
+                    for n, t in zip(nodes[:count], lands):
+                        state.take(task, t, share, placed)
+                        if turns is not None:
+                            turns[n] = turns.get(n, 0) + share
+            return 0
+    quota = dict.fromkeys(nodes, base)
+    for n in nodes[:extra]:
         quota[n] += 1
-    zonelists = {n: state.zonelist(n) for n in nodes}
     cursor = dict.fromkeys(nodes, 0)
-
-    def lands(n: int) -> int | None:
-        """The first node of n's zonelist that is allowed and has room."""
-        zl, i = zonelists[n], cursor[n]
-        while i < len(zl) and (zl[i] not in allowed or state.room(zl[i], floor) <= 0):
-            i += 1
-        cursor[n] = i
-        return zl[i] if i < len(zl) else None
-
-    def give(n: int, t: int, take: int) -> None:
-        state.take(task, t, take, placed)
-        quota[n] -= take
-        if turns is not None:
-            turns[n] = turns.get(n, 0) + take
-
+    take = state.take
     while True:
-        active = [n for n in nodes if quota[n] > 0]
+        # where the turn of each node with quota left lands: the first node of its zonelist
+        # (allowed nodes only) that has room
+        target: dict[int, int] = {}
+        active = False
+        for n in nodes:
+            if quota[n] > 0:
+                active = True
+                zl, i = zonelists[n], cursor[n]
+                end = len(zl)
+                while i < end and zl[i] not in rooms:
+                    i += 1
+                cursor[n] = i
+                if i < end:
+                    target[n] = zl[i]
         if not active:
             return 0
-        target: dict[int, int] = {}
-        for n in active:
-            t = lands(n)
-            if t is not None:
-                target[n] = t
         if not target:
             return sum(quota.values())
         sharing: dict[int, int] = {}
         for t in target.values():
             sharing[t] = sharing.get(t, 0) + 1
         delta = min(min(quota[n] for n in target),
-                    min(state.room(t, floor) // k for t, k in sharing.items()))
+                    min((free[t] - marks[t]) // c for t, c in sharing.items()))
         if delta == 0:
             # fewer bytes left on a target than nodes sharing it: hand them out one node at a time
             for n, t in target.items():
-                take = min(quota[n], state.room(t, floor))
-                if take:
-                    give(n, t, take)
+                give = min(free[t] - marks[t], quota[n])
+                if give > 0:
+                    take(task, t, give, placed)
+                    quota[n] -= give
+                    if turns is not None:
+                        turns[n] = turns.get(n, 0) + give
             continue
         for n, t in target.items():
-            give(n, t, delta)
+            take(task, t, delta, placed)
+            quota[n] -= delta
+            if turns is not None:
+                turns[n] = turns.get(n, 0) + delta
 
 
 def _constraint(state: _State, step: Step) -> tuple[str, frozenset[int]]:
@@ -420,12 +700,12 @@ def _heap_victim(state: _State, constraint: str, nodes: frozenset[int]) -> _Task
     a task's older entries are recognised by their version and dropped.  Tasks outside the
     constraint's domain are set aside and put back."""
     heap = state.heap
+    push = heapq.heappush
     for task in state.dirty:
         task.version += 1
         if not task.killed and (task.resident or task.swapped):
             rss = task.resident
-            heapq.heappush(heap, (-(rss + task.swapped + rss // 512), -task.order,
-                                  task.version, task))
+            push(heap, (-(rss + task.swapped + rss // 512), -task.order, task.version, task))
     state.dirty.clear()
     check = constraint != "global"
     aside = []
@@ -441,103 +721,117 @@ def _heap_victim(state: _State, constraint: str, nodes: frozenset[int]) -> _Task
         chosen = task
         break
     for entry in aside:
-        heapq.heappush(heap, entry)
+        push(heap, entry)
     return chosen
 
 
-def _oom(state: _State, current: _Task, step: Step, index: int) -> OomEvent | None:
-    constraint, nodes = _constraint(state, step)
-    total = state.swap_free + state.swap_used + sum(
-        (state.host.node(n).total or 0) for n in nodes)
-    chosen = (_heap_victim(state, constraint, nodes) if _HEAP_OOM and not state.adjusted
-              else _scan_victim(state, constraint, nodes, total))
+def _oom(state: _State, current: _Task, plan: _Plan, index: int) -> OomEvent | None:
+    constraint, nodes = plan.constraint, plan.domain
+    if _HEAP_OOM and not state.adjusted:
+        chosen = _heap_victim(state, constraint, nodes)
+    else:
+        total = state.swap_free + state.swap_used + sum(
+            (state.host.node(n).total or 0) for n in nodes)
+        chosen = _scan_victim(state, constraint, nodes, total)
     if chosen is None:
         return None
     size = chosen.resident + chosen.swapped + sum(chosen.hugepages.values())
     state.release(chosen)
     chosen.killed = True
-    return OomEvent(index, current.name, chosen.name, constraint, tuple(sorted(nodes)), size)
+    return OomEvent(index, current.name, chosen.name, constraint, plan.domain_ids, size)
 
 
 def _alloc(state: _State, task: _Task, step: Step, index: int,
-           placed: dict[int, int]) -> tuple[int, int, list[OomEvent]]:
-    """Place step.size bytes for *task*; return (swapped, failed, oom events)."""
+           placed: dict[int, int], events: list[OomEvent]) -> tuple[int, int]:
+    """Place step.size bytes for *task*; return (swapped, failed); OOM events go to
+    *events*."""
     assert step.size is not None
     amount = step.size
-    allowed = _allowed(state, step)
-    events: list[OomEvent] = []
     if step.hugepage_size:
-        return 0, _alloc_hugepages(state, task, step, allowed, amount, placed), events
-    mask = allowed & step.nodes if step.nodes is not None else allowed
-
-    interleave = (sorted(mask) if step.nodes is not None else sorted(allowed)) \
-        if step.policy is Policy.INTERLEAVE else []
+        allowed = state.memory_nodes
+        if step.cpuset_mems is not None:
+            allowed = allowed & step.cpuset_mems
+        return 0, _alloc_hugepages(state, task, step, allowed, amount, placed)
+    plan = _plan(state, step)
+    walk, first = plan.walk, plan.first
+    if plan.simple:  # the fast path of a walk, the common case, before anything else
+        amount = _walk(state, task, walk, amount, "low", placed)
+        if not amount:
+            return 0, 0
 
     def attempt(amount: int, floor: str, turns: dict[int, int] | None = None) -> int:
-        p = step.policy
-        if p is Policy.INTERLEAVE:
-            return _interleave(state, task, interleave, allowed, amount, floor, placed, turns)
-        if p is Policy.BIND:
-            return _walk(state, task, state.zonelist(step.cpu_node), mask, amount, floor, placed)
-        if p is Policy.PREFERRED:
-            first = min(step.nodes) if step.nodes else step.cpu_node
-            return _walk(state, task, state.zonelist(first), allowed, amount, floor, placed)
-        if p is Policy.PREFERRED_MANY:
+        if plan.spread:
+            return _interleave(state, task, plan, amount, floor, placed, turns)
+        if first is not None and floor == "low":
             # alloc_pages_preferred_many: its nodes first without direct reclaim — the fast
             # path and then the slow path down to min — then any node
-            zl = state.zonelist(step.cpu_node)
-            if floor == "low":
-                amount = _walk(state, task, zl, mask, amount, "low", placed)
-                amount = _walk(state, task, zl, mask, amount, "min", placed)
-            return _walk(state, task, zl, allowed, amount, floor, placed)
-        return _walk(state, task, state.zonelist(step.cpu_node), allowed, amount, floor, placed)
+            amount = _walk(state, task, first, amount, "low", placed)
+            amount = _walk(state, task, first, amount, "min", placed)
+        return _walk(state, task, walk, amount, floor, placed)
 
     swapped = 0
+    fast = plan.simple  # a walk's fast path was just tried
     while True:
-        amount = attempt(amount, "low")          # fast path
+        if not fast:
+            amount = attempt(amount, "low")      # fast path
+        fast = False
         if amount:
             amount = attempt(amount, "min")      # slow path: ALLOC_WMARK_MIN
-        if amount:                               # direct reclaim drops page cache
+        if amount and state.reclaim_left:        # direct reclaim drops page cache
             reclaimed = False
-            for n in sorted(mask if step.policy is Policy.BIND else allowed):
-                if state.reclaimable[n]:
-                    state.free[n] += state.reclaimable[n]
-                    state.reclaimable[n] = 0
+            reclaimable = state.reclaimable
+            for n in plan.reclaim:
+                if reclaimable[n]:
+                    state.free[n] += reclaimable[n]
+                    state.grew(n)
+                    reclaimable[n] = 0
+                    state.reclaim_left -= 1
                     reclaimed = True
             if reclaimed:
                 amount = attempt(amount, "min")
-        reach = mask if step.policy is Policy.BIND else allowed
-        last: list[_Chunk] = []                  # what the previous retry placed
-        last_sizes: list[tuple[int, int]] = []
-        while amount and state.swap_free:        # reclaim swaps the oldest anon memory out
-            out = state.swap_out(reach, min(amount, state.swap_free))
-            if not out:
-                break
-            swapped += out
-            mark = len(task.chunks)
-            turns: dict[int, int] = {}
-            amount = attempt(amount, "min", turns)
-            new = task.chunks[mark:]
-            sizes = [(c.node, c.bytes) for c in new]
-            if _SKIP_SWAP_CYCLES and sizes == last_sizes and out == sum(b for _, b in sizes) \
-                    and all(c.bytes == 0 for c in last):
-                # what the rest of the request must cover for the next round to repeat this one
-                need = ((max(turns.values(), default=0) + 1) * len(interleave) if interleave
-                        else out)
-                cycles = _steady_cycles(amount, state.swap_free, out, need)
-                if cycles:
-                    amount -= cycles * out
-                    swapped += cycles * out
-                    _skip_cycles(state, task, sizes, cycles, placed)
-            last, last_sizes = new, sizes
+        if amount and state.swap_free:
+            amount, more = _swap_loop(state, task, plan, amount, attempt, placed)
+            swapped += more
         if not amount:
-            return swapped, 0, events
-        event = _oom(state, task, step, index)
+            return swapped, 0
+        event = _oom(state, task, plan, index)
         if event is None:
-            return swapped, amount, events
+            return swapped, amount
         events.append(event)
         if event.victim == task.name:
-            return swapped, amount, events
+            return swapped, amount
+
+
+def _swap_loop(state: _State, task: _Task, plan: _Plan, amount: int,
+               attempt: Callable[..., int], placed: dict[int, int]) -> tuple[int, int]:
+    """Reclaim swaps the oldest anonymous memory out and the allocation retries, while swap
+    lasts; return (the rest of the request, the bytes swapped)."""
+    swapped = 0
+    interleave = plan.interleave
+    last: list[_Chunk] = []                  # what the previous retry placed
+    last_sizes: list[tuple[int, int]] = []
+    while amount and state.swap_free:
+        out = state.swap_out(plan.reach, min(amount, state.swap_free))
+        if not out:
+            break
+        swapped += out
+        mark = len(task.chunks)
+        turns: dict[int, int] = {}
+        amount = attempt(amount, "min", turns)
+        new = task.chunks[mark:]
+        sizes = [(c[1], c[0]) for c in new]
+        if _SKIP_SWAP_CYCLES and sizes == last_sizes and out == sum(b for _, b in sizes) \
+                and all(c[0] == 0 for c in last):
+            # what the rest of the request must cover for the next round to repeat this one
+            need = ((max(turns.values(), default=0) + 1) * len(interleave) if interleave
+                    else out)
+            cycles = _steady_cycles(amount, state.swap_free, out, need)
+            if cycles:
+                amount -= cycles * out
+                swapped += cycles * out
+                _skip_cycles(state, task, sizes, cycles, placed)
+        last, last_sizes = new, sizes
+    return amount, swapped
 
 
 #: The swap loop's shortcut (:func:`_steady_cycles`); tests switch it off to compare.
@@ -635,6 +929,7 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
     state.swap_free += out
     state.swap_used -= out
     left -= out
+    emptied = 0
     for n in sorted(task.placed, key=lambda n: -task.placed[n]):
         if left <= 0:
             break
@@ -643,16 +938,21 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
         task.resident -= give
         state.dirty.add(task)
         state.free[n] += give
+        state.grew(n)
         rest = give
         for chunk in reversed(task.chunks):
             if rest <= 0:
                 break
-            if chunk.node == n and chunk.bytes:
-                cut = min(rest, chunk.bytes)
-                chunk.bytes -= cut
+            if chunk[1] == n and chunk[0]:
+                cut = min(rest, chunk[0])
+                chunk[0] -= cut
                 rest -= cut
+                if not chunk[0]:
+                    emptied += 1
         placed[n] = placed.get(n, 0) - give
         left -= give
+    if emptied:
+        state.dead(emptied)
     size = task.hugepage_size
     for n in sorted(task.hugepages, key=lambda n: -task.hugepages[n]):
         if left <= 0 or not size:
@@ -669,19 +969,23 @@ def _free(state: _State, task: _Task, amount: int | None, placed: dict[int, int]
 
 def simulate(host: SimHost, steps: Iterable[Step], *, record_steps: bool = True) -> SimResult:
     """Play *steps* on *host*.  Every byte a task requests ends resident on a node, in swap, or
-    failed (or freed, or gone with an OOM-killed task).  *record_steps*: keep a
-    :class:`StepResult` per step (the audit's verdict needs only the end and the OOM events:
+    failed (or freed, or gone with an OOM-killed task).  *record_steps*: keep what each step did
+    (:attr:`SimResult.steps`; the audit's verdict needs only the end and the OOM events:
     ``steps`` is then empty)."""
     state = _State(host)
-    results: list[StepResult] = []
+    tasks = state.tasks
+    free, low, room_low = state.free, state.low, state.room_low
+    plans = host._plans
+    rows: list[tuple] = []
     events: list[OomEvent] = []
     for index, step in enumerate(steps):
-        task = state.tasks.get(step.name)
+        name = step.name
+        task = tasks.get(name)
         if task is None:
-            task = state.tasks[step.name] = _Task(step.name, order=len(state.tasks))
+            task = tasks[name] = _Task(name, len(tasks))
         placed: dict[int, int] = {}
         swapped = failed = 0
-        step_events: list[OomEvent] = []
+        mark = len(events)
         if step.action == "free":
             _free(state, task, step.size, placed)
             requested = 0
@@ -695,17 +999,24 @@ def simulate(host: SimHost, steps: Iterable[Step], *, record_steps: bool = True)
                 state.adjusted = True
             requested = step.size or 0
             task.requested += requested
-            swapped, failed, step_events = _alloc(state, task, step, index, placed)
-            task.failed += failed
-        events.extend(step_events)
+            # the common case first: the fast path of a walk whose first node with room above
+            # the low watermark holds the whole request (what _alloc would do, without it)
+            plan = plans.get((id(step.policy), step.nodes, step.cpu_node, step.cpuset_mems))
+            done = False
+            if plan is not None and plan.simple and room_low and requested > 0 \
+                    and not step.hugepage_size:
+                for n in plan.walk:
+                    if n in room_low:
+                        if free[n] - low[n] >= requested:
+                            state.take(task, n, requested, placed)
+                            done = True
+                        break
+            if not done:
+                swapped, failed = _alloc(state, task, step, index, placed, events)
+                task.failed += failed
         if record_steps:
-            results.append(StepResult(index, step.name, step.action, requested, placed,
-                                      swapped, failed, tuple(step_events), dict(state.free),
-                                      state.swap_used))
-    allocations = tuple(
-        Allocation(t.name, t.requested, {n: b for n, b in t.placed.items() if b},
-                   t.swapped, t.failed, t.killed,
-                   {n: b for n, b in t.hugepages.items() if b})
-        for t in sorted(state.tasks.values(), key=lambda t: t.order))
-    return SimResult(tuple(results), allocations, dict(state.free), state.swap_used,
+            rows.append((index, name, step.action, requested, placed, swapped, failed,
+                         tuple(events[mark:]) if len(events) > mark else (),
+                         tuple(free.values()), state.swap_used))
+    return SimResult(rows, tuple(free), list(tasks.values()), dict(free), state.swap_used,
                      tuple(events))

@@ -38,6 +38,8 @@ from numaguard.display import printable
 from numaguard.report.term import DEFAULT_WIDTH, GLUE, Column, Grid, paint, paragraph, styled
 from numaguard.units import GiB, MiB, format_bytes
 
+_string = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
 # -- JSON ---------------------------------------------------------------------------------------
 
 
@@ -54,12 +56,14 @@ def event_to_dict(e: OomEvent) -> dict[str, Any]:
             "constraint": e.constraint, "nodes": list(e.nodes), "victim_bytes": e.victim_bytes}
 
 
-def run_to_dict(run: Run) -> dict[str, Any]:
+def run_to_dict(run: Run, *, steps: bool = True) -> dict[str, Any]:
+    """The JSON contract of one run (the module docstring); *steps*: with the per-step list
+    (else ``[]``)."""
     scenario, result = run.scenario, run.result
     host = scenario.host
-    steps = []
-    for sr, step, label in zip(result.steps, scenario.steps, scenario.labels):
-        steps.append({
+    per_step = []
+    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels):
+        per_step.append({
             "index": sr.index,
             "name": sr.name,
             "label": label,
@@ -79,7 +83,7 @@ def run_to_dict(run: Run) -> dict[str, Any]:
         })
     return {
         "scenario": {"name": scenario.name, "source": scenario.source, "mode": run.mode},
-        "steps": steps,
+        "steps": per_step,
         "allocations": [
             {"name": a.name, "requested_bytes": a.requested, "placed": _per_node(a.placed),
              "swapped_bytes": a.swapped, "failed_bytes": a.failed, "oom_killed": a.oom_killed,
@@ -97,13 +101,97 @@ def run_to_dict(run: Run) -> dict[str, Any]:
 
 
 def simulate_json(runs: Sequence[Run]) -> str:
+    """The JSON document of *runs*: ``json.dumps(..., indent=2)`` of :func:`run_to_dict`'s,
+    byte for byte, with each run's steps written by :func:`_steps_json` (json's indented
+    encoder is pure Python, and a 10,000-step run holds half a million lines)."""
+    steps: dict[str, str] = {}
+
+    def lean(run: Run) -> dict[str, Any]:
+        d = run_to_dict(run, steps=False)
+        mark = f"\x00steps{len(steps)}\x00"
+        steps[mark] = run
+        d["steps"] = mark
+        return {k: d[k] for k in _RUN_KEYS}
+
     if len(runs) == 1 and runs[0].mode is None:
-        doc: dict[str, Any] = run_to_dict(runs[0])
+        doc: dict[str, Any] = lean(runs[0])
+        depth = 1
     else:
-        doc = {"compare": {r.mode or "scenario": run_to_dict(r) for r in runs}}
+        doc = {"compare": {r.mode or "scenario": lean(r) for r in runs}}
+        depth = 3
     from numaguard.report.jsonout import versioned
 
-    return json.dumps(versioned(doc), indent=2) + "\n"
+    text = json.dumps(versioned(doc), indent=2) + "\n"
+    for mark, run in steps.items():
+        # the key before it: a scenario name cannot hold an unescaped quote
+        text = text.replace(f'"steps": {json.dumps(mark)}',
+                            '"steps": ' + _steps_json(run, "  " * depth), 1)
+    return text
+
+
+_RUN_KEYS = ("scenario", "steps", "allocations", "nodes", "swap_used_bytes",
+             "swap_free_before_bytes", "oom_events")
+
+
+def _enc(value: Any, indent: str) -> str:
+    """*value* as ``json.dumps(value, indent=2)`` writes it at *indent* (ints, strings, None,
+    booleans, lists and dicts of them; anything else through json itself)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if type(value) is str:
+        return _string(value)
+    inner = indent + "  "
+    if type(value) is list:
+        if not value:
+            return "[]"
+        return ("[\n" + inner + (",\n" + inner).join(_enc(v, inner) for v in value)
+                + "\n" + indent + "]")
+    if type(value) is dict and all(type(k) is str for k in value):
+        if not value:
+            return "{}"
+        return ("{\n" + inner + (",\n" + inner).join(
+            _string(k) + ": " + _enc(v, inner) for k, v in value.items()) + "\n" + indent + "}")
+    return json.dumps(value, indent=2).replace("\n", "\n" + indent)
+
+
+def _steps_json(run: Run, indent: str) -> str:
+    """The ``"steps"`` list of :func:`run_to_dict` as :func:`_enc` writes it at *indent*,
+    from the result's recorded rows; the free memory after each step, the same keys every
+    step, goes through one %-template."""
+    scenario, result = run.scenario, run.result
+    rows = result.step_rows()
+    if not rows:
+        return "[]"
+    item = indent + "  "
+    key = item + "  "
+    ids = result.node_ids
+    free_tpl = ("{\n" + ",\n".join(f"{key}  {_string(str(n))}: %d" for n in ids)
+                + "\n" + key + "}") if ids else "{}"
+    out = []
+    for row, step, label in zip(rows, scenario.steps, scenario.labels):
+        index, name, action, requested, placed, swapped, failed, oom, free, swap = row
+        alloc = step.action == "alloc"
+        out.append(
+            f'{item}{{\n{key}"index": {index},\n{key}"name": {_string(name)},\n'
+            f'{key}"label": {_string(label)},\n{key}"action": {_string(action)},\n'
+            f'{key}"policy": {_string(step.policy.value) if alloc else "null"},\n'
+            f'{key}"nodes": {_enc(_ids(step.nodes), key)},\n'
+            f'{key}"cpu_node": {step.cpu_node if alloc else "null"},\n'
+            f'{key}"cpuset_mems": {_enc(_ids(step.cpuset_mems), key)},\n'
+            f'{key}"hugepage_size_bytes": {_enc(step.hugepage_size, key)},\n'
+            f'{key}"requested_bytes": {requested},\n'
+            f'{key}"placed": {_enc(_per_node(placed), key)},\n'
+            f'{key}"swapped_bytes": {swapped},\n{key}"failed_bytes": {failed},\n'
+            f'{key}"oom": {_enc([event_to_dict(e) for e in oom], key)},\n'
+            f'{key}"free_after": {free_tpl % free},\n'
+            f'{key}"swap_used_after_bytes": {swap}\n{item}}}')
+    return "[\n" + ",\n".join(out) + "\n" + indent + "]"
 
 
 # -- text ---------------------------------------------------------------------------------------
