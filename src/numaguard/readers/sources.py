@@ -20,7 +20,6 @@ read by :func:`read_snapshot_meta`.  Older snapshots without it still load.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -208,6 +207,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: s
     if value is None and optional:
         return None
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        import json
+
         want = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
         raise ParseError(f"expected {want.get(kind, kind)}{' or null' if optional else ''}, "
                          f"got {json.dumps(value)[:40]}", field=name, path=path)
@@ -217,6 +218,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: s
 def read_snapshot_meta(snapshot: str) -> SnapshotMeta | None:
     """``SNAPSHOT/snapshot.json``, checked; ``None`` for a snapshot made before it existed.
     Anything malformed is a :class:`ParseError` naming the file and the field."""
+    import json  # only a snapshot has this file; topology and guests need no JSON reader
+
     from numaguard.readers.files import read_optional_text
 
     path = os.path.join(snapshot, SNAPSHOT_META)
