@@ -37,6 +37,7 @@ from numaguard.model.policy import (
     MemorySpec,
     NumatuneSpec,
     Placement,
+    ResolvedNumatune,
     resolve_numatune,
 )
 from numaguard.units import parse_scaled, unit_scale
@@ -46,16 +47,18 @@ T = TypeVar("T")
 _UINT_MAX = 2**32 - 1
 _PLACEMENTS = {p.value: p for p in Placement}
 
-#: Parsed cpusets/nodesets and sizes shared by every document of a run: a host's guests repeat
-#: the same few texts ("13", "208-223", "4194304" KiB), and parsing each again is most of
-#: the cost of reading them.  Only valid values of short texts with few members are kept, and
-#: at most _SHARED_ENTRIES of each, so hostile input cannot grow them; the functions they
-#: memoise are pure, so a hit is what parsing again would give.
+#: Parsed cpusets/nodesets and sizes, and resolved <numatune>s, shared by every document of a
+#: run: a host's guests repeat the same few texts ("13", "208-223", "4194304" KiB) and
+#: policies, and working each out again was most of the cost of reading them.  Only valid
+#: values of short texts and sets of few members are kept, at most _SHARED_ENTRIES of each (a
+#: few MB however hostile the input); the functions they memoise are pure, so a hit is what
+#: computing again would give.
 _SHARED_BITMAPS: dict[tuple[str, bool], frozenset[int]] = {}
 _SHARED_SIZES: dict[tuple[str, str | None], int] = {}
-_SHARED_ENTRIES = 4096
+_SHARED_NUMATUNES: dict[tuple[object, ...], ResolvedNumatune] = {}
+_SHARED_ENTRIES = 1024
 _SHARED_TEXT = 64
-_SHARED_MEMBERS = 1024
+_SHARED_MEMBERS = 256
 
 
 class _Collector:
@@ -428,43 +431,60 @@ def extract_guest(doc: DomainDocument) -> Guest:
     numatunes = kids.get("numatune", ())
     if len(numatunes) > 1:
         col.add("only one <numatune> is supported", "numatune", numatunes[1])
-    spec = NumatuneSpec()
+    nt = numatunes[0] if numatunes else None
+    nt_mem: etree._Element | None = None
+    memnode_els: list[etree._Element] = []
+    if nt is not None:
+        for child in nt:  # nt.find("memory"), nt.findall("memnode") in one pass
+            if child.tag == "memory":
+                if nt_mem is None:
+                    nt_mem = child
+            elif child.tag == "memnode":
+                memnode_els.append(child)
+    # the policy as written, without the line numbers that only locate its problems
+    mem_key: tuple[str | None, str | None, frozenset[int] | None] | None = None
     bad_memory_nodeset = False
-    if numatunes:
-        nt = numatunes[0]
-        mem_spec = None
-        nt_mem = next(nt.iterchildren("memory"), None)
-        if nt_mem is not None:
-            nodeset = None
-            ns_attr = nt_mem.get("nodeset")
-            if ns_attr is not None:
-                nodeset = col.bitmap("numatune/memory/@nodeset", nt_mem, ns_attr)
-                bad_memory_nodeset = nodeset is None
-            mem_spec = MemorySpec(mode=nt_mem.get("mode"), placement=nt_mem.get("placement"),
-                                  nodeset=nodeset, line=nt_mem.sourceline)
-        memnodes = []
-        for mn in nt.iterchildren("memnode"):
-            cellid = None
-            if mn.get("cellid") is not None:
-                cellid = col.attempt("numatune/memnode/@cellid", mn, _uint, mn.get("cellid"))
-                if cellid is None:
-                    continue
-            nodeset = None
-            ns_attr = mn.get("nodeset")
-            if ns_attr is not None:
-                nodeset = col.bitmap("numatune/memnode/@nodeset", mn, ns_attr)
-                if nodeset is None:
-                    continue
-            memnodes.append(MemnodeSpec(cellid=cellid, mode=mn.get("mode"), nodeset=nodeset,
-                                        line=mn.sourceline))
-        spec = NumatuneSpec(present=True, memory=mem_spec, memnodes=tuple(memnodes),
-                            line=nt.sourceline)
-    resolved = resolve_numatune(
-        spec,
-        vcpu_placement=vcpu_placement,
-        ncells=ncells,
-        has_cpu_pinning=bool(cpuset or pins or emulatorpin or has_iothreadpin),
-    )
+    if nt_mem is not None:
+        nodeset = None
+        ns_attr = nt_mem.get("nodeset")
+        if ns_attr is not None:
+            nodeset = col.bitmap("numatune/memory/@nodeset", nt_mem, ns_attr)
+            bad_memory_nodeset = nodeset is None
+        mem_key = (nt_mem.get("mode"), nt_mem.get("placement"), nodeset)
+    memnodes: list[tuple[int | None, str | None, frozenset[int] | None, etree._Element]] = []
+    for mn in memnode_els:
+        cellid = None
+        if mn.get("cellid") is not None:
+            cellid = col.attempt("numatune/memnode/@cellid", mn, _uint, mn.get("cellid"))
+            if cellid is None:
+                continue
+        nodeset = None
+        ns_attr = mn.get("nodeset")
+        if ns_attr is not None:
+            nodeset = col.bitmap("numatune/memnode/@nodeset", mn, ns_attr)
+            if nodeset is None:
+                continue
+        memnodes.append((cellid, mn.get("mode"), nodeset, mn))
+    has_cpu_pinning = bool(cpuset or pins or emulatorpin or has_iothreadpin)
+    key = (nt is not None, mem_key, tuple(m[:3] for m in memnodes), vcpu_placement, ncells,
+           has_cpu_pinning)
+    resolved = _SHARED_NUMATUNES.get(key)
+    if resolved is None:
+        spec = NumatuneSpec()
+        if nt is not None:
+            mem_spec = None
+            if nt_mem is not None and mem_key is not None:
+                mem_spec = MemorySpec(mode=mem_key[0], placement=mem_key[1], nodeset=mem_key[2],
+                                      line=nt_mem.sourceline)
+            spec = NumatuneSpec(present=True, memory=mem_spec, memnodes=tuple(
+                MemnodeSpec(cellid=c, mode=m, nodeset=n, line=el.sourceline)
+                for c, m, n, el in memnodes), line=nt.sourceline)
+        resolved = resolve_numatune(spec, vcpu_placement=vcpu_placement, ncells=ncells,
+                                    has_cpu_pinning=has_cpu_pinning)
+        # lines only place problems: a policy without problems is the same at any line
+        if (not resolved.problems and len(_SHARED_NUMATUNES) < _SHARED_ENTRIES
+                and all(len(n) <= _SHARED_MEMBERS for n in _nodesets(mem_key, memnodes))):
+            _SHARED_NUMATUNES[key] = resolved
     # A <memory> nodeset that did not parse would come back as "nodeset must be set": report
     # it once, and every other numatune problem as well.
     if resolved.problems:
@@ -503,6 +523,15 @@ def extract_guest(doc: DomainDocument) -> Guest:
         hugepages=tuple(hugepages),
         source=doc.path,
     )
+
+
+def _nodesets(mem_key: tuple[str | None, str | None, frozenset[int] | None] | None,
+              memnodes: list[tuple[int | None, str | None, frozenset[int] | None, etree._Element]],
+              ) -> list[frozenset[int]]:
+    sets = [n for _, _, n, _ in memnodes if n is not None]
+    if mem_key is not None and mem_key[2] is not None:
+        sets.append(mem_key[2])
+    return sets
 
 
 def _cells_phrase(ncells: int) -> str:
