@@ -103,7 +103,7 @@ def _read_regular(path: str, fd: int, limit: int) -> bytes | int:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return st.st_mode
-        data = _read_from(fd, limit)
+        data = _read_from(fd, limit, size=st.st_size)
     except OSError as exc:
         raise _os_error(path, exc) from None
     finally:
@@ -122,16 +122,22 @@ def read_fd(fd: int, limit: int = MAX_BYTES) -> bytes:
     return _read_from(fd, limit)
 
 
-def _read_from(fd: int, limit: int) -> bytes:
-    """:func:`read_fd` from the current offset."""
+def _read_from(fd: int, limit: int, *, size: int | None = None) -> bytes:
+    """:func:`read_fd` from the current offset.  *size*: the file's ``st_size`` when it was
+    opened; a first read that returns exactly that many bytes, fewer than asked for, has read
+    it all (a domain XML then costs one read, not two).  sysfs and procfs files report a size
+    (0 or 4096) that is not their length, so for them the loop reads on to the end."""
     chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = os.read(fd, min(_CHUNK, limit + 1 - size))
+    got = 0
+    while got <= limit:
+        want = min(_CHUNK, limit + 1 - got)
+        chunk = os.read(fd, want)
         if not chunk:
             break
+        if not chunks and len(chunk) == size and size < want:
+            return chunk
         chunks.append(chunk)
-        size += len(chunk)
+        got += len(chunk)
     return b"".join(chunks)
 
 
