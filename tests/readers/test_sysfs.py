@@ -242,6 +242,41 @@ def test_distance_not_numbers(tree: Path) -> None:
         _read(tree)
 
 
+@pytest.mark.parametrize("row", ["21  10\n", "21\t10", " 21 10 \n", "021 010\n", "21 10"])
+def test_distance_rows_in_other_spellings_read_as_the_kernels(tree: Path, row: str) -> None:
+    """The kernel's "21 10\\n" takes a fast path; other spacing and leading zeros the general
+    one, with the same result."""
+    expected = _read(tree).distances
+    (tree / NODE / "node1/distance").write_text(row)
+    assert _read(tree).distances == expected == ((10, 21), (21, 10))
+
+
+@pytest.mark.parametrize("row, why", [("21 256\n", "256 is out of range (at most 255)"),
+                                      ("21 1000\n", "1000 is out of range (at most 255)"),
+                                      ("21\n", "1 distances for 2 online nodes")])
+def test_distance_rows_beyond_the_fast_path_are_checked(tree: Path, row: str, why: str) -> None:
+    distance = tree / NODE / "node1/distance"
+    distance.write_text(row)
+    with pytest.raises(ParseError) as err:
+        _read(tree)
+    assert (err.value.path, err.value.line, err.value.field) == (str(distance), 1, "distance")
+    assert why in str(err.value)
+
+
+def test_meminfo_numbers_of_any_length_and_node_spelling(tree: Path) -> None:
+    """Leading zeros in the node number, and values too long for the fast path, are read by
+    the general one: checked against the limit, not wrapped or refused."""
+    meminfo = tree / NODE / "node1/meminfo"
+    text = meminfo.read_text()
+    meminfo.write_text(text.replace("Node 1 MemTotal:         513228 kB",
+                                    "Node 01 MemTotal: 0000000000000000513228 kB"))
+    assert _read(tree).node(1).mem_total == 513228 * KiB
+    meminfo.write_text(text.replace("513228 kB", "9007199254740992 kB"))
+    with pytest.raises(ParseError, match="out of range") as err:
+        _read(tree)
+    assert (err.value.path, err.value.field) == (str(meminfo), "MemTotal")
+
+
 def test_malformed_cpulist(tree: Path) -> None:
     cpulist = tree / NODE / "node1/cpulist"
     cpulist.write_text("2-x\n")

@@ -37,6 +37,7 @@ from numaguard.model.policy import (
     MemorySpec,
     NumatuneSpec,
     Placement,
+    ResolvedNumatune,
     resolve_numatune,
 )
 from numaguard.units import parse_scaled, unit_scale
@@ -44,6 +45,20 @@ from numaguard.units import parse_scaled, unit_scale
 T = TypeVar("T")
 
 _UINT_MAX = 2**32 - 1
+_PLACEMENTS = {p.value: p for p in Placement}
+
+#: Parsed cpusets/nodesets and sizes, and resolved <numatune>s, shared by every document of a
+#: run: a host's guests repeat the same few texts ("13", "208-223", "4194304" KiB) and
+#: policies, and working each out again was most of the cost of reading them.  Only valid
+#: values of short texts and sets of few members are kept, at most _SHARED_ENTRIES of each (a
+#: few MB however hostile the input); the functions they memoise are pure, so a hit is what
+#: computing again would give.
+_SHARED_BITMAPS: dict[tuple[str, bool], frozenset[int]] = {}
+_SHARED_SIZES: dict[tuple[str, str | None], int] = {}
+_SHARED_NUMATUNES: dict[tuple[object, ...], ResolvedNumatune] = {}
+_SHARED_ENTRIES = 1024
+_SHARED_TEXT = 64
+_SHARED_MEMBERS = 256
 
 
 class _Collector:
@@ -83,9 +98,14 @@ class _Collector:
             return bits
         if self._members > MAX_BITMAP_MEMBERS:
             return None  # reported once, when the budget ran out
-        bits = self.attempt(field, el, parse_nodeset if nonempty else parse_bitmap, text)
+        bits = _SHARED_BITMAPS.get(key)
         if bits is None:
-            return None
+            bits = self.attempt(field, el, parse_nodeset if nonempty else parse_bitmap, text)
+            if bits is None:
+                return None
+            if (len(text) <= _SHARED_TEXT and len(bits) <= _SHARED_MEMBERS
+                    and len(_SHARED_BITMAPS) < _SHARED_ENTRIES):
+                _SHARED_BITMAPS[key] = bits
         self._members += len(bits)
         if self._members > MAX_BITMAP_MEMBERS:
             self.add(f"the cpusets and nodesets of this domain name more than "
@@ -108,6 +128,8 @@ class _Collector:
 def _uint(text: str | None) -> int:
     if text is None:
         raise ParseError("expected a non-negative integer, got nothing")
+    if len(text) < 10 and text.isascii() and text.isdigit():
+        return int(text)  # nine digits or fewer: below _UINT_MAX, what decimal() returns
     return decimal(text, limit=_UINT_MAX)
 
 
@@ -117,16 +139,59 @@ def _text(el: etree._Element | None) -> str | None:
     return (el.text or "").strip()
 
 
+def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
+    """The element children of *el* by tag, in document order, read in one pass.
+
+    This replaces one ElementPath search per field (each walks the children again and costs
+    more than the whole pass).  It matches as ``el.find("vcpu")`` does: the tag exactly, so
+    ``vcpu`` is a child with no namespace; comments and processing instructions (whose tag is
+    not a string) are skipped."""
+    kids: dict[str, list[etree._Element]] = {}
+    for child in el:
+        tag = child.tag
+        if tag.__class__ is str:
+            group = kids.get(tag)
+            if group is None:
+                kids[tag] = [child]
+            else:
+                group.append(child)
+    return kids
+
+
+def _first(kids: dict[str, list[etree._Element]], tag: str) -> etree._Element | None:
+    group = kids.get(tag)
+    return group[0] if group else None
+
+
+def _grandchildren(kids: dict[str, list[etree._Element]], tag: str,
+                   sub: str) -> list[etree._Element]:
+    """``el.findall("tag/sub")`` over the children read by :func:`_children`."""
+    group = kids.get(tag)
+    if group is None:
+        return []
+    return [g for child in group for g in child.iterchildren(sub)]
+
+
 def _memory_of(el: etree._Element, col: _Collector, field: str, *, value: str | None = None,
                unit_attr: str = "unit") -> int | None:
     raw = value if value is not None else (el.text or "")
+    unit = el.get(unit_attr)
+    key = (raw, unit)
+    size = _SHARED_SIZES.get(key)
+    if size is not None:
+        return size
     try:
-        scale = unit_scale(el.get(unit_attr))
+        scale = unit_scale(unit)
     except ParseError as exc:
         base = field.rsplit("/@", 1)[0] if "/@" in field else field
         col.add(exc.reason, f"{base}/@{unit_attr}", el)
         return None
-    return col.attempt(field, el, parse_scaled, raw.strip(), None, default_scale=scale)
+    size = col.attempt(field, el, parse_scaled, raw.strip(), None, default_scale=scale)
+    if (size is not None and len(raw) <= _SHARED_TEXT
+            and (unit is None or len(unit) <= _SHARED_TEXT)
+            and len(_SHARED_SIZES) < _SHARED_ENTRIES):
+        _SHARED_SIZES[key] = size
+    return size
 
 
 def extract_guest(doc: DomainDocument) -> Guest:
@@ -134,21 +199,23 @@ def extract_guest(doc: DomainDocument) -> Guest:
     reject the definition."""
     root = doc.root
     col = _Collector(doc.path)
+    kids = _children(root)
 
-    name_el = root.find("name")
-    name = _text(name_el)
+    name_el = _first(kids, "name")
+    name_text = None if name_el is None else name_el.text or ""
+    name = None if name_text is None else name_text.strip()
     if not name:
         col.add("missing <name>", "name", name_el if name_el is not None else root)
         name = "?"
-    elif "\n" in (name_el.text or ""):
+    elif "\n" in name_text:
         # every driver's DefineXML: virXMLCheckIllegalChars("name", def->name, "\n")
         col.add("a domain name cannot contain a line break (libvirt refuses it)", "name",
                 name_el)
         name = "?"
-    uuid = _text(root.find("uuid")) or None
+    uuid = _text(_first(kids, "uuid")) or None
 
     # --- vCPUs (virDomainVcpuParse) -------------------------------------------------------
-    vcpu_el = root.find("vcpu")
+    vcpu_el = _first(kids, "vcpu")
     vcpus = vcpus_current = 1
     vcpu_placement = Placement.STATIC
     cpuset: frozenset[int] | None = None
@@ -171,7 +238,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
                         "vcpu/@current", vcpu_el)
         placement_attr = vcpu_el.get("placement")
         if placement_attr in ("static", "auto"):
-            vcpu_placement = Placement(placement_attr)
+            vcpu_placement = _PLACEMENTS[placement_attr]
         elif placement_attr is not None:
             col.add(f"unsupported placement {placement_attr!r} (static, auto)",
                     "vcpu/@placement", vcpu_el)
@@ -189,10 +256,10 @@ def extract_guest(doc: DomainDocument) -> Guest:
     pins: list[VcpuPin] = []
     emulatorpin: frozenset[int] | None = None
     has_iothreadpin = False
-    cputune = root.find("cputune")
+    cputune = _first(kids, "cputune")
     if cputune is not None:
         seen_vcpus: set[int] = set()
-        for pin in cputune.findall("vcpupin"):
+        for pin in cputune.iterchildren("vcpupin"):
             vcpu = col.attempt("cputune/vcpupin/@vcpu", pin, _uint, pin.get("vcpu"))
             # virDomainVcpuPinDefParseXML: a pin for a vCPU beyond the maximum is ignored
             # ("Ignoring vcpupin for missing vcpus", a warning only), before its cpuset is read.
@@ -212,22 +279,23 @@ def extract_guest(doc: DomainDocument) -> Guest:
             seen_vcpus.add(vcpu)
             if cpus is not None:
                 pins.append(VcpuPin(vcpu, cpus))
-        emu = cputune.find("emulatorpin")
+        emu = next(cputune.iterchildren("emulatorpin"), None)
         if emu is not None:
             emu_attr = emu.get("cpuset")
             if emu_attr is None:
                 col.add("missing cpuset", "cputune/emulatorpin/@cpuset", emu)
             else:
                 emulatorpin = col.bitmap("cputune/emulatorpin/@cpuset", emu, emu_attr)
-        has_iothreadpin = cputune.find("iothreadpin") is not None
+        has_iothreadpin = next(cputune.iterchildren("iothreadpin"), None) is not None
     pins.sort(key=lambda p: p.vcpu)
 
     # --- guest NUMA cells (virDomainNumaDefParseXML) ---------------------------------------
     cell_ids: list[int] = []
     cell_cpus: list[frozenset[int]] = []
     cell_mem: list[int] = []
-    cells_el = root.findall("cpu/numa/cell")
-    numa_el = root.find("cpu/numa")
+    numas = _grandchildren(kids, "cpu", "numa")
+    cells_el = [cell for numa in numas for cell in numa.iterchildren("cell")]
+    numa_el = numas[0] if numas else None
     if numa_el is not None and not cells_el:
         col.add("NUMA topology defined without NUMA cells", "cpu/numa", numa_el)
     ncells = len(cells_el)
@@ -275,19 +343,24 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cell_mem.append(by_id[cid][1])
 
     # --- memory sizes (virDomainDefPostParseMemory) ----------------------------------------
-    mem_el = root.find("memory")
+    mem_el = _first(kids, "memory")
     declared = 0
     if mem_el is not None:
         declared = _memory_of(mem_el, col, "memory") or 0
     hotplug = 0
-    for size_el in root.findall("devices/memory/target/size"):
-        hotplug += _memory_of(size_el, col, "devices/memory/target/size") or 0
-    # virDomainMemoryDefValidate: a memory device's target node must be a guest NUMA cell.
-    for node_el in root.findall("devices/memory/target/node"):
-        target = col.attempt("devices/memory/target/node", node_el, _uint, node_el.text)
-        if target is not None and target >= ncells:
-            col.add(f"memory device targets guest NUMA cell {target}, but the guest "
-                    + _cells_phrase(ncells), "devices/memory/target/node", node_el)
+    sizes: list[etree._Element] = []
+    dimms = _grandchildren(kids, "devices", "memory")
+    if dimms:
+        targets = [t for m in dimms for t in m.iterchildren("target")]
+        sizes = [s for t in targets for s in t.iterchildren("size")]
+        for size_el in sizes:
+            hotplug += _memory_of(size_el, col, "devices/memory/target/size") or 0
+        # virDomainMemoryDefValidate: a memory device's target node must be a guest NUMA cell.
+        for node_el in (n for t in targets for n in t.iterchildren("node")):
+            target = col.attempt("devices/memory/target/node", node_el, _uint, node_el.text)
+            if target is not None and target >= ncells:
+                col.add(f"memory device targets guest NUMA cell {target}, but the guest "
+                        + _cells_phrase(ncells), "devices/memory/target/node", node_el)
     numa_total = sum(cell_mem)
     # libvirt sets <memory> to the sum of the guest cells plus memory devices when it defines a
     # guest with NUMA cells (the qemu driver parses with ABI update); we do the same.
@@ -295,11 +368,11 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if not numa_total and hotplug > declared and not col.problems:
         # virDomainDefPostParseMemory: without NUMA cells <memory> includes the devices.
         col.add(f"memory devices total {hotplug} bytes, more than <memory> ({declared} bytes)",
-                "devices/memory/target/size", root.find("devices/memory/target/size"))
+                "devices/memory/target/size", sizes[0])
     if memory - hotplug <= 0 and not col.problems:
         col.add("memory size must be given in <memory> or in the guest NUMA cells", "memory",
                 mem_el if mem_el is not None else root)
-    cur_el = root.find("currentMemory")
+    cur_el = _first(kids, "currentMemory")
     current = memory
     if cur_el is not None:
         cur = _memory_of(cur_el, col, "currentMemory")
@@ -308,9 +381,9 @@ def extract_guest(doc: DomainDocument) -> Guest:
 
     # --- hugepages (virDomainDefMemtuneValidate) --------------------------------------------
     hugepages: list[HugepageBacking] = []
-    hp_el = root.find("memoryBacking/hugepages")
-    if hp_el is not None:
-        pages = hp_el.findall("page")
+    hp_els = _grandchildren(kids, "memoryBacking", "hugepages")
+    if hp_els:
+        pages = list(hp_els[0].iterchildren("page"))
         if not pages:
             hugepages.append(HugepageBacking(size=None, cells=None))
         for page in pages:
@@ -355,51 +428,69 @@ def extract_guest(doc: DomainDocument) -> Guest:
                 hugepages.append(HugepageBacking(size=size, cells=cells_set))
 
     # --- numatune --------------------------------------------------------------------------
-    numatunes = root.findall("numatune")
+    numatunes = kids.get("numatune", ())
     if len(numatunes) > 1:
         col.add("only one <numatune> is supported", "numatune", numatunes[1])
-    spec = NumatuneSpec()
+    nt = numatunes[0] if numatunes else None
+    nt_mem: etree._Element | None = None
+    memnode_els: list[etree._Element] = []
+    if nt is not None:
+        for child in nt:  # nt.find("memory"), nt.findall("memnode") in one pass
+            if child.tag == "memory":
+                if nt_mem is None:
+                    nt_mem = child
+            elif child.tag == "memnode":
+                memnode_els.append(child)
+    # the policy as written, without the line numbers that only locate its problems
+    mem_key: tuple[str | None, str | None, frozenset[int] | None] | None = None
     bad_memory_nodeset = False
-    if numatunes:
-        nt = numatunes[0]
-        mem_spec = None
-        nt_mem = nt.find("memory")
-        if nt_mem is not None:
-            nodeset = None
-            ns_attr = nt_mem.get("nodeset")
-            if ns_attr is not None:
-                nodeset = col.bitmap("numatune/memory/@nodeset", nt_mem, ns_attr)
-                bad_memory_nodeset = nodeset is None
-            mem_spec = MemorySpec(mode=nt_mem.get("mode"), placement=nt_mem.get("placement"),
-                                  nodeset=nodeset, line=nt_mem.sourceline)
-        memnodes = []
-        for mn in nt.findall("memnode"):
-            cellid = None
-            if mn.get("cellid") is not None:
-                cellid = col.attempt("numatune/memnode/@cellid", mn, _uint, mn.get("cellid"))
-                if cellid is None:
-                    continue
-            nodeset = None
-            ns_attr = mn.get("nodeset")
-            if ns_attr is not None:
-                nodeset = col.bitmap("numatune/memnode/@nodeset", mn, ns_attr)
-                if nodeset is None:
-                    continue
-            memnodes.append(MemnodeSpec(cellid=cellid, mode=mn.get("mode"), nodeset=nodeset,
-                                        line=mn.sourceline))
-        spec = NumatuneSpec(present=True, memory=mem_spec, memnodes=tuple(memnodes),
-                            line=nt.sourceline)
-    resolved = resolve_numatune(
-        spec,
-        vcpu_placement=vcpu_placement,
-        ncells=ncells,
-        has_cpu_pinning=bool(cpuset or pins or emulatorpin or has_iothreadpin),
-    )
+    if nt_mem is not None:
+        nodeset = None
+        ns_attr = nt_mem.get("nodeset")
+        if ns_attr is not None:
+            nodeset = col.bitmap("numatune/memory/@nodeset", nt_mem, ns_attr)
+            bad_memory_nodeset = nodeset is None
+        mem_key = (nt_mem.get("mode"), nt_mem.get("placement"), nodeset)
+    memnodes: list[tuple[int | None, str | None, frozenset[int] | None, etree._Element]] = []
+    for mn in memnode_els:
+        cellid = None
+        if mn.get("cellid") is not None:
+            cellid = col.attempt("numatune/memnode/@cellid", mn, _uint, mn.get("cellid"))
+            if cellid is None:
+                continue
+        nodeset = None
+        ns_attr = mn.get("nodeset")
+        if ns_attr is not None:
+            nodeset = col.bitmap("numatune/memnode/@nodeset", mn, ns_attr)
+            if nodeset is None:
+                continue
+        memnodes.append((cellid, mn.get("mode"), nodeset, mn))
+    has_cpu_pinning = bool(cpuset or pins or emulatorpin or has_iothreadpin)
+    key = (nt is not None, mem_key, tuple(m[:3] for m in memnodes), vcpu_placement, ncells,
+           has_cpu_pinning)
+    resolved = _SHARED_NUMATUNES.get(key)
+    if resolved is None:
+        spec = NumatuneSpec()
+        if nt is not None:
+            mem_spec = None
+            if nt_mem is not None and mem_key is not None:
+                mem_spec = MemorySpec(mode=mem_key[0], placement=mem_key[1], nodeset=mem_key[2],
+                                      line=nt_mem.sourceline)
+            spec = NumatuneSpec(present=True, memory=mem_spec, memnodes=tuple(
+                MemnodeSpec(cellid=c, mode=m, nodeset=n, line=el.sourceline)
+                for c, m, n, el in memnodes), line=nt.sourceline)
+        resolved = resolve_numatune(spec, vcpu_placement=vcpu_placement, ncells=ncells,
+                                    has_cpu_pinning=has_cpu_pinning)
+        # lines only place problems: a policy without problems is the same at any line
+        if (not resolved.problems and len(_SHARED_NUMATUNES) < _SHARED_ENTRIES
+                and all(len(n) <= _SHARED_MEMBERS for n in _nodesets(mem_key, memnodes))):
+            _SHARED_NUMATUNES[key] = resolved
     # A <memory> nodeset that did not parse would come back as "nodeset must be set": report
     # it once, and every other numatune problem as well.
-    col.problems.extend(
-        p.located(path=doc.path) for p in resolved.problems
-        if not (bad_memory_nodeset and p.field == "numatune/memory/@nodeset"))
+    if resolved.problems:
+        col.problems.extend(
+            p.located(path=doc.path) for p in resolved.problems
+            if not (bad_memory_nodeset and p.field == "numatune/memory/@nodeset"))
 
     if col.problems:
         raise col.error()
@@ -413,7 +504,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             hugepage_size=_cell_hugepage_size(hugepages, cid),
         )
         for i, cid in enumerate(cell_ids)
-    )
+    ) if cell_ids else ()
     if resolved.vcpu_placement is Placement.AUTO:
         cpuset = None
     return Guest(
@@ -432,6 +523,15 @@ def extract_guest(doc: DomainDocument) -> Guest:
         hugepages=tuple(hugepages),
         source=doc.path,
     )
+
+
+def _nodesets(mem_key: tuple[str | None, str | None, frozenset[int] | None] | None,
+              memnodes: list[tuple[int | None, str | None, frozenset[int] | None, etree._Element]],
+              ) -> list[frozenset[int]]:
+    sets = [n for _, _, n, _ in memnodes if n is not None]
+    if mem_key is not None and mem_key[2] is not None:
+        sets.append(mem_key[2])
+    return sets
 
 
 def _cells_phrase(ncells: int) -> str:

@@ -3,36 +3,81 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Container
+from typing import NamedTuple
 
 from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, ParseError, PermissionDenied, SourceError
 from numaguard.model.guest import Guest
-from numaguard.readers.files import read_bytes
+from numaguard.readers.files import read_bytes, read_listed_bytes
 
 
-def read_domain_file(path: str) -> Guest:
-    return extract_guest(DomainDocument(read_bytes(path), path=path))
+def read_domain_file(path: str, *, listed: bool = False) -> Guest:
+    """The guest in the domain XML *path*; *listed*: a directory listing just showed it to be a
+    regular file, not a link (:func:`~numaguard.readers.files.read_listed_bytes`)."""
+    data = read_listed_bytes(path) if listed else read_bytes(path)
+    return extract_guest(DomainDocument(data, path=path))
 
 
 def list_domain_files(folder: str) -> list[str]:
+    """Every ``*.xml`` of *folder* but folders, sorted."""
+    return [listed.path for listed in list_domain_files_keyed(folder)]
+
+
+class ListedFile(NamedTuple):
+    """A domain XML found in a folder."""
+
+    path: str
+    #: ``os.path.realpath(path)``: the key that tells two names of one file from two files
+    real: str
+    #: the listing showed a regular file, not a link (read with ``read_listed_bytes``)
+    plain: bool
+
+
+def list_domain_files_keyed(folder: str) -> list[ListedFile]:
+    """Every ``*.xml`` of *folder* but folders, sorted, each with its real path.
+
+    The real path costs one ``realpath`` of the folder, not one per file (four ``lstat`` calls
+    each): for an entry that is not a symbolic link it is the folder's real path joined with the
+    name.  Whether an entry is a link or a folder comes from the directory listing itself
+    (``os.scandir``'s file type), so a plain file costs no system call at all here."""
     try:
-        names = os.listdir(folder)
+        with os.scandir(folder) as listing:
+            # Every *.xml but folders is read, so a FIFO, a device or a dangling link named
+            # like a domain is an error naming it (readers.files refuses it), never silently
+            # left out.
+            entries = [(entry.name, entry.is_symlink(), entry.is_file(follow_symlinks=False))
+                       for entry in listing
+                       if entry.name.endswith(".xml") and not _is_dir(entry)]
     except FileNotFoundError:
         raise SourceError(folder, "no such directory") from None
     except NotADirectoryError:
         raise SourceError(folder, "not a directory") from None
     except PermissionError:
         raise PermissionDenied(folder) from None
-    # Every *.xml but folders is read, so a FIFO, a device or a dangling link named like a
-    # domain is an error naming it (readers.files refuses it), never silently left out.
-    return sorted(os.path.join(folder, n) for n in names
-                  if n.endswith(".xml") and not os.path.isdir(os.path.join(folder, n)))
+    real_folder = os.path.realpath(folder)
+    keyed = []
+    for name, link, plain in entries:
+        path = os.path.join(folder, name)
+        real = os.path.realpath(path) if link else os.path.join(real_folder, name)
+        keyed.append(ListedFile(path, real, plain and not link))
+    keyed.sort()
+    return keyed
 
 
-def read_domain_files(paths: list[str]) -> list[Guest]:
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """``os.path.isdir`` of the entry (links followed; an error is "not a folder")."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def read_domain_files(paths: list[str], *, listed: Container[str] = ()) -> list[Guest]:
     """Read every file; if any is invalid or unreadable, raise one :class:`InvalidDocument`
-    listing the problems of all of them (a user fixes them in one go).
+    listing the problems of all of them (a user fixes them in one go).  *listed*: the paths a
+    directory listing just showed to be regular files (:class:`ListedFile`'s ``plain``).
 
     When there are domain XMLs but this user may read none of them (``/etc/libvirt/qemu`` keeps
     them 0600 root), that is one line saying so (:func:`none_readable`), never a host with no
@@ -42,7 +87,7 @@ def read_domain_files(paths: list[str]) -> list[Guest]:
     denied: list[str] = []
     for path in paths:
         try:
-            guests.append(read_domain_file(path))
+            guests.append(read_domain_file(path, listed=path in listed))
         except InvalidDocument as exc:
             problems.extend(exc.problems)
         except ParseError as exc:
@@ -81,4 +126,5 @@ def none_readable(paths: list[str], reason: str = "permission denied",
 
 
 def read_domain_dir(folder: str) -> list[Guest]:
-    return read_domain_files(list_domain_files(folder))
+    listed = list_domain_files_keyed(folder)
+    return read_domain_files([f.path for f in listed], listed={f.path for f in listed if f.plain})

@@ -29,6 +29,7 @@ MAX_BYTES = 16 * 1024 * 1024
 _CHUNK = 64 * 1024
 _OPEN_FLAGS = (os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
                | getattr(os, "O_CLOEXEC", 0))
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def file_kind(mode: int) -> str:
@@ -71,11 +72,38 @@ def read_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         raise _os_error(path, exc) from None
+    data = _read_regular(path, fd, limit)
+    if isinstance(data, int):
+        raise _not_regular(path, data)
+    return data
+
+
+def read_listed_bytes(path: str, *, limit: int = MAX_BYTES) -> bytes:
+    """:func:`read_bytes` of a file that a directory listing (``os.scandir``) just showed to be a
+    regular file and not a symbolic link, without the ``stat`` before the open.
+
+    The open adds ``O_NOFOLLOW``, so a link put in the file's place since the listing is not
+    followed, and the ``fstat`` after it refuses anything but a regular file before a byte is
+    read.  A FIFO swapped in meanwhile is opened (without blocking: ``O_NONBLOCK``) and closed
+    unread, as :func:`read_bytes` would in the same race between its ``stat`` and its open.
+    On any surprise (the open fails, the file is no longer regular) it is :func:`read_bytes`
+    that reads or refuses the path, so every message is the same as there."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS | _O_NOFOLLOW)
+    except (OSError, ValueError):
+        return read_bytes(path, limit=limit)
+    data = _read_regular(path, fd, limit)
+    return read_bytes(path, limit=limit) if isinstance(data, int) else data
+
+
+def _read_regular(path: str, fd: int, limit: int) -> bytes | int:
+    """The content of the file just opened as *fd* (closed here) if ``fstat`` finds it a regular
+    file, else its ``st_mode``; more than *limit* bytes is an error."""
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise _not_regular(path, st.st_mode)
-        data = read_fd(fd, limit)
+            return st.st_mode
+        data = _read_from(fd, limit, size=st.st_size)
     except OSError as exc:
         raise _os_error(path, exc) from None
     finally:
@@ -91,14 +119,25 @@ def read_fd(fd: int, limit: int = MAX_BYTES) -> bytes:
     handlers allocate a buffer of the size asked for, and fail with ENOMEM on a huge read (seen
     on /proc/sys/kernel/numa_balancing)."""
     os.lseek(fd, 0, os.SEEK_SET)
+    return _read_from(fd, limit)
+
+
+def _read_from(fd: int, limit: int, *, size: int | None = None) -> bytes:
+    """:func:`read_fd` from the current offset.  *size*: the file's ``st_size`` when it was
+    opened; a first read that returns exactly that many bytes, fewer than asked for, has read
+    it all (a domain XML then costs one read, not two).  sysfs and procfs files report a size
+    (0 or 4096) that is not their length, so for them the loop reads on to the end."""
     chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = os.read(fd, min(_CHUNK, limit + 1 - size))
+    got = 0
+    while got <= limit:
+        want = min(_CHUNK, limit + 1 - got)
+        chunk = os.read(fd, want)
         if not chunk:
             break
+        if not chunks and len(chunk) == size and size < want:
+            return chunk
         chunks.append(chunk)
-        size += len(chunk)
+        got += len(chunk)
     return b"".join(chunks)
 
 

@@ -20,16 +20,18 @@ read by :func:`read_snapshot_meta`.  Older snapshots without it still load.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from numaguard.errors import ParseError, SourceError
 from numaguard.model.guest import Guest
 from numaguard.model.topology import Host
 from numaguard.readers.files import decode_utf8, read_bytes
+
+if TYPE_CHECKING:
+    from numaguard.readers.domains import ListedFile
 
 LIVE_ROOT = "/"
 LIBVIRT_QEMU_DIR = "/etc/libvirt/qemu"
@@ -205,6 +207,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: s
     if value is None and optional:
         return None
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        import json
+
         want = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
         raise ParseError(f"expected {want.get(kind, kind)}{' or null' if optional else ''}, "
                          f"got {json.dumps(value)[:40]}", field=name, path=path)
@@ -214,6 +218,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: s
 def read_snapshot_meta(snapshot: str) -> SnapshotMeta | None:
     """``SNAPSHOT/snapshot.json``, checked; ``None`` for a snapshot made before it existed.
     Anything malformed is a :class:`ParseError` naming the file and the field."""
+    import json  # only a snapshot has this file; topology and guests need no JSON reader
+
     from numaguard.readers.files import read_optional_text
 
     path = os.path.join(snapshot, SNAPSHOT_META)
@@ -302,9 +308,11 @@ def _is_topology_file(path: str) -> bool:
     return _first_tag(data) == b"capabilities"
 
 
-def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
-    """(host source or ``None``, sysfs root for host facts or ``None``, domain XML files)."""
-    from numaguard.readers.domains import list_domain_files
+def _split_source(source: str) -> tuple[str | None, str | None, list[ListedFile]]:
+    """(host source or ``None``, sysfs root for host facts or ``None``, domain XML files, each
+    with its real path)."""
+    from numaguard.readers.domains import ListedFile
+    from numaguard.readers.domains import list_domain_files_keyed as list_domain_files
 
     if os.path.isdir(source):
         if is_snapshot(source):
@@ -317,7 +325,7 @@ def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
         if _is_sysfs_root(source):
             return source, facts_root(source), []
         files = list_domain_files(source)
-        topology = [f for f in files if os.path.basename(f) == CAPABILITIES_FILE]
+        topology = [f for f in files if os.path.basename(f.path) == CAPABILITIES_FILE]
         if topology or os.path.isfile(os.path.join(source, NUMACTL_FILE)):
             # a flat folder: capabilities.xml or numactl-H.txt beside the domain XMLs
             return source, None, [f for f in files if f not in topology]
@@ -326,7 +334,7 @@ def _split_source(source: str) -> tuple[str | None, str | None, list[str]]:
         raise SourceError(source, "no such file or directory")
     if _is_topology_file(source):
         return source, None, []
-    return None, None, [source]
+    return None, None, [ListedFile(source, os.path.realpath(source), plain=False)]
 
 
 def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
@@ -352,6 +360,7 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
     meta: SnapshotMeta | None = None
     files: list[str] = []
     seen: set[str] = set()
+    plain: set[str] = set()
     for source in sources:
         host_part, root, domain_files = _split_source(source)
         if host_source is None and host_part is not None:
@@ -359,10 +368,11 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
             if os.path.isdir(source) and is_snapshot(source):
                 meta = read_snapshot_meta(source)
         for f in domain_files:
-            real = os.path.realpath(f)
-            if real not in seen:
-                seen.add(real)
-                files.append(f)
+            if f.real not in seen:
+                seen.add(f.real)
+                files.append(f.path)
+                if f.plain:
+                    plain.add(f.path)
     if host_source is None:
         raise SourceError(", ".join(sources), "no host topology among the sources: add a "
                           "snapshot, a sysfs root, a numactl -H file or a capabilities XML "
@@ -371,7 +381,7 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
         host = read_host_dir(host_source)
     else:
         host = read_host_file(host_source)
-    guests = read_domain_files(files)
+    guests = read_domain_files(files, listed=plain)
     release = kernel_release(facts_root) if facts_root is not None else None
     return AuditInput(host, tuple(guests), release, snapshot_meta=meta,
                       start_order=meta.start_order if meta is not None else None,

@@ -41,7 +41,7 @@ from dataclasses import replace
 
 from numaguard.cpuset import parse_cpulist
 from numaguard.errors import ParseError, PermissionDenied, SourceError
-from numaguard.limits import MAX_NODES, decimal, distance_row, shorten
+from numaguard.limits import MAX_DISTANCE, MAX_NODES, decimal, distance_row, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers.files import read_optional_text, read_text
 from numaguard.units import KiB
@@ -64,6 +64,8 @@ _HUGEPAGES_NAME = re.compile(r"hugepages-([0-9]+)kB")
 _NODE_MEMINFO_LINE = re.compile(r"Node ([0-9]+) ([A-Za-z0-9_()]+):\s+([0-9]+)( kB)?")
 # "SwapTotal:       0 kB" / "HugePages_Total:       0"
 _MEMINFO_LINE = re.compile(r"([A-Za-z0-9_()]+):\s+([0-9]+)( kB)?")
+# "10 21 21 31\n": node<N>/distance as the kernel prints it (any other spacing: the slow path)
+_DISTANCE_ROW = re.compile(r"[0-9]{1,3}(?: [0-9]{1,3})*\n?")
 
 
 class SysfsReader:
@@ -271,6 +273,7 @@ def _node_id(digits: str, path: str, *, line: int | None = None) -> int:
 def _parse_node_meminfo(text: str, nid: int, path: str) -> dict[str, int]:
     """``Node <nid> <Key>: <n> [kB]`` lines -> ``{Key: bytes or count}``."""
     values: dict[str, int] = {}
+    own = str(nid)
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -280,12 +283,14 @@ def _parse_node_meminfo(text: str, nid: int, path: str) -> dict[str, int]:
             raise ParseError(f"malformed line {line.strip()!r} (expected "
                              f"'Node {nid} <Key>: <number> kB')", field=key, path=path,
                              line=lineno)
-        if _node_id(m.group(1), path, line=lineno) != nid:
-            raise ParseError(f"line is about node {m.group(1)[:20]}, expected node {nid}",
-                             field=m.group(2), path=path, line=lineno)
-        number = _uint(m.group(3), path, m.group(2), lineno,
-                       limit=_MAX_KIB if m.group(4) else 2**63 - 1)
-        values[m.group(2)] = number * KiB if m.group(4) else number
+        node, key, digits, kb = m.groups()
+        if node != own and _node_id(node, path, line=lineno) != nid:
+            raise ParseError(f"line is about node {node[:20]}, expected node {nid}",
+                             field=key, path=path, line=lineno)
+        # up to 15 digits is below both limits (2**53 kB, 2**63 - 1); longer: checked
+        number = int(digits) if len(digits) <= 15 else _uint(
+            digits, path, key, lineno, limit=_MAX_KIB if kb else 2**63 - 1)
+        values[key] = number * KiB if kb else number
     return values
 
 
@@ -305,6 +310,12 @@ def _parse_meminfo(text: str, path: str, *, wanted: tuple[str, ...]) -> dict[str
 
 
 def _parse_distance(text: str, count: int, path: str) -> tuple[int, ...]:
+    if _DISTANCE_ROW.fullmatch(text):
+        # the kernel's own format (node_read_distance): up to three digits each, one space
+        # apart; a million entries at 1,024 nodes, so checked by one regular expression
+        row = tuple(map(int, text.split()))
+        if len(row) == count and max(row) <= MAX_DISTANCE:
+            return row
     fields = text.split()
     if not all(f.isascii() and f.isdigit() for f in fields):
         raise ParseError(f"expected distances separated by spaces, got {shorten(text.strip())!r}",
