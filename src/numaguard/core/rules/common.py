@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from numaguard.core.capacity import MemoryUnit
@@ -37,6 +38,12 @@ def size(n: int) -> str:
 
 
 def nodes_text(nodes: frozenset[int] | set[int] | tuple[int, ...]) -> str:
+    """``node 3`` / ``nodes 0-2,5``."""
+    return _nodes_text(frozenset(nodes) if isinstance(nodes, set) else nodes)
+
+
+@lru_cache(maxsize=4096)   # the same few nodesets, in message after message
+def _nodes_text(nodes: frozenset[int] | tuple[int, ...]) -> str:
     ids = sorted(nodes)
     if len(ids) == 1:
         return f"node {ids[0]}"
@@ -48,9 +55,23 @@ def numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[i
     """A ``<numatune>`` change for the guest (or its cell's ``<memnode>``), with the numaguard
     and virsh lines that make it.  libvirt never changes the mode of a running guest, so the
     virsh line edits the persistent config and the guest needs a cold restart.  An empty
-    nodeset is a bug of the caller (virsh would read the next option as the bitmap)."""
+    nodeset is a bug of the caller (virsh would read the next option as the bitmap).
+
+    Made once per (unit, mode, nodeset, why) and audit: NG110 proposes the same change for
+    every kill one binding causes (thousands on a large over-committed host)."""
     if not nodeset:
         raise ValueError(f"numatune fix for {unit.label} with an empty nodeset")
+    key = (id(unit), mode, nodeset, why)
+    made = ctx.fixes.get(key)
+    if made is not None and made[0] is unit:   # the unit itself: an id may be reused
+        return made[1]
+    fix = _numatune_fix(ctx, unit, mode, nodeset, why)
+    ctx.fixes[key] = (unit, fix)
+    return fix
+
+
+def _numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[int],
+                  why: str) -> Fix:
     have = ctx.host.node_ids
     if not nodeset <= have:   # a fix must name only nodes the host has (NG107 says the rest)
         nodeset = nodeset & have or frozenset({min(have)})

@@ -115,7 +115,7 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
         low = {n: flow.headroom[n] for n in sorted(piece) if flow.headroom[n] < minimum}
         if not low:
             continue
-        units = [u for u in ctx.bound_units if u.static_nodeset and u.static_nodeset & set(low)]
+        units = ctx.units_meeting(frozenset(low))
         worst = min(low, key=lambda n: low[n])
         lows = " and ".join(f"node {n} only {size(h)}" for n, h in low.items())
         biggest = max(units, key=lambda u: u.size)

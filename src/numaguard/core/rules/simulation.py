@@ -28,15 +28,27 @@ def binding_text(u: MemoryUnit) -> str:
     return f"{p.mode.value}{implicit} on {nodes_text(u.static_nodeset)}"
 
 
-def culprit_unit(ctx: Context, guest: str, nodes: tuple[int, ...]) -> MemoryUnit | None:
-    """The bound memory of *guest* that the kernel could not serve on *nodes*: its largest
-    bound unit whose nodeset lies inside them (else meets them)."""
+def culprit(ctx: Context, guest: str, nodes: tuple[int, ...]) -> tuple[MemoryUnit | None,
+                                                                      str | None]:
+    """The bound memory of *guest* that the kernel could not serve on *nodes* — its largest
+    bound unit whose nodeset lies inside them (else meets them) — with its
+    :func:`binding_text`.  Found once per (guest, nodes) and audit: every kill names it up to
+    three times, and one binding causes many kills."""
+    culprits: dict[tuple[str, tuple[int, ...]], tuple[MemoryUnit | None, str | None]] = \
+        ctx.__dict__.setdefault("_culprits", {})
+    key = (guest, nodes)
+    found = culprits.get(key)
+    if found is not None:
+        return found
+    where = set(nodes)
     units = [u for u in ctx.units_by_guest.get(guest, ()) if u.bound
              and u.static_nodeset is not None]
     inside = [u for u in units if u.static_nodeset is not None
-              and u.static_nodeset <= set(nodes)]
-    near = inside or [u for u in units if u.static_nodeset and u.static_nodeset & set(nodes)]
-    return max(near, key=lambda u: (u.size, u.label), default=None)
+              and u.static_nodeset <= where]
+    near = inside or [u for u in units if u.static_nodeset and u.static_nodeset & where]
+    unit = max(near, key=lambda u: (u.size, u.label), default=None)
+    found = culprits[key] = (unit, binding_text(unit) if unit is not None else None)
+    return found
 
 
 class Balance:
@@ -45,7 +57,10 @@ class Balance:
     simulator's host), plus free swap.  Hugepage-backed memory comes from the pools (NG301)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+        # what shrink() reads, not the context itself: the context keeps this object, and a
+        # cycle would leave the whole audit to the cyclic garbage collector
+        self.guests = ctx.guests
+        self.units_by_guest = ctx.units_by_guest
         host = ctx.sim_host
         self.demand = sum(u.size for u in ctx.units if not u.on_hugepages)
         self.ram = sum(max(0, n.free - n.watermark_min) + n.reclaimable for n in host.nodes)
@@ -61,15 +76,14 @@ class Balance:
         """Shrink the guest the OOM killer would pick — the largest whose maximum memory
         virsh can lower (no guest NUMA cells, ordinary pages) — by *short*, rounded to whole
         GiB; when none is large enough, move guests to another host."""
-        ctx = self.ctx
-        candidates = [g for g in ctx.guests if not g.cells and not any(
-            u.on_hugepages for u in ctx.units_by_guest.get(g.name, ()))]
+        candidates = [g for g in self.guests if not g.cells and not any(
+            u.on_hugepages for u in self.units_by_guest.get(g.name, ()))]
         new_size = 0
         target = max(candidates, key=lambda g: (g.memory, g.name), default=None)
         if target is not None:
             new_size = (target.memory - max(short, 1)) // GiB * GiB
         if target is None or new_size < GiB:
-            biggest = max(ctx.guests, key=lambda g: (g.memory, g.name))
+            biggest = max(self.guests, key=lambda g: (g.memory, g.name))
             return Fix(guest=biggest.name,
                        description=f"move guests holding at least {size(short)} (e.g. "
                                    f"{biggest.name}) to another host, or give this host more "
@@ -93,7 +107,7 @@ def balance(ctx: Context) -> Balance:
 def _kill_fix(ctx: Context, kill: Kill) -> Fix | None:
     if kill.constraint == "global":
         return balance(ctx).fix
-    unit = culprit_unit(ctx, kill.trigger, kill.nodes)
+    unit = culprit(ctx, kill.trigger, kill.nodes)[0]
     if unit is None or unit.static_nodeset is None:
         return None
     return numatune_fix(ctx, unit, relaxed_mode(unit), unit.static_nodeset,
@@ -120,8 +134,7 @@ def kill_message(ctx: Context, kill: Kill) -> str:
         else:
             head = f"{kill.victim} ({vsize}) will be OOM-killed as it grows: {cause}"
     else:
-        unit = culprit_unit(ctx, kill.trigger, kill.nodes)
-        binding = binding_text(unit) if unit is not None else f"bound to {where}"
+        binding = culprit(ctx, kill.trigger, kill.nodes)[1] or f"bound to {where}"
         limit = _CONSTRAINT.get(kill.constraint, "it may use only")
         if kill.innocent:
             head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
@@ -175,9 +188,10 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
     host that is out of memory as a whole (constraint ``global``), NG111's fix.
     """
     prediction = ctx.prediction
+    tried = len(ctx.orders)
     for kill in prediction.kills:
-        unit = culprit_unit(ctx, kill.trigger, kill.nodes) if kill.constraint != "global" \
-            else None
+        unit, binding = (culprit(ctx, kill.trigger, kill.nodes) if kill.constraint != "global"
+                         else (None, None))
         # a host out of memory has no guest at fault: whoever grew last only tipped it
         guests = ((kill.victim,) if kill.constraint == "global"
                   else tuple(dict.fromkeys((kill.victim, kill.trigger))))
@@ -186,9 +200,9 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
             guests=guests, nodes=kill.nodes,
             evidence={"victim": kill.victim, "trigger": kill.trigger,
                       "constraint": kill.constraint, "freed_bytes": kill.victim_bytes,
-                      **({"binding": binding_text(unit)} if unit is not None else {}),
+                      **({"binding": binding} if unit is not None else {}),
                       "order": kill.order.label, "orders_killing": len(kill.orders),
-                      "orders_tried": len(ctx.orders)},
+                      "orders_tried": tried},
             fix=_kill_fix(ctx, kill))
     for failure in prediction.failures:
         unit = max((u for u in ctx.units_by_guest.get(failure.guest, ()) if u.bound
