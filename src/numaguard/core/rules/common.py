@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from numaguard.core.capacity import MemoryUnit
 from numaguard.core.findings import Fix
@@ -15,6 +16,8 @@ from numaguard.units import format_bytes
 if TYPE_CHECKING:
     from numaguard.core.rules import Context
 
+T = TypeVar("T")
+
 #: text lists of guests in messages name at most this many, then "and N more"
 LIST_LIMIT = 10
 
@@ -23,9 +26,18 @@ def names_text(names: list[str] | tuple[str, ...], limit: int = LIST_LIMIT) -> s
     """``a, b, c`` — at most *limit* names, then ``and N more`` (the finding's ``guests``
     keeps every name)."""
     names = list(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return _shown(names[:limit], len(names))
+
+
+def first_named(items: list[T], say: Callable[[T], str], limit: int = LIST_LIMIT) -> str:
+    """:func:`names_text` of ``say(item)`` for *items*, calling *say* only for the items
+    shown."""
+    return _shown([say(x) for x in items[:limit]], len(items))
+
+
+def _shown(shown: list[str], total: int) -> str:
+    more = total - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def fix_command(ctx: Context, guest: str, *args: str) -> str:

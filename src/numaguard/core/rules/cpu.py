@@ -109,6 +109,11 @@ def _units_of(ctx: Context) -> Iterator[tuple[Guest, MemoryUnit, frozenset[int]]
 def _pinned_nodes(ctx: Context, guest: Guest, vcpus: Iterable[int]) -> dict[int, frozenset[int]]:
     """Host nodes of each pinned vCPU (vCPUs that may run anywhere, or only on CPUs no node
     owns, are left out)."""
+    if not guest.pins:   # every vCPU has the <vcpu cpuset>, or may run anywhere
+        if guest.cpuset is None:
+            return {}
+        nodes = ctx.host.nodes_of_cpus(guest.cpuset)
+        return dict.fromkeys(sorted(vcpus), nodes) if nodes else {}
     out: dict[int, frozenset[int]] = {}
     for v in sorted(vcpus):
         allowed = guest.vcpu_cpus(v)
@@ -374,21 +379,26 @@ def _node_loads(ctx: Context) -> dict[int, _NodeLoad]:
     host = ctx.host
     #: the one node whose CPUs hold all of a CPU set (None: several, or none), per set
     home: dict[frozenset[int], int | None] = {}
+    def home_of(allowed: frozenset[int]) -> int | None:
+        if allowed not in home:
+            nodes = host.nodes_of_cpus(allowed)
+            n = next(iter(nodes)) if len(nodes) == 1 else None
+            home[allowed] = n if n is not None and allowed <= host.node(n).cpus else None
+        return home[allowed]
+
     for guest in ctx.guests:
         if not _statically_placed(guest):
             continue
+        if not guest.pins:   # every vCPU has the <vcpu cpuset>, or may run anywhere
+            n = home_of(guest.cpuset) if guest.cpuset and guest.vcpus_current > 0 else None
+            if n is not None:
+                loads[n].by_guest.setdefault(guest.name, []).extend(
+                    range(guest.vcpus_current))
+                loads[n].vcpus += guest.vcpus_current
+            continue
         for v in range(guest.vcpus_current):
             allowed = guest.vcpu_cpus(v)
-            if not allowed:
-                continue
-            if allowed in home:
-                n = home[allowed]
-            else:
-                nodes = host.nodes_of_cpus(allowed)
-                n = next(iter(nodes)) if len(nodes) == 1 else None
-                if n is not None and not allowed <= host.node(n).cpus:
-                    n = None
-                home[allowed] = n
+            n = home_of(allowed) if allowed else None
             if n is not None:
                 loads[n].by_guest.setdefault(guest.name, []).append(v)
                 loads[n].vcpus += 1
@@ -400,6 +410,8 @@ def _targets(ctx: Context, load: _NodeLoad, roomiest: list[_NodeLoad], name: str
     """Nodes that can take these vCPUs, and the memory the guest binds to the loaded node.
     *roomiest*: every node's load, most free vCPU slots first (so that only nodes with room
     for the vCPUs are looked at); the nodes come back in that order."""
+    if not roomiest or roomiest[0].limit - roomiest[0].vcpus < len(vcpus):
+        return []   # no node has room for them (often: every node is over-committed)
     here = frozenset({load.node})
     bound_here = [u for u in ctx.units_by_guest.get(name, ()) if u.static_nodeset == here]
     need = sum(u.size for u in bound_here if not u.on_hugepages)

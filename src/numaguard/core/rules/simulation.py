@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 
 from numaguard.core.capacity import MemoryUnit
@@ -119,35 +120,94 @@ def _orders_text(ctx: Context, names: tuple[str, ...]) -> str:
     return f"{len(names)} of the {tried} start order{'s' if tried > 1 else ''} tried"
 
 
-def kill_message(ctx: Context, kill: Kill) -> str:
-    victim = ctx.guest_by_name.get(kill.victim)
-    vsize = size(victim.memory) if victim is not None else size(kill.victim_bytes)
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    """What NG110's findings say of the kills of one (constraint, trigger, nodes): the nodes,
+    the binding at fault (``None``: none found, or a host out of memory as a whole) and how
+    to word it, and the fix."""
+
+    where: str
+    bound: str | None
+    binding: str
+    limit: str
+    verb: str
+    fix: Fix | None
+
+
+def _cause(ctx: Context, kill: Kill) -> _Cause:
     where = nodes_text(kill.nodes)
-    order = kill.order.label
     if kill.constraint == "global":
         b = balance(ctx)
-        cause = (f"the host is out of memory: the guests need {size(b.demand)} of ordinary "
-                 f"memory, the nodes can give {size(b.ram)} and swap {size(b.swap)}")
-        if kill.innocent:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
-                    f"{cause}, and the kernel kills the largest guest")
+        said = (f"the host is out of memory: the guests need {size(b.demand)} of ordinary "
+                f"memory, the nodes can give {size(b.ram)} and swap {size(b.swap)}")
+        return _Cause(where, None, said, "", "", _kill_fix(ctx, kill))
+    unit, bound = culprit(ctx, kill.trigger, kill.nodes)
+    return _Cause(where, bound if unit is not None else None, bound or f"bound to {where}",
+                  _CONSTRAINT.get(kill.constraint, "it may use only"),
+                  "is" if len(kill.nodes) == 1 else "are", _kill_fix(ctx, kill))
+
+
+def _kill_findings(ctx: Context) -> Iterator[Finding]:
+    """NG110's finding for each kill.  What comes back kill after kill — a victim's size, an
+    order's label, the cause of the kills of one binding and its fix — is made once per
+    audit: a large over-committed host has thousands of kills."""
+    tried = len(ctx.orders)
+    of_tried = f" of the {tried} start order{'s' if tried > 1 else ''} tried"
+    sizes: dict[str, str] = {}
+    labels: dict[int, str] = {}   # by id(): hashing an order hashes its guests
+    causes: dict[tuple[str, str, tuple[int, ...]], _Cause] = {}
+    by_name = ctx.guest_by_name
+    for kill in ctx.prediction.kills:
+        victim, trigger, nodes, constraint = kill.victim, kill.trigger, kill.nodes, \
+            kill.constraint
+        vsize = sizes.get(victim)
+        if vsize is None:
+            guest = by_name.get(victim)
+            if guest is None:
+                vsize = size(kill.victim_bytes)
+            else:
+                vsize = sizes[victim] = size(guest.memory)
+        label = labels.get(id(kill.order))
+        if label is None:
+            label = labels[id(kill.order)] = kill.order.label
+        key = (constraint, trigger, nodes)
+        cause = causes.get(key)
+        if cause is None:
+            cause = causes[key] = _cause(ctx, kill)
+        innocent = victim != trigger
+        evidence: dict[str, object] = {"victim": victim, "trigger": trigger,
+                                       "constraint": constraint,
+                                       "freed_bytes": kill.victim_bytes}
+        if constraint == "global":
+            # a host out of memory has no guest at fault: whoever grew last only tipped it
+            guests: tuple[str, ...] = (victim,)
+            if innocent:
+                head = (f"{victim} ({vsize}) will be OOM-killed when {trigger} grows: "
+                        f"{cause.binding}, and the kernel kills the largest guest")
+            else:
+                head = f"{victim} ({vsize}) will be OOM-killed as it grows: {cause.binding}"
         else:
-            head = f"{kill.victim} ({vsize}) will be OOM-killed as it grows: {cause}"
-    else:
-        binding = culprit(ctx, kill.trigger, kill.nodes)[1] or f"bound to {where}"
-        limit = _CONSTRAINT.get(kill.constraint, "it may use only")
-        if kill.innocent:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
-                    f"{kill.trigger} is {binding}, {limit} {where}, and {where} "
-                    f"{'is' if len(kill.nodes) == 1 else 'are'} full; QEMU binds guest RAM "
-                    "with mbind, so every QEMU is a candidate and the kernel kills the "
-                    f"largest — {kill.victim}, which is not at fault (killing it may free "
-                    f"nothing on {where}, and then {kill.trigger} dies too)")
-        else:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed as it grows: it is "
-                    f"{binding} and {where} cannot hold it")
-    return (f"{head}.  Simulated with every guest touching all its memory: killed in "
-            f"{_orders_text(ctx, kill.orders)} (first: {order}).")
+            guests = (victim, trigger) if innocent else (victim,)
+            if cause.bound is not None:
+                evidence["binding"] = cause.bound
+            where = cause.where
+            if innocent:
+                head = (f"{victim} ({vsize}) will be OOM-killed when {trigger} grows: "
+                        f"{trigger} is {cause.binding}, {cause.limit} {where}, and {where} "
+                        f"{cause.verb} full; QEMU binds guest RAM with mbind, so every QEMU "
+                        "is a candidate and the kernel kills the largest — "
+                        f"{victim}, which is not at fault (killing it may free nothing on "
+                        f"{where}, and then {trigger} dies too)")
+            else:
+                head = (f"{victim} ({vsize}) will be OOM-killed as it grows: it is "
+                        f"{cause.binding} and {where} cannot hold it")
+        evidence["order"] = label
+        evidence["orders_killing"] = len(kill.orders)
+        evidence["orders_tried"] = tried
+        yield Finding("NG110", Severity.CRITICAL,
+                      f"{head}.  Simulated with every guest touching all its memory: killed "
+                      f"in {len(kill.orders)}{of_tried} (first: {label}).",
+                      guests, nodes, evidence, cause.fix)
 
 
 def failure_message(ctx: Context, f: Failure) -> str:
@@ -188,22 +248,7 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
     host that is out of memory as a whole (constraint ``global``), NG111's fix.
     """
     prediction = ctx.prediction
-    tried = len(ctx.orders)
-    for kill in prediction.kills:
-        unit, binding = (culprit(ctx, kill.trigger, kill.nodes) if kill.constraint != "global"
-                         else (None, None))
-        # a host out of memory has no guest at fault: whoever grew last only tipped it
-        guests = ((kill.victim,) if kill.constraint == "global"
-                  else tuple(dict.fromkeys((kill.victim, kill.trigger))))
-        yield Finding(
-            "NG110", Severity.CRITICAL, kill_message(ctx, kill),
-            guests=guests, nodes=kill.nodes,
-            evidence={"victim": kill.victim, "trigger": kill.trigger,
-                      "constraint": kill.constraint, "freed_bytes": kill.victim_bytes,
-                      **({"binding": binding} if unit is not None else {}),
-                      "order": kill.order.label, "orders_killing": len(kill.orders),
-                      "orders_tried": tried},
-            fix=_kill_fix(ctx, kill))
+    yield from _kill_findings(ctx)
     for failure in prediction.failures:
         unit = max((u for u in ctx.units_by_guest.get(failure.guest, ()) if u.bound
                     and not u.on_hugepages and u.static_nodeset), key=lambda u: u.size,
@@ -265,7 +310,17 @@ def host_overcommit(ctx: Context) -> Iterator[Finding]:
 def fate(ctx: Context, guests: set[str] | frozenset[str] | tuple[str, ...]) -> str:
     """What the simulator (NG110) predicts for the memory of *guests*, as the end of a
     sentence: who is OOM-killed when they grow — often not they themselves — or that no
-    start order tried kills anyone for them."""
+    start order tried kills anyone for them.  Said once per set of guests and audit (NG102,
+    NG103 and NG101 ask about the same guests)."""
+    fates: dict[frozenset[str], str] = ctx.__dict__.setdefault("_fates", {})
+    key = frozenset(guests)
+    said = fates.get(key)
+    if said is None:
+        said = fates[key] = _fate(ctx, key)
+    return said
+
+
+def _fate(ctx: Context, guests: frozenset[str]) -> str:
     by_guest = ctx.prediction.bound_kills
     kills: list[Kill] = []
     seen: set[int] = set()   # by identity: hashing a Kill hashes its whole start order
