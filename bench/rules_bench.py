@@ -87,13 +87,16 @@ def rules_seconds(snap: str, runs: int = RUNS) -> tuple[float, float]:
     return alone, whole
 
 
-def rules_rows(tmp: str, runs: int = RUNS) -> list[tuple[str, float]]:
-    """The rules alone (and the whole audit) on each snapshot of :data:`SNAPSHOTS`, built
-    under *tmp*."""
+def rules_rows(tmp: str, runs: int = RUNS,
+               snapshots: tuple[tuple[int, int, int, str], ...] = SNAPSHOTS
+               ) -> list[tuple[str, float]]:
+    """The rules alone (and the whole audit) on each of *snapshots* (default
+    :data:`SNAPSHOTS`; the two 10,000-guest ones take most of a minute), built under *tmp*
+    unless there already."""
     from tests.support.synth import synth_snapshot
 
     rows = []
-    for nodes, guests, node_gib, words in SNAPSHOTS:
+    for nodes, guests, node_gib, words in snapshots:
         snap = os.path.join(tmp, f"rules-{nodes}-{guests}-{node_gib}")
         if not os.path.isdir(snap):
             synth_snapshot(snap, nodes=nodes, guests=guests, node_gib=node_gib)
