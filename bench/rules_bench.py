@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,15 +107,24 @@ def rules_rows(tmp: str, runs: int = RUNS,
     return rows
 
 
+def floor_seconds(runs: int = RUNS) -> float:
+    """``python -c pass``, the machine's yardstick in the same run (it is shared and noisy)."""
+    return median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
+                          runs)
+
+
 def main() -> None:
+    floor = floor_seconds()
+    print(f"python -c pass: {floor * 1000:.1f} ms")
     if len(sys.argv) > 1:
         for snap in sys.argv[1:]:
             alone, whole = rules_seconds(snap)
-            print(f"{snap}: rules {alone * 1000:8.1f} ms   audit {whole * 1000:8.1f} ms")
+            print(f"{snap}: rules {alone * 1000:8.1f} ms ({alone / floor:4.1f}x)   "
+                  f"audit {whole * 1000:8.1f} ms ({whole / floor:4.1f}x)")
         return
     with tempfile.TemporaryDirectory() as tmp:
         for label, secs in rules_rows(tmp):
-            print(f"{label:<80} {secs * 1000:9.1f} ms")
+            print(f"{label:<80} {secs * 1000:9.1f} ms ({secs / floor:5.1f}x)")
 
 
 if __name__ == "__main__":
