@@ -14,6 +14,7 @@ Pure: no I/O.
 from __future__ import annotations
 
 import shlex
+from functools import lru_cache
 
 
 def _escape(c: str) -> str:
@@ -43,6 +44,7 @@ def printable_lines(text: str) -> str:
                      for line in text.split("\n"))
 
 
+@lru_cache(maxsize=4096)   # the same guest names and options, in every fix of a large audit
 def shell_quote(word: str) -> str:
     """One shell word that means *word* when pasted: ``shlex.quote`` for printable text, else
     bash's ANSI-C quoting (``$'vm\\x1b1'``), so no control character reaches the terminal

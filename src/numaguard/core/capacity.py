@@ -17,7 +17,7 @@ Parts backed by hugepages come out of the hugepage pools (rule NG301), not out o
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from numaguard.errors import UnitError
 from numaguard.model.guest import Guest
@@ -74,7 +74,10 @@ def capacities(host: Host, reserve: Reserve = DEFAULT_RESERVE) -> dict[int, int]
 
 @dataclass(frozen=True, slots=True)
 class MemoryUnit:
-    """One part of a guest's memory with one policy: a guest NUMA cell, or the whole guest."""
+    """One part of a guest's memory with one policy: a guest NUMA cell, or the whole guest.
+
+    ``static_nodeset``, ``bound`` and ``label`` follow from the fields and are computed once
+    at construction: the rules read them hundreds of thousands of times on a large host."""
 
     guest: str
     cell: int | None
@@ -82,23 +85,20 @@ class MemoryUnit:
     policy: MemoryPolicy | None
     hugepage_size: int | None
     vcpus: frozenset[int]
+    #: the policy's nodeset when placement is static, else ``None``
+    static_nodeset: frozenset[int] | None = field(init=False, repr=False, compare=False)
+    #: memory may come only from the nodeset: strict (mbind + cgroup) or restrictive
+    bound: bool = field(init=False, repr=False, compare=False)
+    #: the guest's name, or ``GUEST cell N``
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        return self.guest if self.cell is None else f"{self.guest} cell {self.cell}"
-
-    @property
-    def static_nodeset(self) -> frozenset[int] | None:
+    def __post_init__(self) -> None:
         p = self.policy
-        if p is None or p.placement is not Placement.STATIC:
-            return None
-        return p.nodeset
-
-    @property
-    def bound(self) -> bool:
-        """Memory may come only from the nodeset: strict (mbind + cgroup) or restrictive."""
-        return self.policy is not None and self.policy.mode.binds and \
-            self.static_nodeset is not None
+        ns = p.nodeset if p is not None and p.placement is Placement.STATIC else None
+        object.__setattr__(self, "static_nodeset", ns)
+        object.__setattr__(self, "bound", p is not None and p.mode.binds and ns is not None)
+        object.__setattr__(self, "label", self.guest if self.cell is None
+                           else f"{self.guest} cell {self.cell}")
 
     @property
     def on_hugepages(self) -> bool:

@@ -77,15 +77,24 @@ def groups(findings: Iterable[Finding]) -> tuple[Group, ...]:
         else:
             by_key.setdefault(key, []).append(f)
             fixes.setdefault(key, f.fix)
+    # a follower's home: the first group (in order of appearance) that changes the binding of
+    # the follower's one guest and holds a finding at least as severe
+    bindings: dict[object, list[tuple[object, ...]]] = {}
+    for k in by_key:
+        if k[0] == "numatune":
+            bindings.setdefault(k[1], []).append(k)
     for f in followers:
-        home = next((k for k, fs in by_key.items() if k[0] == "numatune"
-                     and f.guests and set(f.guests) <= {k[1]}
-                     and any(x.severity >= f.severity for x in fs)), None)
+        names = set(f.guests)
+        home = next((k for k in bindings.get(next(iter(names)), ())
+                     if any(x.severity >= f.severity for x in by_key[k])),
+                    None) if len(names) == 1 else None
         if home is None:
             key = fix_key(f.fix)
             if key is None:
                 alone.append(f)
                 continue
+            if key[0] == "numatune" and key not in by_key:
+                bindings.setdefault(key[1], []).append(key)
             by_key.setdefault(key, []).append(f)
             fixes.setdefault(key, f.fix)
         else:

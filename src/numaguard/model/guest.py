@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from numaguard.model.policy import MemoryPolicy, Placement
 
@@ -65,14 +65,20 @@ class Guest:
     cells: tuple[GuestCell, ...] = ()
     hugepages: tuple[HugepageBacking, ...] = ()
     source: str | None = None
+    #: vCPU -> CPUs of its first ``<vcpupin>`` (so that vcpu_cpus is a look-up, not a search:
+    #: the rules ask about every vCPU of every guest)
+    _pinned: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pinned: dict[int, frozenset[int]] = {}
+        for pin in self.pins:
+            pinned.setdefault(pin.vcpu, pin.cpus)
+        object.__setattr__(self, "_pinned", pinned)
 
     def vcpu_cpus(self, vcpu: int) -> frozenset[int] | None:
         """Host CPUs a vCPU may run on: its vcpupin, else the ``<vcpu cpuset>``, else ``None``
         (anywhere)."""
-        for pin in self.pins:
-            if pin.vcpu == vcpu:
-                return pin.cpus
-        return self.cpuset
+        return self._pinned.get(vcpu, self.cpuset)
 
     @property
     def policies(self) -> tuple[MemoryPolicy | None, ...]:

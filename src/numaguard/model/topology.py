@@ -68,6 +68,10 @@ class Host:
     _shared_cpus: bool = field(default=False, init=False, repr=False, compare=False)
     _node_ids: frozenset[int] = field(default=frozenset(), init=False, repr=False,
                                       compare=False)
+    #: nodes_of_cpus' answers: hosts have few distinct CPU sets (one per pinning), asked
+    #: about once per vCPU by several rules
+    _nodes_of: dict[frozenset[int], frozenset[int]] = field(default_factory=dict, init=False,
+                                                            repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = [n.id for n in self.nodes]
@@ -105,11 +109,18 @@ class Host:
         return self._cpu_node.get(cpu)
 
     def nodes_of_cpus(self, cpus: frozenset[int]) -> frozenset[int]:
-        """The nodes that hold any of *cpus*: O(len(cpus)), not O(nodes)."""
+        """The nodes that hold any of *cpus*: O(len(cpus)), not O(nodes), the first time a
+        set is asked about; a dictionary look-up after."""
+        known = self._nodes_of.get(cpus)
+        if known is not None:
+            return known
         if self._shared_cpus:
-            return frozenset(n.id for n in self.nodes if n.cpus & cpus)
-        where = self._cpu_node
-        return frozenset(where[c] for c in cpus if c in where)
+            known = frozenset(n.id for n in self.nodes if n.cpus & cpus)
+        else:
+            where = self._cpu_node
+            known = frozenset(where[c] for c in cpus if c in where)
+        self._nodes_of[cpus] = known
+        return known
 
     @property
     def mem_total(self) -> int:

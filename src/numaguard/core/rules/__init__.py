@@ -21,7 +21,7 @@ from numaguard.core.capacity import (
     memory_units,
 )
 from numaguard.core.fallback import fallback_orders
-from numaguard.core.findings import Finding, Severity
+from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import FlowResult, solve
 from numaguard.core.orders import DEFAULT_RANDOM_ORDERS, StartOrder, start_orders
 from numaguard.core.predict import Prediction, play_orders
@@ -118,8 +118,13 @@ class Context:
         self.findings: list[Finding] = []
         self._fallback = fallback  # the host's fallback_orders(), when the caller has them
         self._ranks: dict[int, dict[int, int]] = {}
-        self._by_guest: dict[str, list[Finding]] = {}
-        self._by_guest_len = 0
+        #: findings_for's index: positions in findings per rule (the first *_ruled* findings),
+        #: and per rule asked about, per guest (the first N of that rule's positions)
+        self._by_rule: dict[str, list[int]] = {}
+        self._ruled = 0
+        self._by_rule_guest: dict[str, tuple[int, dict[str, list[int]]]] = {}
+        #: rules/common.py's numatune_fix, by (id(unit), mode, nodeset, why): (unit, fix)
+        self.fixes: dict[tuple[int, str, frozenset[int], str], tuple[MemoryUnit, Fix]] = {}
 
     @cached_property
     def guest_by_name(self) -> dict[str, Guest]:
@@ -206,18 +211,50 @@ class Context:
         """Every guest touching all its memory, in every start order (NG110)."""
         return play_orders(self.sim_host, guest_step_map(self.host, self.guests), self.orders)
 
+    @cached_property
+    def _bound_by_nodeset(self) -> dict[frozenset[int], list[int]]:
+        """Positions in :attr:`bound_units` of the units bound to each nodeset."""
+        by: dict[frozenset[int], list[int]] = {}
+        for i, u in enumerate(self.bound_units):
+            assert u.static_nodeset is not None
+            by.setdefault(u.static_nodeset, []).append(i)
+        return by
+
+    def _bound_where(self, nodes: frozenset[int], inside: bool) -> list[MemoryUnit]:
+        hits = sorted(i for ns, at in self._bound_by_nodeset.items()
+                      if (ns <= nodes if inside else not ns.isdisjoint(nodes)) for i in at)
+        units = self.bound_units
+        return [units[i] for i in hits]
+
     def units_inside(self, nodes: frozenset[int]) -> list[MemoryUnit]:
-        return [u for u in self.bound_units if u.static_nodeset is not None
-                and u.static_nodeset <= nodes]
+        """The bound units whose nodeset lies inside *nodes*, in :attr:`bound_units` order
+        (by nodeset: O(nodesets + answer), not O(units), per over-committed set)."""
+        return self._bound_where(nodes, inside=True)
+
+    def units_meeting(self, nodes: frozenset[int]) -> list[MemoryUnit]:
+        """The bound units whose nodeset meets *nodes*, in :attr:`bound_units` order."""
+        return self._bound_where(nodes, inside=False)
 
     def findings_for(self, guest: str, *rule_ids: str) -> list[Finding]:
-        """The findings so far that name *guest*, of the rules *rule_ids* (indexed by guest;
-        findings added since the last call are indexed first)."""
-        for f in self.findings[self._by_guest_len:]:   # index what was added since
-            for g in f.guests:
-                self._by_guest.setdefault(g, []).append(f)
-        self._by_guest_len = len(self.findings)
-        return [f for f in self._by_guest.get(guest, ()) if f.rule in rule_ids]
+        """The findings so far that name *guest*, of the rules *rule_ids*, in the order they
+        were found (once per time they name it).  Indexed by rule, and the findings of the
+        rules asked about by guest; what was added since the last call is indexed first, so
+        that a rule asking about every guest costs O(findings), not O(guests x findings)."""
+        findings = self.findings
+        for i in range(self._ruled, len(findings)):
+            self._by_rule.setdefault(findings[i].rule, []).append(i)
+        self._ruled = len(findings)
+        hits: list[int] = []
+        for rule_id in dict.fromkeys(rule_ids):
+            at = self._by_rule.get(rule_id, [])
+            done, index = self._by_rule_guest.get(rule_id, (0, {}))
+            for i in at[done:]:
+                for g in findings[i].guests:
+                    index.setdefault(g, []).append(i)
+            self._by_rule_guest[rule_id] = (len(at), index)
+            hits.extend(index.get(guest, ()))
+        hits.sort()
+        return [findings[i] for i in hits]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, TypeVar
 
 from numaguard.core.capacity import MemoryUnit
 from numaguard.core.findings import Fix
@@ -14,6 +16,8 @@ from numaguard.units import format_bytes
 if TYPE_CHECKING:
     from numaguard.core.rules import Context
 
+T = TypeVar("T")
+
 #: text lists of guests in messages name at most this many, then "and N more"
 LIST_LIMIT = 10
 
@@ -22,9 +26,18 @@ def names_text(names: list[str] | tuple[str, ...], limit: int = LIST_LIMIT) -> s
     """``a, b, c`` — at most *limit* names, then ``and N more`` (the finding's ``guests``
     keeps every name)."""
     names = list(names)
-    if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+    return _shown(names[:limit], len(names))
+
+
+def first_named(items: list[T], say: Callable[[T], str], limit: int = LIST_LIMIT) -> str:
+    """:func:`names_text` of ``say(item)`` for *items*, calling *say* only for the items
+    shown."""
+    return _shown([say(x) for x in items[:limit]], len(items))
+
+
+def _shown(shown: list[str], total: int) -> str:
+    more = total - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def fix_command(ctx: Context, guest: str, *args: str) -> str:
@@ -37,6 +50,12 @@ def size(n: int) -> str:
 
 
 def nodes_text(nodes: frozenset[int] | set[int] | tuple[int, ...]) -> str:
+    """``node 3`` / ``nodes 0-2,5``."""
+    return _nodes_text(frozenset(nodes) if isinstance(nodes, set) else nodes)
+
+
+@lru_cache(maxsize=4096)   # the same few nodesets, in message after message
+def _nodes_text(nodes: frozenset[int] | tuple[int, ...]) -> str:
     ids = sorted(nodes)
     if len(ids) == 1:
         return f"node {ids[0]}"
@@ -48,9 +67,23 @@ def numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[i
     """A ``<numatune>`` change for the guest (or its cell's ``<memnode>``), with the numaguard
     and virsh lines that make it.  libvirt never changes the mode of a running guest, so the
     virsh line edits the persistent config and the guest needs a cold restart.  An empty
-    nodeset is a bug of the caller (virsh would read the next option as the bitmap)."""
+    nodeset is a bug of the caller (virsh would read the next option as the bitmap).
+
+    Made once per (unit, mode, nodeset, why) and audit: NG110 proposes the same change for
+    every kill one binding causes (thousands on a large over-committed host)."""
     if not nodeset:
         raise ValueError(f"numatune fix for {unit.label} with an empty nodeset")
+    key = (id(unit), mode, nodeset, why)
+    made = ctx.fixes.get(key)
+    if made is not None and made[0] is unit:   # the unit itself: an id may be reused
+        return made[1]
+    fix = _numatune_fix(ctx, unit, mode, nodeset, why)
+    ctx.fixes[key] = (unit, fix)
+    return fix
+
+
+def _numatune_fix(ctx: Context, unit: MemoryUnit, mode: str, nodeset: frozenset[int],
+                  why: str) -> Fix:
     have = ctx.host.node_ids
     if not nodeset <= have:   # a fix must name only nodes the host has (NG107 says the rest)
         nodeset = nodeset & have or frozenset({min(have)})

@@ -109,6 +109,11 @@ def _units_of(ctx: Context) -> Iterator[tuple[Guest, MemoryUnit, frozenset[int]]
 def _pinned_nodes(ctx: Context, guest: Guest, vcpus: Iterable[int]) -> dict[int, frozenset[int]]:
     """Host nodes of each pinned vCPU (vCPUs that may run anywhere, or only on CPUs no node
     owns, are left out)."""
+    if not guest.pins:   # every vCPU has the <vcpu cpuset>, or may run anywhere
+        if guest.cpuset is None:
+            return {}
+        nodes = ctx.host.nodes_of_cpus(guest.cpuset)
+        return dict.fromkeys(sorted(vcpus), nodes) if nodes else {}
     out: dict[int, frozenset[int]] = {}
     for v in sorted(vcpus):
         allowed = guest.vcpu_cpus(v)
@@ -371,44 +376,61 @@ def _node_loads(ctx: Context) -> dict[int, _NodeLoad]:
     ratio = ctx.options.cpu_overcommit_ratio
     loads = {n.id: _NodeLoad(n.id, len(n.cpus), math.floor(len(n.cpus) * ratio + 1e-9), {})
              for n in ctx.host.nodes}
+    host = ctx.host
+    #: the one node whose CPUs hold all of a CPU set (None: several, or none), per set
+    home: dict[frozenset[int], int | None] = {}
+    def home_of(allowed: frozenset[int]) -> int | None:
+        if allowed not in home:
+            nodes = host.nodes_of_cpus(allowed)
+            n = next(iter(nodes)) if len(nodes) == 1 else None
+            home[allowed] = n if n is not None and allowed <= host.node(n).cpus else None
+        return home[allowed]
+
     for guest in ctx.guests:
         if not _statically_placed(guest):
             continue
+        if not guest.pins:   # every vCPU has the <vcpu cpuset>, or may run anywhere
+            n = home_of(guest.cpuset) if guest.cpuset and guest.vcpus_current > 0 else None
+            if n is not None:
+                loads[n].by_guest.setdefault(guest.name, []).extend(
+                    range(guest.vcpus_current))
+                loads[n].vcpus += guest.vcpus_current
+            continue
         for v in range(guest.vcpus_current):
             allowed = guest.vcpu_cpus(v)
-            if not allowed:
-                continue
-            nodes = ctx.host.nodes_of_cpus(allowed)
-            if len(nodes) != 1:
-                continue
-            (n,) = nodes
-            if allowed <= ctx.host.node(n).cpus:
+            n = home_of(allowed) if allowed else None
+            if n is not None:
                 loads[n].by_guest.setdefault(guest.name, []).append(v)
                 loads[n].vcpus += 1
     return loads
 
 
-def _targets(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad], name: str,
+def _targets(ctx: Context, load: _NodeLoad, roomiest: list[_NodeLoad], name: str,
              vcpus: list[int]) -> list[_NodeLoad]:
-    """Nodes that can take these vCPUs, and the memory the guest binds to the loaded node."""
+    """Nodes that can take these vCPUs, and the memory the guest binds to the loaded node.
+    *roomiest*: every node's load, most free vCPU slots first (so that only nodes with room
+    for the vCPUs are looked at); the nodes come back in that order."""
+    if not roomiest or roomiest[0].limit - roomiest[0].vcpus < len(vcpus):
+        return []   # no node has room for them (often: every node is over-committed)
     here = frozenset({load.node})
     bound_here = [u for u in ctx.units_by_guest.get(name, ()) if u.static_nodeset == here]
+    need = sum(u.size for u in bound_here if not u.on_hugepages)
+    paged = [u for u in bound_here if u.on_hugepages]
     out = []
-    for other in loads.values():
+    for other in roomiest:
+        if other.limit - other.vcpus < len(vcpus):
+            break
         if other.node == load.node or other.cpus == 0:
             continue
-        if other.limit - other.vcpus < len(vcpus):
-            continue
-        need = sum(u.size for u in bound_here if not u.on_hugepages)
         if need and need > ctx.capacity[other.node] - ctx.pledged_alone(other.node, name):
             continue
-        if any(u.on_hugepages and u.size > _unit_fits(ctx, u, other.node) for u in bound_here):
+        if any(u.size > _unit_fits(ctx, u, other.node) for u in paged):
             continue
         out.append(other)
     return out
 
 
-def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix:
+def _move_fix(ctx: Context, load: _NodeLoad, roomiest: list[_NodeLoad]) -> Fix:
     """Move one guest's vCPUs (and the memory it binds to this node) to the node with the most
     free vCPU slots: the smallest guest that covers the excess, else the largest that fits.
     When no node can take any of them, boot the guest with the most vCPUs here with fewer."""
@@ -418,9 +440,10 @@ def _move_fix(ctx: Context, load: _NodeLoad, loads: dict[int, _NodeLoad]) -> Fix
                    key=lambda kv: (0, len(kv[1]), kv[0]) if len(kv[1]) >= excess
                    else (1, -len(kv[1]), kv[0]))
     for name, vcpus in order:
-        targets = _targets(ctx, load, loads, name, vcpus)
+        targets = _targets(ctx, load, roomiest, name, vcpus)
         if not targets:
             continue
+        # (node ids are unique: the order of *targets* cannot decide)
         target = max(targets, key=lambda t: (t.limit - t.vcpus,
                                              -node_distance(host, load.node, t.node), -t.node))
         guest = ctx.guest_by_name[name]
@@ -495,6 +518,7 @@ def node_cpu_overcommit(ctx: Context) -> Iterator[Finding]:
     """
     ratio = ctx.options.cpu_overcommit_ratio
     loads = _node_loads(ctx)
+    roomiest = sorted(loads.values(), key=lambda t: t.limit - t.vcpus, reverse=True)
     for load in loads.values():
         if load.vcpus <= load.limit:
             continue
@@ -510,7 +534,7 @@ def node_cpu_overcommit(ctx: Context) -> Iterator[Finding]:
                       "ratio": ratio, "limit_vcpus": load.limit,
                       "excess_vcpus": load.vcpus - load.limit,
                       "guest_vcpus": {g: len(v) for g, v in sorted(load.by_guest.items())}},
-            fix=_move_fix(ctx, load, loads),
+            fix=_move_fix(ctx, load, roomiest),
         )
 
 
@@ -551,8 +575,8 @@ def guest_cell_mismatch(ctx: Context) -> Iterator[Finding]:
             continue
         vcpus = sorted(pinned)
         crossed = sorted(
-            u.cell for u in ctx.units
-            if u.guest == guest.name and u.cell is not None and u.cell != unit.cell
+            u.cell for u in ctx.units_by_guest[guest.name]
+            if u.cell is not None and u.cell != unit.cell
             and (u.static_nodeset or frozenset()) & vnodes)
         there = (f", where cell{'s' if len(crossed) > 1 else ''} "
                  f"{format_bitmap(crossed)} keep{'' if len(crossed) > 1 else 's'} "

@@ -10,6 +10,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import solve
 from numaguard.core.rules import Context, rule
 from numaguard.core.rules.common import (
+    first_named,
     names_text,
     nodes_text,
     numatune_fix,
@@ -24,9 +25,8 @@ from numaguard.units import GiB
 def _who(units: list[MemoryUnit]) -> str:
     """The largest units first, at most ten, then "and N more" (the finding's ``guests``
     names every guest)."""
-    parts = [f"{u.label} ({size(u.size)} {u.policy.mode.value if u.policy else 'unbound'})"
-             for u in sorted(units, key=lambda u: (-u.size, u.label))]
-    return names_text(parts)
+    return first_named(sorted(units, key=lambda u: (-u.size, u.label)), lambda u: (
+        f"{u.label} ({size(u.size)} {u.policy.mode.value if u.policy else 'unbound'})"))
 
 
 def _are(units: list[MemoryUnit], one: str = "is", many: str = "are") -> str:
@@ -115,7 +115,7 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
         low = {n: flow.headroom[n] for n in sorted(piece) if flow.headroom[n] < minimum}
         if not low:
             continue
-        units = [u for u in ctx.bound_units if u.static_nodeset and u.static_nodeset & set(low)]
+        units = ctx.units_meeting(frozenset(low))
         worst = min(low, key=lambda n: low[n])
         lows = " and ".join(f"node {n} only {size(h)}" for n, h in low.items())
         biggest = max(units, key=lambda u: u.size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 
 from numaguard.core.capacity import MemoryUnit
@@ -28,15 +29,27 @@ def binding_text(u: MemoryUnit) -> str:
     return f"{p.mode.value}{implicit} on {nodes_text(u.static_nodeset)}"
 
 
-def culprit_unit(ctx: Context, guest: str, nodes: tuple[int, ...]) -> MemoryUnit | None:
-    """The bound memory of *guest* that the kernel could not serve on *nodes*: its largest
-    bound unit whose nodeset lies inside them (else meets them)."""
+def culprit(ctx: Context, guest: str, nodes: tuple[int, ...]) -> tuple[MemoryUnit | None,
+                                                                      str | None]:
+    """The bound memory of *guest* that the kernel could not serve on *nodes* — its largest
+    bound unit whose nodeset lies inside them (else meets them) — with its
+    :func:`binding_text`.  Found once per (guest, nodes) and audit: every kill names it up to
+    three times, and one binding causes many kills."""
+    culprits: dict[tuple[str, tuple[int, ...]], tuple[MemoryUnit | None, str | None]] = \
+        ctx.__dict__.setdefault("_culprits", {})
+    key = (guest, nodes)
+    found = culprits.get(key)
+    if found is not None:
+        return found
+    where = set(nodes)
     units = [u for u in ctx.units_by_guest.get(guest, ()) if u.bound
              and u.static_nodeset is not None]
     inside = [u for u in units if u.static_nodeset is not None
-              and u.static_nodeset <= set(nodes)]
-    near = inside or [u for u in units if u.static_nodeset and u.static_nodeset & set(nodes)]
-    return max(near, key=lambda u: (u.size, u.label), default=None)
+              and u.static_nodeset <= where]
+    near = inside or [u for u in units if u.static_nodeset and u.static_nodeset & where]
+    unit = max(near, key=lambda u: (u.size, u.label), default=None)
+    found = culprits[key] = (unit, binding_text(unit) if unit is not None else None)
+    return found
 
 
 class Balance:
@@ -45,7 +58,10 @@ class Balance:
     simulator's host), plus free swap.  Hugepage-backed memory comes from the pools (NG301)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
+        # what shrink() reads, not the context itself: the context keeps this object, and a
+        # cycle would leave the whole audit to the cyclic garbage collector
+        self.guests = ctx.guests
+        self.units_by_guest = ctx.units_by_guest
         host = ctx.sim_host
         self.demand = sum(u.size for u in ctx.units if not u.on_hugepages)
         self.ram = sum(max(0, n.free - n.watermark_min) + n.reclaimable for n in host.nodes)
@@ -61,15 +77,14 @@ class Balance:
         """Shrink the guest the OOM killer would pick — the largest whose maximum memory
         virsh can lower (no guest NUMA cells, ordinary pages) — by *short*, rounded to whole
         GiB; when none is large enough, move guests to another host."""
-        ctx = self.ctx
-        candidates = [g for g in ctx.guests if not g.cells and not any(
-            u.on_hugepages for u in ctx.units_by_guest.get(g.name, ()))]
+        candidates = [g for g in self.guests if not g.cells and not any(
+            u.on_hugepages for u in self.units_by_guest.get(g.name, ()))]
         new_size = 0
         target = max(candidates, key=lambda g: (g.memory, g.name), default=None)
         if target is not None:
             new_size = (target.memory - max(short, 1)) // GiB * GiB
         if target is None or new_size < GiB:
-            biggest = max(ctx.guests, key=lambda g: (g.memory, g.name))
+            biggest = max(self.guests, key=lambda g: (g.memory, g.name))
             return Fix(guest=biggest.name,
                        description=f"move guests holding at least {size(short)} (e.g. "
                                    f"{biggest.name}) to another host, or give this host more "
@@ -93,7 +108,7 @@ def balance(ctx: Context) -> Balance:
 def _kill_fix(ctx: Context, kill: Kill) -> Fix | None:
     if kill.constraint == "global":
         return balance(ctx).fix
-    unit = culprit_unit(ctx, kill.trigger, kill.nodes)
+    unit = culprit(ctx, kill.trigger, kill.nodes)[0]
     if unit is None or unit.static_nodeset is None:
         return None
     return numatune_fix(ctx, unit, relaxed_mode(unit), unit.static_nodeset,
@@ -105,36 +120,94 @@ def _orders_text(ctx: Context, names: tuple[str, ...]) -> str:
     return f"{len(names)} of the {tried} start order{'s' if tried > 1 else ''} tried"
 
 
-def kill_message(ctx: Context, kill: Kill) -> str:
-    victim = ctx.guest_by_name.get(kill.victim)
-    vsize = size(victim.memory) if victim is not None else size(kill.victim_bytes)
+@dataclass(frozen=True, slots=True)
+class _Cause:
+    """What NG110's findings say of the kills of one (constraint, trigger, nodes): the nodes,
+    the binding at fault (``None``: none found, or a host out of memory as a whole) and how
+    to word it, and the fix."""
+
+    where: str
+    bound: str | None
+    binding: str
+    limit: str
+    verb: str
+    fix: Fix | None
+
+
+def _cause(ctx: Context, kill: Kill) -> _Cause:
     where = nodes_text(kill.nodes)
-    order = kill.order.label
     if kill.constraint == "global":
         b = balance(ctx)
-        cause = (f"the host is out of memory: the guests need {size(b.demand)} of ordinary "
-                 f"memory, the nodes can give {size(b.ram)} and swap {size(b.swap)}")
-        if kill.innocent:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
-                    f"{cause}, and the kernel kills the largest guest")
+        said = (f"the host is out of memory: the guests need {size(b.demand)} of ordinary "
+                f"memory, the nodes can give {size(b.ram)} and swap {size(b.swap)}")
+        return _Cause(where, None, said, "", "", _kill_fix(ctx, kill))
+    unit, bound = culprit(ctx, kill.trigger, kill.nodes)
+    return _Cause(where, bound if unit is not None else None, bound or f"bound to {where}",
+                  _CONSTRAINT.get(kill.constraint, "it may use only"),
+                  "is" if len(kill.nodes) == 1 else "are", _kill_fix(ctx, kill))
+
+
+def _kill_findings(ctx: Context) -> Iterator[Finding]:
+    """NG110's finding for each kill.  What comes back kill after kill — a victim's size, an
+    order's label, the cause of the kills of one binding and its fix — is made once per
+    audit: a large over-committed host has thousands of kills."""
+    tried = len(ctx.orders)
+    of_tried = f" of the {tried} start order{'s' if tried > 1 else ''} tried"
+    sizes: dict[str, str] = {}
+    labels: dict[int, str] = {}   # by id(): hashing an order hashes its guests
+    causes: dict[tuple[str, str, tuple[int, ...]], _Cause] = {}
+    by_name = ctx.guest_by_name
+    for kill in ctx.prediction.kills:
+        victim, trigger, nodes, constraint = kill.victim, kill.trigger, kill.nodes, \
+            kill.constraint
+        vsize = sizes.get(victim)
+        if vsize is None:
+            guest = by_name.get(victim)
+            if guest is None:
+                vsize = size(kill.victim_bytes)
+            else:
+                vsize = sizes[victim] = size(guest.memory)
+        label = labels.get(id(kill.order))
+        if label is None:
+            label = labels[id(kill.order)] = kill.order.label
+        key = (constraint, trigger, nodes)
+        cause = causes.get(key)
+        if cause is None:
+            cause = causes[key] = _cause(ctx, kill)
+        innocent = victim != trigger
+        evidence: dict[str, object] = {"victim": victim, "trigger": trigger,
+                                       "constraint": constraint,
+                                       "freed_bytes": kill.victim_bytes}
+        if constraint == "global":
+            # a host out of memory has no guest at fault: whoever grew last only tipped it
+            guests: tuple[str, ...] = (victim,)
+            if innocent:
+                head = (f"{victim} ({vsize}) will be OOM-killed when {trigger} grows: "
+                        f"{cause.binding}, and the kernel kills the largest guest")
+            else:
+                head = f"{victim} ({vsize}) will be OOM-killed as it grows: {cause.binding}"
         else:
-            head = f"{kill.victim} ({vsize}) will be OOM-killed as it grows: {cause}"
-    else:
-        unit = culprit_unit(ctx, kill.trigger, kill.nodes)
-        binding = binding_text(unit) if unit is not None else f"bound to {where}"
-        limit = _CONSTRAINT.get(kill.constraint, "it may use only")
-        if kill.innocent:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed when {kill.trigger} grows: "
-                    f"{kill.trigger} is {binding}, {limit} {where}, and {where} "
-                    f"{'is' if len(kill.nodes) == 1 else 'are'} full; QEMU binds guest RAM "
-                    "with mbind, so every QEMU is a candidate and the kernel kills the "
-                    f"largest — {kill.victim}, which is not at fault (killing it may free "
-                    f"nothing on {where}, and then {kill.trigger} dies too)")
-        else:
-            head = (f"{kill.victim} ({vsize}) will be OOM-killed as it grows: it is "
-                    f"{binding} and {where} cannot hold it")
-    return (f"{head}.  Simulated with every guest touching all its memory: killed in "
-            f"{_orders_text(ctx, kill.orders)} (first: {order}).")
+            guests = (victim, trigger) if innocent else (victim,)
+            if cause.bound is not None:
+                evidence["binding"] = cause.bound
+            where = cause.where
+            if innocent:
+                head = (f"{victim} ({vsize}) will be OOM-killed when {trigger} grows: "
+                        f"{trigger} is {cause.binding}, {cause.limit} {where}, and {where} "
+                        f"{cause.verb} full; QEMU binds guest RAM with mbind, so every QEMU "
+                        "is a candidate and the kernel kills the largest — "
+                        f"{victim}, which is not at fault (killing it may free nothing on "
+                        f"{where}, and then {trigger} dies too)")
+            else:
+                head = (f"{victim} ({vsize}) will be OOM-killed as it grows: it is "
+                        f"{cause.binding} and {where} cannot hold it")
+        evidence["order"] = label
+        evidence["orders_killing"] = len(kill.orders)
+        evidence["orders_tried"] = tried
+        yield Finding("NG110", Severity.CRITICAL,
+                      f"{head}.  Simulated with every guest touching all its memory: killed "
+                      f"in {len(kill.orders)}{of_tried} (first: {label}).",
+                      guests, nodes, evidence, cause.fix)
 
 
 def failure_message(ctx: Context, f: Failure) -> str:
@@ -175,21 +248,7 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
     host that is out of memory as a whole (constraint ``global``), NG111's fix.
     """
     prediction = ctx.prediction
-    for kill in prediction.kills:
-        unit = culprit_unit(ctx, kill.trigger, kill.nodes) if kill.constraint != "global" \
-            else None
-        # a host out of memory has no guest at fault: whoever grew last only tipped it
-        guests = ((kill.victim,) if kill.constraint == "global"
-                  else tuple(dict.fromkeys((kill.victim, kill.trigger))))
-        yield Finding(
-            "NG110", Severity.CRITICAL, kill_message(ctx, kill),
-            guests=guests, nodes=kill.nodes,
-            evidence={"victim": kill.victim, "trigger": kill.trigger,
-                      "constraint": kill.constraint, "freed_bytes": kill.victim_bytes,
-                      **({"binding": binding_text(unit)} if unit is not None else {}),
-                      "order": kill.order.label, "orders_killing": len(kill.orders),
-                      "orders_tried": len(ctx.orders)},
-            fix=_kill_fix(ctx, kill))
+    yield from _kill_findings(ctx)
     for failure in prediction.failures:
         unit = max((u for u in ctx.units_by_guest.get(failure.guest, ()) if u.bound
                     and not u.on_hugepages and u.static_nodeset), key=lambda u: u.size,
@@ -251,7 +310,17 @@ def host_overcommit(ctx: Context) -> Iterator[Finding]:
 def fate(ctx: Context, guests: set[str] | frozenset[str] | tuple[str, ...]) -> str:
     """What the simulator (NG110) predicts for the memory of *guests*, as the end of a
     sentence: who is OOM-killed when they grow — often not they themselves — or that no
-    start order tried kills anyone for them."""
+    start order tried kills anyone for them.  Said once per set of guests and audit (NG102,
+    NG103 and NG101 ask about the same guests)."""
+    fates: dict[frozenset[str], str] = ctx.__dict__.setdefault("_fates", {})
+    key = frozenset(guests)
+    said = fates.get(key)
+    if said is None:
+        said = fates[key] = _fate(ctx, key)
+    return said
+
+
+def _fate(ctx: Context, guests: frozenset[str]) -> str:
     by_guest = ctx.prediction.bound_kills
     kills: list[Kill] = []
     seen: set[int] = set()   # by identity: hashing a Kill hashes its whole start order
