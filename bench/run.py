@@ -28,8 +28,8 @@ from dataclasses import dataclass
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench import simulate_bench  # noqa: E402
-from tests.support.synth import synth_snapshot  # noqa: E402
+from bench import simulate_bench
+from tests.support.synth import synth_snapshot
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 EXE = os.path.join(os.path.dirname(sys.executable), "numaguard")
@@ -111,10 +111,10 @@ def main() -> None:
     scaling: list[tuple[str, list[tuple[int, float]], str, bool]] = []
     with tempfile.TemporaryDirectory() as tmp:
         snaps = {}
-        for name, kwargs in (("16x1k", dict(nodes=16, guests=1000)),
-                             ("16x10k", dict(nodes=16, guests=10_000, node_gib=2560)),
-                             ("64x1k", dict(nodes=64, guests=1000)),
-                             ("256x1k", dict(nodes=256, guests=1000))):
+        for name, kwargs in (("16x1k", {"nodes": 16, "guests": 1000}),
+                             ("16x10k", {"nodes": 16, "guests": 10_000, "node_gib": 2560}),
+                             ("64x1k", {"nodes": 64, "guests": 1000}),
+                             ("256x1k", {"nodes": 256, "guests": 1000})):
             snaps[name] = os.path.join(tmp, name)
             synth_snapshot(snaps[name], **kwargs)
         snap = snaps["16x1k"]
@@ -208,7 +208,8 @@ def print_table(rows: list[Row], scaling, floors: Floors) -> None:
               f"{r.seconds / py:8.1f}  {r.seconds / lx:7.2f}  {met}")
     print(f"{'python -c pass':<{name_w}}  {'(floor)':<{target_w}}  {ms(py):>10}  "
           f"{1:8.1f}  {py / lx:7.2f}")
-    print(f"{'python -c \"import lxml.etree\"':<{name_w}}  {'(floor)':<{target_w}}  "
+    lxml_floor = 'python -c "import lxml.etree"'
+    print(f"{lxml_floor:<{name_w}}  {'(floor)':<{target_w}}  "
           f"{ms(lx):>10}  {lx / py:8.1f}  {1:7.2f}")
     print()
     name_w = max(len(s[0]) for s in scaling)

@@ -22,12 +22,17 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
 
 from numaguard import __version__
 from numaguard.display import printable, printable_lines, shell_join
 from numaguard.errors import NumaguardError, ParseError
 from numaguard.signals import signals_unwind
+
+#: typing.TYPE_CHECKING without importing typing (~2 ms of every command); mypy and ruff
+#: read a module's own TYPE_CHECKING as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -138,6 +143,15 @@ class _HelpFormatter(argparse.HelpFormatter):
     an indented line of a description or epilog (an example command, a row of the exit-code
     table and its continuation) is kept exactly as written, so a command stays pasteable."""
 
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        # argparse makes a formatter for every add_argument and, without a width, imports
+        # shutil (with bz2 and lzma, ~1.7 ms) to ask shutil.get_terminal_size; this is the
+        # same columns figure, the same way, minus the 2 argparse takes off
+        if width is None:
+            width = _help_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         out: list[str] = []
         prose: list[str] = []
@@ -157,6 +171,22 @@ class _HelpFormatter(argparse.HelpFormatter):
                 prose.append(line.strip())
         flush()
         return "\n".join(out)
+
+
+def _help_columns() -> int:
+    """``shutil.get_terminal_size().columns``, as it computes it: ``COLUMNS`` when a positive
+    integer, else the terminal of ``sys.__stdout__``, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns
 
 
 def _use_color() -> bool:
@@ -599,16 +629,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
-    # the mode names from the model, not domxml.edit: every command builds this parser, and
-    # domxml imports lxml (~20 ms) that topology, guests --format json … do not need
+def _fix_arguments(p: argparse.ArgumentParser) -> None:
+    # the mode names from the model, not domxml.edit (which imports lxml)
     from numaguard.model.policy import MODE_NAMES as MODES
 
-    p = add("fix", cmd_fix, "change a guest's <numatune> safely: diff, XML, virsh lines, "
-            "file edit or libvirt apply",
-            "Change one guest's NUMA memory tuning exactly: only <numatune> changes, every "
-            "other byte of the domain XML is kept; the result is checked the way libvirt "
-            "checks it, re-audited, and its effect explained.", FIX_EPILOG)
     p.add_argument("target", metavar="GUEST|FILE")
     p.add_argument("--mode", choices=MODES, help="the <memory> mode")
     p.add_argument("--nodeset", metavar="NODESET", help="the <memory> host nodes, e.g. 0-1")
@@ -636,50 +660,28 @@ def _add_fix_parser(add: Callable[..., argparse.ArgumentParser]) -> None:
                         "(its backup goes beside that file); without it a link is refused")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="numaguard",
-        description="Audit, simulate and fix NUMA memory policies of KVM/libvirt guests.",
-        epilog=EPILOG,
-    )
-    parser.add_argument("-V", "--version", action="version", version=f"numaguard {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
-            description: str, epilog: str = EPILOG) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=description, epilog=epilog)
-        p.set_defaults(func=fn)
-        return p
-
-    p = add("topology", cmd_topology, "show the host's NUMA nodes (like numactl -H)",
-            "Per node: CPUs, total and free memory, hugepages; the distance matrix; swap.")
+def _topology_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="snapshot dir, sysfs root, numactl -H file or capabilities XML "
                         "(default: this machine)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = add("guests", cmd_guests, "show each guest's memory, vCPUs, pinning and NUMA policy",
-            "Per guest: memory, vCPUs, pinning and the effective memory policy of each guest "
-            "NUMA cell, resolved the way libvirt resolves it (implicit strict marked).")
+
+def _guests_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="snapshot dir, domain XML file or folder of them "
                         "(default: /etc/libvirt/qemu)")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = add("snapshot", cmd_snapshot, "capture this machine's topology and guests into DIR",
-            "Copy the sysfs/proc files numaguard reads into DIR/host/ and the readable domain "
-            "XMLs into DIR/domains/: an offline unit of work for support bundles and fleets. "
-            "DIR must not exist yet; it appears complete or not at all.")
+
+def _snapshot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR")
     p.add_argument("--root", default="/", help="filesystem root to read sys/ and proc/ from")
     p.add_argument("--libvirt-dir", default="/etc/libvirt/qemu",
                    help="folder of domain XMLs to copy (skipped when unreadable)")
 
-    p = add("audit", cmd_audit, "find NUMA memory and CPU risks, with the fix for each",
-            "Run every rule (`numaguard explain --all`) over the host and its guests: a "
-            "summary of each node's capacity, bound memory and headroom, then every finding "
-            "grouped by severity with its evidence and the change that fixes it.",
-            AUDIT_EPILOG)
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="snapshot dir, or a topology source plus domain XML files/folders "
                         "(default: this machine)")
@@ -708,12 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shuffled start orders NG110 simulates besides the named ones "
                         "(default: 4)")
 
-    p = add("simulate", cmd_simulate,
-            "play allocations on the host: where pages land, swap, OOM kills",
-            "Follow the kernel's page allocator step by step (zonelist fallback, memory "
-            "policies, cpuset.mems, watermarks, reclaim, swap, the OOM killer): per step and at "
-            "the end, the bytes of every task on every node, per-node free memory, swap and "
-            "OOM events.", SIMULATE_EPILOG)
+
+def _simulate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="SOURCE", help="scenario .toml file or snapshot dir")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--order", metavar="NAME",
@@ -734,20 +732,85 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when a --plot/--plot-steps FILE is a symbolic link, write the file it "
                         "points to; without it a link is refused")
 
-    explain_help = "print a rule's documentation (--all: every rule)"
-    p = add("explain", cmd_explain, explain_help,
-            "Print the documentation of a rule (its ID, name and docstring) as plain text "
-            "wrapped to the terminal, or with --all one entry per rule.  `--all --format "
-            "markdown` is docs/rules.md.")
+
+def _explain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("rule", nargs="?", metavar="RULE", help="a rule ID such as NG101")
     p.add_argument("--all", action="store_true", help="every rule")
     p.add_argument("--format", choices=("text", "markdown"), default="text")
 
-    p = add("rules", cmd_rules, "list every rule (same as `explain --all`)",
-            "One entry per rule: ID, name, summary (wrapped to the terminal on indented "
-            "lines).  `numaguard explain ID` prints one in full.")
+
+def _rules_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "markdown"), default="text")
-    _add_fix_parser(add)
+
+
+#: every command: its arguments, then sub.add_parser's name, function, help, description
+#: [, epilog]; in the order ``numaguard --help`` lists them
+COMMANDS: tuple[tuple[Any, ...], ...] = (
+    (_topology_arguments, "topology", cmd_topology,
+     "show the host's NUMA nodes (like numactl -H)",
+     "Per node: CPUs, total and free memory, hugepages; the distance matrix; swap."),
+    (_guests_arguments, "guests", cmd_guests,
+     "show each guest's memory, vCPUs, pinning and NUMA policy",
+     ("Per guest: memory, vCPUs, pinning and the effective memory policy of each guest "
+     "NUMA cell, resolved the way libvirt resolves it (implicit strict marked).")),
+    (_snapshot_arguments, "snapshot", cmd_snapshot,
+     "capture this machine's topology and guests into DIR",
+     ("Copy the sysfs/proc files numaguard reads into DIR/host/ and the readable domain "
+     "XMLs into DIR/domains/: an offline unit of work for support bundles and fleets. "
+     "DIR must not exist yet; it appears complete or not at all.")),
+    (_audit_arguments, "audit", cmd_audit,
+     "find NUMA memory and CPU risks, with the fix for each",
+     ("Run every rule (`numaguard explain --all`) over the host and its guests: a "
+     "summary of each node's capacity, bound memory and headroom, then every finding "
+     "grouped by severity with its evidence and the change that fixes it."),
+     AUDIT_EPILOG),
+    (_simulate_arguments, "simulate", cmd_simulate,
+     "play allocations on the host: where pages land, swap, OOM kills",
+     ("Follow the kernel's page allocator step by step (zonelist fallback, memory "
+     "policies, cpuset.mems, watermarks, reclaim, swap, the OOM killer): per step and at "
+     "the end, the bytes of every task on every node, per-node free memory, swap and "
+     "OOM events."), SIMULATE_EPILOG),
+    (_explain_arguments, "explain", cmd_explain,
+     "print a rule's documentation (--all: every rule)",
+     ("Print the documentation of a rule (its ID, name and docstring) as plain text "
+     "wrapped to the terminal, or with --all one entry per rule.  `--all --format "
+     "markdown` is docs/rules.md.")),
+    (_rules_arguments, "rules", cmd_rules,
+     "list every rule (same as `explain --all`)",
+     ("One entry per rule: ID, name, summary (wrapped to the terminal on indented "
+     "lines).  `numaguard explain ID` prints one in full.")),
+    (_fix_arguments, "fix", cmd_fix,
+     "change a guest's <numatune> safely: diff, XML, virsh lines, file edit or libvirt apply",
+     ("Change one guest's NUMA memory tuning exactly: only <numatune> changes, every "
+     "other byte of the domain XML is kept; the result is checked the way libvirt "
+     "checks it, re-audited, and its effect explained."), FIX_EPILOG),
+)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with a known *command*, only that command's arguments are built (what
+    parses and every message about it are the same).  Without one: every command's."""
+    parser = _Parser(
+        prog="numaguard",
+        description="Audit, simulate and fix NUMA memory policies of KVM/libvirt guests.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"numaguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
+            description: str, epilog: str = EPILOG) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=description, epilog=epilog)
+        p.set_defaults(func=fn)
+        return p
+
+    # every command is listed (top-level help, "invalid choice"), but only the one being run
+    # gets its arguments: the others' ~200 add_argument calls are most of the parser's cost
+    known = command in {entry[1] for entry in COMMANDS}
+    for arguments, *spec in COMMANDS:
+        p = add(*spec)
+        if not known or spec[0] == command:
+            arguments(p)
     return parser
 
 
@@ -768,7 +831,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     # `audit --nagios`: every error is the plugin state UNKNOWN on stdout (exit 3), even one in
     # the command line itself, found before --nagios is parsed
@@ -776,6 +838,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     nagios = command == "audit" and "--nagios" in options
     fail = _nagios_unknown if nagios else _fail
+    parser = build_parser(command)
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:  # its message names the command: "numaguard audit: …"

@@ -581,3 +581,22 @@ def test_readme_says_how_to_get_numaguard_on_path():
     assert "make test` never boots a kernel" in text and "`make oracle`" in text
     # the script the commands above put on PATH
     assert 'numaguard = "numaguard.cli:main"' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_a_commands_parser_is_the_same_built_alone():
+    """main() builds only the running command's arguments (issue 11: start-up); what that
+    parser accepts and prints must be what the full parser's sub-command does."""
+    full = {a.dest: a for a in cli.build_parser()._subparsers._group_actions}
+    choices = full["command"].choices
+    for name, sub in choices.items():
+        alone = cli.build_parser(name)._subparsers._group_actions[0].choices
+        assert set(alone) == set(choices)
+        assert alone[name].format_help() == sub.format_help(), name
+        others = [n for n in alone if n != name]
+        assert all(len(alone[n]._actions) == 1 for n in others)  # only -h
+
+
+def test_the_help_width_is_shutils():
+    import shutil
+
+    assert cli._help_columns() == shutil.get_terminal_size().columns

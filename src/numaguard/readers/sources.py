@@ -23,14 +23,18 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from numaguard.errors import ParseError, SourceError
-from numaguard.model.guest import Guest
 from numaguard.model.topology import Host
 from numaguard.readers.files import decode_utf8, read_bytes
 
-if TYPE_CHECKING:
+#: typing.TYPE_CHECKING without importing typing (~2 ms of every command); mypy and ruff
+#: read a module's own TYPE_CHECKING as true
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: `topology` reads no guests (~4 ms of imports)
+    from typing import Any
+
+    from numaguard.model.guest import Guest
     from numaguard.readers.domains import ListedFile
 
 LIVE_ROOT = "/"
