@@ -339,12 +339,27 @@ def audit_json(result: AuditResult) -> str:
     return lines_json(audit_to_dict(result))
 
 
+def _item_encoder() -> Any:
+    """``json.dumps`` for many small documents: the C encoder ``json.dumps`` itself makes per
+    call (same separators, ASCII escaping, float repr, ``default`` error), made once —
+    ``json.dumps`` builds a new one for each of a 16 x 1,000 audit's ~6,800 list items, a
+    sixth of the encoding time.  Without the C accelerator: ``json.dumps``."""
+    from json.encoder import c_make_encoder, encode_basestring_ascii
+
+    if c_make_encoder is None:
+        return json.dumps
+    encoder = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None,
+                             ": ", ", ", False, False, True)
+    return lambda item: "".join(encoder(item, 0))
+
+
 def lines_json(doc: Mapping[str, Any]) -> str:
+    dumps = _item_encoder()
     parts = []
     for key, value in doc.items():
         name = json.dumps(key)
         if isinstance(value, list) and value:
-            items = ",\n    ".join(json.dumps(item) for item in value)
+            items = ",\n    ".join(dumps(item) for item in value)
             parts.append(f"  {name}: [\n    {items}\n  ]")
         else:
             parts.append(f"  {name}: {json.dumps(value)}")
