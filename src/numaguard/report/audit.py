@@ -215,12 +215,21 @@ def _key_text(k: Any) -> str:
 def evidence_items(evidence: Mapping[str, Any]) -> list[str]:
     """``["demand=12.0 GiB", "nodeset=0-2", …]``: ``_bytes`` keys lose the suffix and show
     units; the JSON keeps the exact keys and byte counts."""
+    shown = _SHOWN_KEYS
     items = []
     for k, v in evidence.items():
-        key = str(k)
-        shown = key[:-len("_bytes")] if key.endswith("_bytes") and len(key) > 6 else key
-        items.append(f"{shown}={_value_text(key, v)}")
+        key = k if type(k) is str else str(k)
+        name = shown.get(key)
+        if name is None:
+            name = key[:-len("_bytes")] if key.endswith("_bytes") and len(key) > 6 else key
+            if len(shown) < 1024:  # evidence keys are a small fixed vocabulary
+                shown[key] = name
+        items.append(f"{name}={_value_text(key, v)}")
     return items
+
+
+#: evidence key -> the name shown for it (``demand_bytes`` -> ``demand``), filled as met
+_SHOWN_KEYS: dict[str, str] = {}
 
 
 # -- JSON -------------------------------------------------------------------------------------
