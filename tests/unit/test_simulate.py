@@ -314,3 +314,15 @@ def test_interleave_rounds_repeat_only_while_every_nodes_share_outlasts_its_turn
     with mock.patch.object(sim, "_SKIP_SWAP_CYCLES", False):
         assert simulate(h, plan) == fast
     assert fast.steps[0].swapped > 1954 // 2  # the loop ran many rounds
+
+
+@pytest.mark.parametrize("heap", [True, False])
+def test_a_task_that_freed_its_memory_is_no_oom_victim(heap):
+    # A survives B's OOM event (B, the largest, kills itself), then frees all it had: the next
+    # event weighs the three C tasks only (ties go to the newest: C2), never A's old size
+    h = host(10, total_gib=10)
+    plan = [Step("A", 4 * GiB), Step("B", 8 * GiB), Step("A", None, action="free"),
+            *(Step(f"C{i}", 3 * GiB) for i in range(4))]
+    with mock.patch.object(sim, "_HEAP_OOM", heap):
+        r = simulate(h, plan)
+    assert [(e.trigger, e.victim) for e in r.oom_events] == [("B", "B"), ("C3", "C2")]

@@ -42,6 +42,7 @@ follows, by kernel source (Linux 6.1):
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -282,8 +283,10 @@ class _Task:
         self.failed = 0
         self.placed: dict[int, int] = {}
         self.swapped = 0
-        self.hugepages: dict[int, int] = {}       # node -> bytes in hugepages
-        self.hugepage_pages: dict[int, int] = {}  # node -> whole pages held
+        #: node -> bytes in hugepages, node -> whole pages held: the shared empty mapping
+        #: until the task takes hugepages (:func:`_alloc_hugepages` gives it its own)
+        self.hugepages: dict[int, int] = _NO_HUGEPAGES
+        self.hugepage_pages: dict[int, int] = _NO_HUGEPAGES
         self.hugepage_size: int | None = None
         self.policy_scope = "task"
         self.killed = False
@@ -293,6 +296,9 @@ class _Task:
         #: bumped whenever the task's entry in the OOM heap is renewed (older entries are stale)
         self.version = 0
 
+
+#: what a task without hugepages holds in them (never written: see :func:`_alloc_hugepages`)
+_NO_HUGEPAGES: dict[int, int] = {}
 
 #: compact the LRU when it holds more freed chunks than this, and more than live ones
 _LRU_SLACK = 4096
@@ -322,9 +328,9 @@ class _State:
         #: the anon LRU, one queue per node, oldest first: reclaim takes the oldest chunk of
         #: the nodes it may use, which is the queue head with the lowest *seq*.  A freed chunk
         #: (0 bytes) stays until it reaches a head or the queues are compacted.
-        self.lru: dict[int, deque[_Chunk]] = {}
+        self.lru: dict[int, deque[_Chunk]] = {n: deque() for n in self.free}
         self.seq = 0
-        self.lru_len = 0
+        #: freed chunks still in the queues (the live ones are counted when compacting)
         self.lru_dead = 0
         self.zonelists: dict[int, tuple[int, ...]] = {}
         #: the nodes with free memory above their low / min watermark: a walk of a full host
@@ -350,7 +356,8 @@ class _State:
             self.room_min.add(n)
 
     def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
-        b = self.free[n] = self.free[n] - amount
+        free = self.free
+        b = free[n] = free[n] - amount
         if b <= self.low[n]:
             self.room_low.discard(n)
         if b <= self.min[n]:
@@ -360,14 +367,11 @@ class _State:
         task.resident += amount
         self.dirty.add(task)
         placed[n] = placed.get(n, 0) + amount
-        chunk = [amount, n, task, self.seq]
-        self.seq += 1
+        seq = self.seq
+        self.seq = seq + 1
+        chunk = [amount, n, task, seq]
         task.chunks.append(chunk)
-        q = self.lru.get(n)
-        if q is None:
-            q = self.lru[n] = deque()
-        q.append(chunk)
-        self.lru_len += 1
+        self.lru[n].append(chunk)
 
     def swap_out(self, nodes: frozenset[int], amount: int) -> int:
         """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*: the chunks
@@ -379,7 +383,6 @@ class _State:
             if q:
                 while q and not q[0][0]:
                     q.popleft()
-                    self.lru_len -= 1
                     self.lru_dead -= 1
                 if q:
                     heads.append((q[0][3], n))
@@ -406,10 +409,8 @@ class _State:
             self.grew(n)
             if not chunk[0]:
                 q.popleft()
-                self.lru_len -= 1
                 while q and not q[0][0]:
                     q.popleft()
-                    self.lru_len -= 1
                     self.lru_dead -= 1
                 if q:
                     heapq.heapreplace(heads, (q[0][3], n))
@@ -422,10 +423,10 @@ class _State:
     def dead(self, count: int) -> None:
         """*count* chunks still in the LRU were freed; compact it when they dominate."""
         self.lru_dead += count
-        if self.lru_dead > _LRU_SLACK and 2 * self.lru_dead > self.lru_len:
+        if self.lru_dead > _LRU_SLACK and \
+                2 * self.lru_dead > sum(len(q) for q in self.lru.values()):
             for n, q in self.lru.items():
                 self.lru[n] = deque(c for c in q if c[0])
-            self.lru_len -= self.lru_dead
             self.lru_dead = 0
 
     def release(self, task: _Task) -> int:
@@ -438,6 +439,7 @@ class _State:
                 self.grew(n)
         task.placed.clear()
         task.resident = 0
+        self.dirty.add(task)  # its entry in the OOM heap (if any) is stale now
         live = 0
         for chunk in task.chunks:
             if chunk[0]:
@@ -479,6 +481,7 @@ class _Plan:
         "first",
         "interleave",
         "mask",
+        "own",
         "reach",
         "reclaim",
         "simple",
@@ -495,12 +498,15 @@ class _Plan:
         self.allowed, self.mask = allowed, mask
         self.spread = policy is Policy.INTERLEAVE
         self.interleave: list[int] = []
+        #: interleave: every node of the set comes first in its own zonelist
+        self.own = False
         self.zonelists: dict[int, tuple[int, ...]] = {}
         self.first: tuple[int, ...] | None = None
         self.walk: tuple[int, ...] = ()
         if self.spread:
             self.interleave = sorted(mask) if nodes is not None else sorted(allowed)
             self.zonelists = {n: _only(state.zonelist(n), allowed) for n in self.interleave}
+            self.own = all(zl[:1] == (n,) for n, zl in self.zonelists.items())
         elif policy is Policy.BIND:
             self.walk = _only(state.zonelist(step.cpu_node), mask)
         elif policy is Policy.PREFERRED:
@@ -584,21 +590,32 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
     # the common case: every node's turn lands on a node of its own, which holds its whole
     # share — the rounds below then give each its share (base), then one more byte to each
     # of the first *extra*, in node order; do just that
-    lands = []
-    for i, n in enumerate(nodes):
-        t = next((m for m in zonelists[n] if m in rooms), None)
-        if t is None or free[t] - marks[t] < base + (i < extra):
-            break
-        lands.append(t)
+    lands: list[int] | tuple[int, ...] = nodes
+    if plan.own:  # each node heads its own zonelist: its turn lands on itself if it has room
+        for i, n in enumerate(nodes):
+            if n not in rooms or free[n] - marks[n] < base + (i < extra):
+                lands = []
+                break
     else:
-        if len(set(lands)) == k:
-            for share, count in ((base, k), (1, extra)):
-                if share:
-                    for n, t in zip(nodes[:count], lands):
-                        state.take(task, t, share, placed)
-                        if turns is not None:
-                            turns[n] = turns.get(n, 0) + share
-            return 0
+        lands = []
+    if not lands:
+        for i, n in enumerate(nodes):
+            for t in zonelists[n]:
+                if t in rooms:
+                    break
+            else:
+                break
+            if free[t] - marks[t] < base + (i < extra):
+                break
+            lands.append(t)
+    if len(lands) == k and (lands is nodes or len(set(lands)) == k):
+        for share, count in ((base, k), (1, extra)):
+            if share:
+                for n, t in zip(nodes[:count], lands):
+                    state.take(task, t, share, placed)
+                    if turns is not None:
+                        turns[n] = turns.get(n, 0) + share
+        return 0
     quota = dict.fromkeys(nodes, base)
     for n in nodes[:extra]:
         quota[n] += 1
@@ -669,6 +686,8 @@ def _eligible(task: _Task, constraint: str, nodes: frozenset[int]) -> bool:
 
 #: choose OOM victims from a heap (tests switch it off to compare with the scan)
 _HEAP_OOM = True
+#: stale entries the OOM heap may hold beyond twice the tasks before it is compacted
+_HEAP_SLACK = 64
 
 
 def _scan_victim(state: _State, constraint: str, nodes: frozenset[int],
@@ -707,6 +726,11 @@ def _heap_victim(state: _State, constraint: str, nodes: frozenset[int]) -> _Task
             rss = task.resident
             push(heap, (-(rss + task.swapped + rss // 512), -task.order, task.version, task))
     state.dirty.clear()
+    if len(heap) > 2 * len(state.tasks) + _HEAP_SLACK:
+        # stale entries leave only when they reach the top: drop them all, so the heap stays
+        # within twice the live tasks (each push then costs O(1) amortised to compact)
+        heap[:] = [e for e in heap if e[2] == e[3].version and not e[3].killed]
+        heapq.heapify(heap)
     check = constraint != "global"
     aside = []
     chosen = None
@@ -888,6 +912,8 @@ def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[
     size = step.hugepage_size
     assert size
     task.hugepage_size = size
+    if task.hugepages is _NO_HUGEPAGES:
+        task.hugepages, task.hugepage_pages = {}, {}
     if step.policy is Policy.INTERLEAVE and step.nodes:
         order = tuple(sorted(step.nodes & allowed))
     elif step.policy is Policy.PREFERRED and step.nodes:
@@ -971,10 +997,27 @@ def simulate(host: SimHost, steps: Iterable[Step], *, record_steps: bool = True)
     """Play *steps* on *host*.  Every byte a task requests ends resident on a node, in swap, or
     failed (or freed, or gone with an OOM-killed task).  *record_steps*: keep what each step did
     (:attr:`SimResult.steps`; the audit's verdict needs only the end and the OOM events:
-    ``steps`` is then empty)."""
+    ``steps`` is then empty).
+
+    The cyclic garbage collector is paused while the steps play: a run keeps every chunk, task
+    and recorded step alive to its end and makes no garbage cycles of its own (what it drops,
+    reference counting frees), so each collection would only walk the growing result — at
+    4,000 live tasks one full collection costs as much as a third of the run."""
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _play(host, steps, record_steps)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _play(host: SimHost, steps: Iterable[Step], record_steps: bool) -> SimResult:
     state = _State(host)
     tasks = state.tasks
     free, low, room_low = state.free, state.low, state.room_low
+    take = state.take
     plans = host._plans
     rows: list[tuple] = []
     events: list[OomEvent] = []
@@ -1008,7 +1051,7 @@ def simulate(host: SimHost, steps: Iterable[Step], *, record_steps: bool = True)
                 for n in plan.walk:
                     if n in room_low:
                         if free[n] - low[n] >= requested:
-                            state.take(task, n, requested, placed)
+                            take(task, n, requested, placed)
                             done = True
                         break
             if not done:

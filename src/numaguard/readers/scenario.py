@@ -47,6 +47,7 @@ from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
 from numaguard.limits import MAX_NODES, shorten
 from numaguard.model.topology import Host, HostHugepages, Node
+from numaguard.readers import scenario_toml
 from numaguard.readers.files import read_bytes
 from numaguard.units import parse_size
 
@@ -87,7 +88,7 @@ def parse_scenario(data: bytes | str, *, path: str) -> Scenario:
         except UnicodeDecodeError as exc:
             raise SourceError(path, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        doc = tomllib.loads(data)
+        doc = scenario_toml.loads(data)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         m = _TOML_LINE.search(message)
@@ -109,6 +110,10 @@ def parse_scenario(data: bytes | str, *, path: str) -> Scenario:
 class _Parser:
     def __init__(self, path: str) -> None:
         self.path = path
+        #: sizes and nodesets already read (a long scenario repeats a few texts many times);
+        #: only values that parsed are kept, so every error is still raised where it is
+        self._sizes: dict[str, int] = {}
+        self._nodesets: dict[tuple[str, frozenset[int]], frozenset[int]] = {}
 
     def fail(self, key: str, reason: str) -> ParseError:
         return ParseError(reason, field=key, path=self.path)
@@ -136,6 +141,14 @@ class _Parser:
         return value
 
     def size(self, value: Any, key: str) -> int:
+        if type(value) is str:
+            known = self._sizes.get(value)
+            if known is None:
+                known = self._sizes[value] = self._size(value, key)
+            return known
+        return self._size(value, key)
+
+    def _size(self, value: Any, key: str) -> int:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise self.fail(key, f"expected a size such as \"12GiB\", got {_show(value)}")
         try:
@@ -144,6 +157,14 @@ class _Parser:
             raise self.fail(key, exc.reason) from None
 
     def nodeset(self, value: Any, key: str, known: frozenset[int]) -> frozenset[int]:
+        if type(value) is str:
+            nodes = self._nodesets.get((value, known))
+            if nodes is None:
+                nodes = self._nodesets[value, known] = self._nodeset(value, key, known)
+            return nodes
+        return self._nodeset(value, key, known)
+
+    def _nodeset(self, value: Any, key: str, known: frozenset[int]) -> frozenset[int]:
         if isinstance(value, bool):
             raise self.fail(key, f"expected a nodeset such as \"0-2\", got {_show(value)}")
         if isinstance(value, int):

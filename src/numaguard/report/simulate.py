@@ -173,22 +173,43 @@ def _steps_json(run: Run, indent: str) -> str:
     ids = result.node_ids
     free_tpl = ("{\n" + ",\n".join(f"{key}  {_string(str(n))}: %d" for n in ids)
                 + "\n" + key + "}") if ids else "{}"
+    entry = key + "  "
+    node_keys = {n: f'{entry}"{n}": ' for n in ids}
+    strings: dict[str, str] = {}     # names and labels repeat: encode each once
+    policies: dict[tuple, str] = {}  # so do the lines a step's policy writes
     out = []
     for row, step, label in zip(rows, scenario.steps, scenario.labels):
         index, name, action, requested, placed, swapped, failed, oom, free, swap = row
-        alloc = step.action == "alloc"
+        what = (step.action, step.policy, step.nodes, step.cpu_node, step.cpuset_mems,
+                step.hugepage_size)
+        lines = policies.get(what)
+        if lines is None:
+            alloc = step.action == "alloc"
+            lines = policies[what] = (
+                f'{key}"policy": {_string(step.policy.value) if alloc else "null"},\n'
+                f'{key}"nodes": {_enc(_ids(step.nodes), key)},\n'
+                f'{key}"cpu_node": {step.cpu_node if alloc else "null"},\n'
+                f'{key}"cpuset_mems": {_enc(_ids(step.cpuset_mems), key)},\n'
+                f'{key}"hugepage_size_bytes": {_enc(step.hugepage_size, key)},\n')
+        name_text = strings.get(name)
+        if name_text is None:
+            name_text = strings[name] = _string(name)
+        label_text = strings.get(label)
+        if label_text is None:
+            label_text = strings[label] = _string(label)
+        if placed and all(n in node_keys for n in placed):
+            placed_text = ("{\n" + ",\n".join(node_keys[n] + str(b) for n, b in placed.items())
+                           + "\n" + key + "}")
+        else:
+            placed_text = _enc(_per_node(placed), key)
         out.append(
-            f'{item}{{\n{key}"index": {index},\n{key}"name": {_string(name)},\n'
-            f'{key}"label": {_string(label)},\n{key}"action": {_string(action)},\n'
-            f'{key}"policy": {_string(step.policy.value) if alloc else "null"},\n'
-            f'{key}"nodes": {_enc(_ids(step.nodes), key)},\n'
-            f'{key}"cpu_node": {step.cpu_node if alloc else "null"},\n'
-            f'{key}"cpuset_mems": {_enc(_ids(step.cpuset_mems), key)},\n'
-            f'{key}"hugepage_size_bytes": {_enc(step.hugepage_size, key)},\n'
+            f'{item}{{\n{key}"index": {index},\n{key}"name": {name_text},\n'
+            f'{key}"label": {label_text},\n{key}"action": {_string(action)},\n'
+            f'{lines}'
             f'{key}"requested_bytes": {requested},\n'
-            f'{key}"placed": {_enc(_per_node(placed), key)},\n'
+            f'{key}"placed": {placed_text},\n'
             f'{key}"swapped_bytes": {swapped},\n{key}"failed_bytes": {failed},\n'
-            f'{key}"oom": {_enc([event_to_dict(e) for e in oom], key)},\n'
+            f'{key}"oom": {_enc([event_to_dict(e) for e in oom], key) if oom else "[]"},\n'
             f'{key}"free_after": {free_tpl % free},\n'
             f'{key}"swap_used_after_bytes": {swap}\n{item}}}')
     return "[\n" + ",\n".join(out) + "\n" + indent + "]"
