@@ -349,9 +349,11 @@ def _command_refs(loaded: Any) -> Any:
         return LIVE_REFS
     host = loaded.host_source
     paths = {g.name: g.source for g in loaded.guests if g.source}
-    inside = host is not None and all(
-        os.path.dirname(os.path.abspath(p)) == os.path.join(os.path.abspath(host), "domains")
-        for p in paths.values())
+    if host is None:
+        return CommandRefs(None, paths)
+    domains = os.path.join(os.path.abspath(host), "domains")
+    folders = {os.path.dirname(p) for p in paths.values()}   # a snapshot: one folder
+    inside = all(os.path.abspath(folder) == domains for folder in folders)
     return CommandRefs(None if inside else host, paths)
 
 
