@@ -355,7 +355,12 @@ class _State:
         if b > self.min[n]:
             self.room_min.add(n)
 
-    def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
+    def take(self, task: _Task, n: int, amount: int, placed: dict[int, int],
+             merge: bool = False) -> None:
+        """Place *amount* bytes of *task* on node *n*: a new chunk at the head of the node's
+        LRU — or, with *merge* (an interleave's rounds, which often land on one node), more in
+        the newest chunk of all when it is this task's on this node: the two would sit side by
+        side in every order reclaim and frees walk."""
         free = self.free
         b = free[n] = free[n] - amount
         if b <= self.low[n]:
@@ -368,6 +373,11 @@ class _State:
         self.dirty.add(task)
         placed[n] = placed.get(n, 0) + amount
         seq = self.seq
+        if merge and task.chunks:
+            last = task.chunks[-1]
+            if last[3] == seq - 1 and last[1] == n and last[0]:
+                last[0] += amount
+                return
         self.seq = seq + 1
         chunk = [amount, n, task, seq]
         task.chunks.append(chunk)
@@ -377,15 +387,12 @@ class _State:
         """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*: the chunks
         of those nodes in allocation order, whoever owns them."""
         lru = self.lru
-        heads = []
-        for n in nodes:
-            q = lru.get(n)
-            if q:
-                while q and not q[0][0]:
-                    q.popleft()
-                    self.lru_dead -= 1
-                if q:
-                    heads.append((q[0][3], n))
+        for n in [n for n in nodes if (q := lru[n]) and not q[0][0]]:  # freed chunks first
+            q = lru[n]
+            while q and not q[0][0]:
+                q.popleft()
+                self.lru_dead -= 1
+        heads = [(q[0][3], n) for n in nodes if (q := lru[n])]
         out = 0
         if not heads:
             return 0
@@ -579,12 +586,12 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
     placed on each node's turn (wherever they landed).
     """
     nodes = plan.interleave
-    if not nodes:
+    rooms = state.room_low if floor == "low" else state.room_min
+    if not nodes or not rooms:  # no node has room: no turn lands anywhere
         return amount
     k = len(nodes)
     free = state.free
     marks = state.low if floor == "low" else state.min
-    rooms = state.room_low if floor == "low" else state.room_min
     zonelists = plan.zonelists
     base, extra = divmod(amount, k)
     # the common case: every node's turn lands on a node of its own, which holds its whole
@@ -650,13 +657,13 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
             for n, t in target.items():
                 give = min(free[t] - marks[t], quota[n])
                 if give > 0:
-                    take(task, t, give, placed)
+                    take(task, t, give, placed, True)
                     quota[n] -= give
                     if turns is not None:
                         turns[n] = turns.get(n, 0) + give
             continue
         for n, t in target.items():
-            take(task, t, delta, placed)
+            take(task, t, delta, placed, True)
             quota[n] -= delta
             if turns is not None:
                 turns[n] = turns.get(n, 0) + delta
@@ -839,6 +846,7 @@ def _swap_loop(state: _State, task: _Task, plan: _Plan, amount: int,
         if not out:
             break
         swapped += out
+        state.seq += 1  # what this retry takes never grows an older chunk (see _State.take)
         mark = len(task.chunks)
         turns: dict[int, int] = {}
         amount = attempt(amount, "min", turns)
