@@ -114,6 +114,31 @@ class Step:
     policy_scope: str = "task"
 
 
+(_set_name, _set_size, _set_action, _set_policy, _set_nodes, _set_cpu_node, _set_cpuset_mems,
+ _set_hugepage_size, _set_oom_score_adj, _set_policy_scope) = (
+    getattr(Step, f).__set__ for f in Step.__slots__)
+
+
+def new_step(name: str, size: int | None, action: str, policy: Policy,
+             nodes: frozenset[int] | None, cpu_node: int, cpuset_mems: frozenset[int] | None,
+             hugepage_size: int | None, oom_score_adj: int, policy_scope: str) -> Step:
+    """``Step(...)`` with every field given in order, at half the cost of the frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field; readers build tens of
+    thousands): each slot set through its own descriptor."""
+    step = object.__new__(Step)
+    _set_name(step, name)
+    _set_size(step, size)
+    _set_action(step, action)
+    _set_policy(step, policy)
+    _set_nodes(step, nodes)
+    _set_cpu_node(step, cpu_node)
+    _set_cpuset_mems(step, cpuset_mems)
+    _set_hugepage_size(step, hugepage_size)
+    _set_oom_score_adj(step, oom_score_adj)
+    _set_policy_scope(step, policy_scope)
+    return step
+
+
 @dataclass(frozen=True, slots=True)
 class OomEvent:
     step: int
