@@ -3,6 +3,8 @@
 from unittest import mock
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from numaguard.core import simulate as sim
 from numaguard.core.simulate import Policy, SimHost, SimNode, Step, simulate
@@ -326,3 +328,15 @@ def test_a_task_that_freed_its_memory_is_no_oom_victim(heap):
     with mock.patch.object(sim, "_HEAP_OOM", heap):
         r = simulate(h, plan)
     assert [(e.trigger, e.victim) for e in r.oom_events] == [("B", "B"), ("C3", "C2")]
+
+
+@given(st.tuples(st.text(max_size=5), st.none() | st.integers(0, 1 << 70),
+                 st.sampled_from(["alloc", "free"]), st.sampled_from(list(Policy)),
+                 st.none() | st.frozensets(st.integers(0, 7)), st.integers(0, 7),
+                 st.none() | st.frozensets(st.integers(0, 7)), st.none() | st.integers(1, 1 << 30),
+                 st.integers(-1000, 1000), st.sampled_from(["task", "vma"])))
+def test_new_step_is_the_dataclass_step(fields):
+    made = sim.new_step(*fields)
+    step = Step(*fields)
+    assert made == step and hash(made) == hash(step) and repr(made) == repr(step)
+    assert type(made) is Step

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from numaguard.core.capacity import MemoryUnit, memory_units, vcpu_host_cpus
 from numaguard.core.fallback import fallback_orders
-from numaguard.core.simulate import Policy, SimHost, SimNode, SimResult, Step, simulate
+from numaguard.core.simulate import Policy, SimHost, SimNode, SimResult, Step, new_step, simulate
 from numaguard.core.watermarks import kernel_watermarks
 from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryMode, Placement
@@ -209,12 +209,10 @@ def guest_step_map(host: Host, guests: Iterable[Guest]) -> dict[str, list[tuple[
             if unit.size <= 0:
                 continue
             policy, nodes = _policy(unit)
-            step = Step(name=guest.name, size=unit.size, policy=policy, nodes=nodes,
-                        cpu_node=_cpu_node(host, guest, unit, memo),
-                        cpuset_mems=_cgroup_mems(guest, unit, strict),
-                        hugepage_size=unit.hugepage_size,
-                        # QEMU applies the policy with mbind on the guest RAM, not to the task
-                        policy_scope="vma")
+            # QEMU applies the policy with mbind on the guest RAM, not to the task: scope vma
+            step = new_step(guest.name, unit.size, "alloc", policy, nodes,
+                            _cpu_node(host, guest, unit, memo),
+                            _cgroup_mems(guest, unit, strict), unit.hugepage_size, 0, "vma")
             steps.append((step, unit.label))
     return out
 

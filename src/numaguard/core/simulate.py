@@ -114,6 +114,31 @@ class Step:
     policy_scope: str = "task"
 
 
+(_set_name, _set_size, _set_action, _set_policy, _set_nodes, _set_cpu_node, _set_cpuset_mems,
+ _set_hugepage_size, _set_oom_score_adj, _set_policy_scope) = (
+    getattr(Step, f).__set__ for f in Step.__slots__)
+
+
+def new_step(name: str, size: int | None, action: str, policy: Policy,
+             nodes: frozenset[int] | None, cpu_node: int, cpuset_mems: frozenset[int] | None,
+             hugepage_size: int | None, oom_score_adj: int, policy_scope: str) -> Step:
+    """``Step(...)`` with every field given in order, at half the cost of the frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field; readers build tens of
+    thousands): each slot set through its own descriptor."""
+    step = object.__new__(Step)
+    _set_name(step, name)
+    _set_size(step, size)
+    _set_action(step, action)
+    _set_policy(step, policy)
+    _set_nodes(step, nodes)
+    _set_cpu_node(step, cpu_node)
+    _set_cpuset_mems(step, cpuset_mems)
+    _set_hugepage_size(step, hugepage_size)
+    _set_oom_score_adj(step, oom_score_adj)
+    _set_policy_scope(step, policy_scope)
+    return step
+
+
 @dataclass(frozen=True, slots=True)
 class OomEvent:
     step: int
@@ -355,7 +380,12 @@ class _State:
         if b > self.min[n]:
             self.room_min.add(n)
 
-    def take(self, task: _Task, n: int, amount: int, placed: dict[int, int]) -> None:
+    def take(self, task: _Task, n: int, amount: int, placed: dict[int, int],
+             merge: bool = False) -> None:
+        """Place *amount* bytes of *task* on node *n*: a new chunk at the head of the node's
+        LRU — or, with *merge* (an interleave's rounds, which often land on one node), more in
+        the newest chunk of all when it is this task's on this node: the two would sit side by
+        side in every order reclaim and frees walk."""
         free = self.free
         b = free[n] = free[n] - amount
         if b <= self.low[n]:
@@ -368,6 +398,11 @@ class _State:
         self.dirty.add(task)
         placed[n] = placed.get(n, 0) + amount
         seq = self.seq
+        if merge and task.chunks:
+            last = task.chunks[-1]
+            if last[3] == seq - 1 and last[1] == n and last[0]:
+                last[0] += amount
+                return
         self.seq = seq + 1
         chunk = [amount, n, task, seq]
         task.chunks.append(chunk)
@@ -377,15 +412,12 @@ class _State:
         """Swap out up to *amount* bytes of the oldest anonymous memory on *nodes*: the chunks
         of those nodes in allocation order, whoever owns them."""
         lru = self.lru
-        heads = []
-        for n in nodes:
-            q = lru.get(n)
-            if q:
-                while q and not q[0][0]:
-                    q.popleft()
-                    self.lru_dead -= 1
-                if q:
-                    heads.append((q[0][3], n))
+        for n in [n for n in nodes if (q := lru[n]) and not q[0][0]]:  # freed chunks first
+            q = lru[n]
+            while q and not q[0][0]:
+                q.popleft()
+                self.lru_dead -= 1
+        heads = [(q[0][3], n) for n in nodes if (q := lru[n])]
         out = 0
         if not heads:
             return 0
@@ -579,12 +611,12 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
     placed on each node's turn (wherever they landed).
     """
     nodes = plan.interleave
-    if not nodes:
+    rooms = state.room_low if floor == "low" else state.room_min
+    if not nodes or not rooms:  # no node has room: no turn lands anywhere
         return amount
     k = len(nodes)
     free = state.free
     marks = state.low if floor == "low" else state.min
-    rooms = state.room_low if floor == "low" else state.room_min
     zonelists = plan.zonelists
     base, extra = divmod(amount, k)
     # the common case: every node's turn lands on a node of its own, which holds its whole
@@ -650,13 +682,13 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
             for n, t in target.items():
                 give = min(free[t] - marks[t], quota[n])
                 if give > 0:
-                    take(task, t, give, placed)
+                    take(task, t, give, placed, True)
                     quota[n] -= give
                     if turns is not None:
                         turns[n] = turns.get(n, 0) + give
             continue
         for n, t in target.items():
-            take(task, t, delta, placed)
+            take(task, t, delta, placed, True)
             quota[n] -= delta
             if turns is not None:
                 turns[n] = turns.get(n, 0) + delta
@@ -839,6 +871,7 @@ def _swap_loop(state: _State, task: _Task, plan: _Plan, amount: int,
         if not out:
             break
         swapped += out
+        state.seq += 1  # what this retry takes never grows an older chunk (see _State.take)
         mark = len(task.chunks)
         turns: dict[int, int] = {}
         amount = attempt(amount, "min", turns)

@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from numaguard.core.scenario import Scenario, guest_steps, sim_host
-from numaguard.core.simulate import Policy, Step
+from numaguard.core.simulate import Policy, Step, new_step
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
 from numaguard.limits import MAX_NODES, shorten
@@ -64,6 +64,7 @@ _STEP_KEYS = ("name", "size", "action", "policy", "nodes", "cpu_node", "cpuset_m
               "hugepage_size", "oom_score_adj", "policy_scope")
 _ACTIONS = ("alloc", "free")
 _POLICIES = tuple(p.value for p in Policy)
+_POLICY_OF = {p.value: p for p in Policy}
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -351,13 +352,12 @@ class _Parser:
             if extra:
                 raise self.fail(f"{where}.{extra[0]}", "not used by action = \"free\" (it frees "
                                 "`size` bytes of the task, or all of it without size)")
-            return Step(name=name, size=size, action="free")
+            return new_step(name, size, "free", Policy.DEFAULT, None, 0, None, None, 0, "task")
         policy_text = self.string(t.get("policy", "default"), f"{where}.policy")
-        try:
-            policy = Policy(policy_text)
-        except ValueError:
+        policy = _POLICY_OF.get(policy_text)
+        if policy is None:
             raise self.fail(f"{where}.policy", f"unknown policy {policy_text!r} "
-                            f"({', '.join(_POLICIES)})") from None
+                            f"({', '.join(_POLICIES)})")
         nodes = self.nodeset(t["nodes"], f"{where}.nodes", known) if "nodes" in t else None
         if policy is not Policy.DEFAULT and nodes is None:
             raise self.fail(f"{where}.nodes", f"missing: policy {policy.value!r} needs a nodeset")
@@ -389,9 +389,8 @@ class _Parser:
         if scope not in ("task", "vma"):
             raise self.fail(f"{where}.policy_scope",
                             f"unknown policy scope {scope!r} (task, vma)")
-        return Step(name=name, size=size, action="alloc", policy=policy, nodes=nodes,
-                    cpu_node=cpu_node, cpuset_mems=cpuset, hugepage_size=hugepage_size,
-                    oom_score_adj=adj, policy_scope=scope)
+        return new_step(name, size, "alloc", policy, nodes, cpu_node, cpuset, hugepage_size, adj,
+                        scope)
 
 
 def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,

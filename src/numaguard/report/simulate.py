@@ -160,6 +160,9 @@ def _enc(value: Any, indent: str) -> str:
     return json.dumps(value, indent=2).replace("\n", "\n" + indent)
 
 
+_ACTION_TEXT = {a: _string(a) for a in ("alloc", "free")}
+
+
 def _steps_json(run: Run, indent: str) -> str:
     """The ``"steps"`` list of :func:`run_to_dict` as :func:`_enc` writes it at *indent*,
     from the result's recorded rows; the free memory after each step, the same keys every
@@ -175,6 +178,7 @@ def _steps_json(run: Run, indent: str) -> str:
                 + "\n" + key + "}") if ids else "{}"
     entry = key + "  "
     node_keys = {n: f'{entry}"{n}": ' for n in ids}
+    known = node_keys.keys()
     strings: dict[str, str] = {}     # names and labels repeat: encode each once
     policies: dict[tuple, str] = {}  # so do the lines a step's policy writes
     out = []
@@ -197,14 +201,14 @@ def _steps_json(run: Run, indent: str) -> str:
         label_text = strings.get(label)
         if label_text is None:
             label_text = strings[label] = _string(label)
-        if placed and all(n in node_keys for n in placed):
-            placed_text = ("{\n" + ",\n".join(node_keys[n] + str(b) for n, b in placed.items())
+        if placed and placed.keys() <= known:
+            placed_text = ("{\n" + ",\n".join([node_keys[n] + str(b) for n, b in placed.items()])
                            + "\n" + key + "}")
         else:
             placed_text = _enc(_per_node(placed), key)
         out.append(
             f'{item}{{\n{key}"index": {index},\n{key}"name": {name_text},\n'
-            f'{key}"label": {label_text},\n{key}"action": {_string(action)},\n'
+            f'{key}"label": {label_text},\n{key}"action": {_ACTION_TEXT.get(action) or _string(action)},\n'
             f'{lines}'
             f'{key}"requested_bytes": {requested},\n'
             f'{key}"placed": {placed_text},\n'
