@@ -15,28 +15,16 @@ snapshots for the next run).
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+from bench.timing import RUNS, median_seconds
 
 Row = tuple[str, float]
-
-
-def median_seconds(fn: Callable[[], object], runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def make_snapshots(tmp: str) -> dict[str, str]:

@@ -23,16 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from bench import simulate_bench
+from bench.timing import RUNS, median_seconds
 from tests.support.synth import synth_snapshot
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 EXE = os.path.join(os.path.dirname(sys.executable), "numaguard")
 PASS = [sys.executable, "-c", "pass"]
 LXML = [sys.executable, "-c", "import lxml.etree"]
@@ -45,15 +45,6 @@ def once(argv: Sequence[str]) -> float:
     if done.returncode not in (0, 1):  # 1: findings or an OOM kill, as expected
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}")
     return secs
-
-
-def median_seconds(fn: Callable[[], object], runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @dataclass

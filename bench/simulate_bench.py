@@ -20,25 +20,15 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.timing import RUNS, median_seconds
+
 TiB = 1024**4
 GiB = 1024**3
-
-
-def median_seconds(fn: Callable[[], object], runs: int = RUNS) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _distances(n: int) -> tuple[tuple[int, ...], ...]:
