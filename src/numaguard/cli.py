@@ -946,5 +946,19 @@ def _silence_stdout() -> None:
         pass
 
 
+def run() -> NoReturn:
+    """The ``numaguard`` script and ``python -m numaguard``: :func:`main`, then exit.
+
+    Before the interpreter's own shutdown, every object still alive is moved out of the
+    cyclic collector's reach (``gc.freeze``): shutdown runs one full collection whatever
+    ``gc.disable`` says, and walking what a large audit leaves behind (memos, caches,
+    modules) cost ~7 ms of a 16 x 1,000 audit's exit (12 -> 5 ms).  Shutdown itself — atexit,
+    flushing and closing files — runs as usual.  Only here, at the process's end: a caller
+    of :func:`main` in a long-lived process keeps its collector untouched."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

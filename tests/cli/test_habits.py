@@ -580,7 +580,7 @@ def test_readme_says_how_to_get_numaguard_on_path():
         assert command in text
     assert "make test` never boots a kernel" in text and "`make oracle`" in text
     # the script the commands above put on PATH
-    assert 'numaguard = "numaguard.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    assert 'numaguard = "numaguard.cli:run"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_a_commands_parser_is_the_same_built_alone():
