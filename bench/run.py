@@ -187,19 +187,19 @@ def main() -> None:
         hostile = [] if os.environ.get("BENCH_QUICK") == "1" else hostile_rows(tmp, floors)
 
     print_table(rows, scaling, floors)
-    print()
-    width = max(len(n) for n, _ in split)
-    print(f"{'where the time goes, 16 x 1,000, in process (GC paused)':<{width}}  median")
-    print("-" * (width + 12))
-    for name, secs in split:
-        print(f"{name:<{width}}  {ms(secs):>10}")
+    print_rows("where the time goes, 16 x 1,000, in process (GC paused)", split)
     if hostile:
-        print()
-        width = max(len(n) for n, _ in hostile)
-        print(f"{'hostile sizes (issue 9), whole process':<{width}}  median      x python")
-        print("-" * (width + 24))
-        for name, secs in hostile:
-            print(f"{name:<{width}}  {ms(secs):>10}  {secs / floors.py:8.1f}")
+        print_rows("hostile sizes (issue 9), whole process", hostile, floors.py)
+
+
+def print_rows(title: str, rows: list[tuple[str, float]], floor: float | None = None) -> None:
+    """A titled block of (name, seconds) rows, with their ratio to *floor* when given."""
+    width = max(len(n) for n, _ in rows)
+    print()
+    print(f"{title:<{width}}  median" + ("      x python" if floor else ""))
+    print("-" * (width + (24 if floor else 12)))
+    for name, secs in rows:
+        print(f"{name:<{width}}  {ms(secs):>10}" + (f"  {secs / floor:8.1f}" if floor else ""))
 
 
 def print_table(rows: list[Row], scaling, floors: Floors) -> None:

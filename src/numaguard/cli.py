@@ -210,10 +210,7 @@ def _emit(value: object, fmt: str, kind: str, *, module: str | None = None,
         module = {"json": "jsonout", "text": "text"}[fmt]
     render = getattr(importlib.import_module(f"numaguard.report.{module}"), f"{kind}_{fmt}")
     if fmt == "text":
-        from numaguard.report.term import terminal_width
-
-        text = render(value, width=terminal_width(os.environ, sys.stdout), color=_use_color(),
-                      **options)
+        text = render(value, width=_width(), color=_use_color(), **options)
     else:
         text = render(value)
     sys.stdout.write(text)
