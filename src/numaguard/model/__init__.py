@@ -16,9 +16,11 @@ _WHERE = {
     "Guest": "guest", "GuestCell": "guest", "HugepageBacking": "guest", "VcpuPin": "guest",
     "MemoryMode": "policy", "MemoryPolicy": "policy", "Placement": "policy",
     "Host": "topology", "HostHugepages": "topology", "Node": "topology",
+    "HostFacts": "inventory", "Inventory": "inventory", "Problem": "inventory",
 }
 
-__all__ = ["Guest", "GuestCell", "Host", "HostHugepages", "HugepageBacking", "MemoryMode",
+__all__ = ["Guest", "GuestCell", "Host", "HostFacts", "HostHugepages", "HugepageBacking",
+           "Inventory", "MemoryMode",
            "MemoryPolicy", "Node", "Placement", "VcpuPin"]
 
 
