@@ -224,15 +224,49 @@ def _width() -> int:
 
 
 def cmd_topology(args: argparse.Namespace) -> int:
-    from numaguard.readers.sources import load_host
+    from numaguard.readers.sources import LocalSource, PathSource, load_host, open_source
 
-    return _emit(load_host(args.source), args.format, "topology")
+    source = open_source(_paths(args.source), args.connect)
+    if isinstance(source, (LocalSource, PathSource)):   # no guests to read for a topology
+        host = load_host(args.source)
+    else:
+        host = source.read().host
+    return _emit(host, args.format, "topology")
 
 
 def cmd_guests(args: argparse.Namespace) -> int:
-    from numaguard.readers.sources import load_guests
+    from numaguard.readers.sources import LibvirtSource, load_guests_partial, open_source
 
-    return _emit(load_guests(args.source), args.format, "guests")
+    source = open_source(_paths(args.source), args.connect)
+    if isinstance(source, LibvirtSource):
+        inventory = source.read()
+        guests, problems, notes = list(inventory.guests), inventory.problems, inventory.notes
+    else:
+        guests, problems = load_guests_partial(args.source)
+        notes = ()
+    _emit(guests, args.format, "guests")
+    return _incomplete("guests", problems, notes, len(guests)) or EXIT_OK
+
+
+def _paths(source: str | None) -> tuple[str, ...]:
+    return () if source is None else (source,)
+
+
+def _incomplete(command: str, problems: Sequence[Any], notes: Sequence[str], read: int) -> int:
+    """Say what could not be read (one line each) and what was skipped; ``EXIT_ERROR`` when
+    something could not be read (the output covers the rest), else 0."""
+    for note in notes:
+        sys.stderr.write(printable(f"numaguard {command}: {note}") + "\n")
+    if not problems:
+        return 0
+    for problem in problems:
+        sys.stderr.write(printable(f"numaguard {command}: {problem}") + "\n")
+    files = len({p.where for p in problems})
+    sys.stderr.write(printable(
+        f"numaguard {command}: input incomplete: {files} domain definition"
+        f"{'s' if files != 1 else ''} could not be read; the output covers the other "
+        f"{read} guest{'s' if read != 1 else ''} (exit 2)") + "\n")
+    return EXIT_ERROR
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -312,36 +346,44 @@ def exit_code(worst: Any, fail_on: str) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from numaguard.core.rules import AuditOptions, audit
-    from numaguard.readers.sources import load_audit_input
+    from numaguard.core.rules import AuditOptions, audit_inventory
+    from numaguard.readers.sources import open_source
 
     opts = _audit_options(args)  # options first: a typo fails before any reading
     only = _selected_rules(args.rule)
     if args.summary and args.format != "text":
         raise NumaguardError("--summary goes with --format text")
-    loaded = load_audit_input(args.sources)
-    options = AuditOptions(kernel_release=loaded.kernel_release,
-                           numad_installed=loaded.numad_installed,
-                           start_order=loaded.start_order,
-                           min_free_kbytes=loaded.min_free_kbytes,
-                           refs=_command_refs(loaded), **opts)
-    result = audit(loaded.host, loaded.guests, options, only=only)
+    connect = args.connect or []
+    if len(connect) > 1:
+        raise NumaguardError("one -c/--connect URI per audit (a fleet run is not here yet)")
+    inventory = open_source(args.sources, connect[0] if connect else None).read()
+    options = AuditOptions(refs=_command_refs(inventory), **opts)
+    result = audit_inventory(inventory, options, only=only)
+    incomplete = _incomplete("audit", inventory.problems, inventory.notes,
+                             len(inventory.guests)) if not args.nagios else 0
     if args.nagios:   # the monitoring-plugin status line and state (report/nagios.py)
         from numaguard.report.nagios import nagios_status
 
         line, state = nagios_status(result)
+        if inventory.problems and state < 2:   # CRITICAL stays; else UNKNOWN: input missing
+            line = line.rstrip("\n") + f" (incomplete: {len(inventory.problems)} problem" \
+                f"{'s' if len(inventory.problems) != 1 else ''} reading the guests)\n"
+            state = 3
         sys.stdout.write(line)
         return state
     _emit(result, args.format, "audit", module="audit",
           **({"summary": True} if args.summary else {}))
-    return exit_code(result.worst(), args.fail_on)
+    return incomplete or exit_code(result.worst(), args.fail_on)
 
 
 def _command_refs(loaded: Any) -> Any:
-    """How printed ``numaguard fix`` lines name guests: by name on this machine; else by their
-    domain XML file, plus ``--host SOURCE`` unless the file lies in that snapshot's domains/."""
+    """How printed ``numaguard fix`` lines name guests: by name on this machine, by name and
+    ``-c URI`` through libvirt; else by their domain XML file, plus ``--host SOURCE`` unless
+    the file lies in that snapshot's domains/."""
     from numaguard.core.rules import LIVE_REFS, CommandRefs
 
+    if loaded.uri is not None:
+        return CommandRefs(connect=loaded.uri)
     if loaded.live:
         return LIVE_REFS
     host = loaded.host_source
@@ -661,17 +703,30 @@ def _fix_arguments(p: argparse.ArgumentParser) -> None:
                         "(its backup goes beside that file); without it a link is refused")
 
 
+CONNECT_HELP = ("read the host and guests through libvirt at this URI, as virsh -c (e.g. "
+                "qemu:///system, qemu+ssh://HOST/system); default without SOURCE: "
+                "$LIBVIRT_DEFAULT_URI, else qemu:///system when libvirtd runs here, else "
+                "this machine's files")
+
+
+def _connect_argument(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    p.add_argument("-c", "--connect", metavar="URI", action="append" if many else "store",
+                   help=CONNECT_HELP)
+
+
 def _topology_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="snapshot dir, sysfs root, numactl -H file or capabilities XML "
                         "(default: this machine)")
+    _connect_argument(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
 def _guests_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", nargs="?", metavar="SOURCE",
                    help="snapshot dir, domain XML file or folder of them "
-                        "(default: /etc/libvirt/qemu)")
+                        "(default: libvirt when it runs here, else /etc/libvirt/qemu)")
+    _connect_argument(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
 
@@ -686,6 +741,7 @@ def _audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="snapshot dir, or a topology source plus domain XML files/folders "
                         "(default: this machine)")
+    _connect_argument(p, many=True)
     output = p.add_mutually_exclusive_group()
     output.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     output.add_argument("--nagios", action="store_true",

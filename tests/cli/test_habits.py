@@ -20,7 +20,7 @@ import pytest
 from numaguard import __version__, cli
 from numaguard.errors import InvalidDocument
 from numaguard.readers import domains as domains_reader
-from numaguard.readers.sources import load_audit_input, read_snapshot_meta
+from numaguard.readers.sources import read_paths, read_snapshot_meta
 from numaguard.report import rules as rules_doc
 from numaguard.writers import snapshot as snapshot_writer
 from tests.hostile.test_writes import one_line, run
@@ -300,13 +300,20 @@ def test_snapshot_of_an_unreadable_libvirt_folder_fails(shared_tmp):
     assert os.listdir(out_dir) == []
 
 
-def test_some_readable_domains_still_name_each_unreadable_one(shared_tmp):
+@pytest.mark.parametrize("command", ["guests", "audit"])
+def test_some_readable_domains_are_shown_and_each_unreadable_one_named(shared_tmp, command):
+    """One unreadable domain in a folder no longer hides the others (issue 12): they are
+    shown, each unreadable file is one line, and exit 2 says the input was incomplete."""
     folder = _locked_folder(shared_tmp, names=("a", "b"))
     shutil.copy(ARTICLE / "domains" / "vm1.xml", folder / "vm1.xml")
-    rc, out, err = unprivileged(["guests", str(folder)])
-    assert (rc, out) == (2, "")
-    assert err == (f"numaguard guests: {folder / 'a.xml'}: permission denied\n"
-                   f"numaguard guests: {folder / 'b.xml'}: permission denied\n")
+    argv = [command, str(folder)] if command == "guests" else \
+        [command, str(ARTICLE / "host"), str(folder), "--fail-on", "never"]
+    rc, out, err = unprivileged(argv)
+    assert rc == 2 and "vm1" in out
+    assert err == (f"numaguard {command}: {folder / 'a.xml'}: permission denied\n"
+                   f"numaguard {command}: {folder / 'b.xml'}: permission denied\n"
+                   f"numaguard {command}: input incomplete: 2 domain definitions could not "
+                   "be read; the output covers the other 1 guest (exit 2)\n")
 
 
 def test_refused_files_keep_their_own_lines(tmp_path):
@@ -386,10 +393,11 @@ def test_snapshot_records_its_metadata_and_the_start_order(capsys, tmp_path):
     assert out.count("\n") == 1
     assert "host hv07, kernel 6.1.0-56-amd64" in out and "running, oldest first: db, web, app" \
         in out
-    loaded = load_audit_input([str(tmp_path / "snap")])
+    loaded = read_paths([str(tmp_path / "snap")])
     assert loaded.start_order == ("db", "web", "app")
-    assert loaded.snapshot_meta is not None and loaded.snapshot_meta.hostname == "hv07"
-    assert loaded.snapshot_meta.domains_copied == 5
+    meta = read_snapshot_meta(str(tmp_path / "snap"))
+    assert meta is not None and meta.hostname == "hv07"
+    assert meta.domains_copied == 5
 
 
 def _umask() -> int:
@@ -409,13 +417,13 @@ def test_no_running_guest_leaves_the_start_order_out(capsys, tmp_path):
     assert "start_order" not in meta and "no guest running" in out
     assert meta["domains"] == {"copied": 1, "skipped": [
         {"file": "evil.xml", "reason": "a symbolic link, not followed"}]}
-    assert load_audit_input([str(tmp_path / "snap")]).start_order is None
+    assert read_paths([str(tmp_path / "snap")]).start_order is None
 
 
 def test_old_snapshots_without_metadata_still_load():
     assert not (ARTICLE / "snapshot.json").exists()
-    loaded = load_audit_input([str(ARTICLE)])
-    assert loaded.snapshot_meta is None and loaded.start_order is None
+    loaded = read_paths([str(ARTICLE)])
+    assert loaded.start_order is None
     assert read_snapshot_meta(str(ARTICLE)) is None
 
 

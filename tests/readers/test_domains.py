@@ -14,7 +14,7 @@ from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, SourceError
 from numaguard.readers import domains
 from numaguard.readers.files import read_bytes, read_listed_bytes
-from numaguard.readers.sources import load_audit_input
+from numaguard.readers.sources import read_paths
 
 ARTICLE = Path(__file__).resolve().parents[2] / "examples" / "article-host"
 VM1 = ARTICLE / "domains" / "vm1.xml"
@@ -65,8 +65,8 @@ def test_a_file_named_twice_counts_once(tmp_path: Path) -> None:
     snap = tmp_path / "snap"
     shutil.copytree(ARTICLE, snap, symlinks=True)
     (snap / "domains" / "alias.xml").symlink_to("vm1.xml")
-    plain = load_audit_input([str(ARTICLE)])
-    twice = load_audit_input([str(snap), str(snap / "domains" / "vm1.xml")])
+    plain = read_paths([str(ARTICLE)])
+    twice = read_paths([str(snap), str(snap / "domains" / "vm1.xml")])
     assert sorted(g.name for g in twice.guests) == sorted(g.name for g in plain.guests)
     # the first name it was reached by is kept (the listing is sorted: alias.xml)
     assert {g.name: g.source for g in twice.guests}["vm1"] == str(snap / "domains" / "alias.xml")
@@ -77,7 +77,7 @@ def test_a_second_file_with_the_same_name_is_still_an_error(tmp_path: Path) -> N
     shutil.copytree(ARTICLE, snap, symlinks=True)
     shutil.copy(snap / "domains" / "vm1.xml", snap / "domains" / "copy.xml")
     with pytest.raises(SourceError, match="guest name 'vm1' is also defined in"):
-        load_audit_input([str(snap)])
+        read_paths([str(snap)])
 
 
 def _outcome(read, path: str) -> object:

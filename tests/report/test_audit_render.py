@@ -12,7 +12,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.rules import AuditOptions, AuditResult, NodeSummary, audit
 from numaguard.model.policy import MemoryMode
 from numaguard.model.topology import Host, Node
-from numaguard.readers.sources import load_audit_input
+from numaguard.readers.sources import read_paths
 from numaguard.report import audit as report
 from tests.support.synth import synth_snapshot
 
@@ -147,7 +147,7 @@ def _many_findings(result: AuditResult, extra: int) -> tuple[Finding, ...]:
 def big_result(tmp_path_factory):
     snap = tmp_path_factory.mktemp("big")
     synth_snapshot(os.fspath(snap), nodes=16, guests=1000)
-    loaded = load_audit_input([os.fspath(snap)])
+    loaded = read_paths([os.fspath(snap)])
     result = audit(loaded.host, loaded.guests)
     return dataclasses.replace(result, findings=_many_findings(result, 3000), groups=())
 

@@ -38,13 +38,16 @@ class HostFacts:
 class Problem:
     """One input that could not be read while the others were: the inventory is incomplete.
 
-    ``where`` names it (a file, or ``URI domain NAME``); ``message`` says why, in one line."""
+    ``where`` names it (a file, or ``URI domain NAME``), ``line`` the line in it where known;
+    ``message`` says why, in one line (``FILE:LINE: field: reason`` in all, as every error)."""
 
     where: str
     message: str
+    line: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+        at = f":{self.line}" if self.line is not None else ""
+        return f"{self.where}{at}: {self.message}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, ParseError, PermissionDenied, SourceError
 from numaguard.model.guest import Guest
+from numaguard.model.inventory import Problem
 from numaguard.readers.files import read_bytes, read_listed_bytes
 
 
@@ -82,12 +83,28 @@ def read_domain_files(paths: list[str], *, listed: Container[str] = ()) -> list[
     When there are domain XMLs but this user may read none of them (``/etc/libvirt/qemu`` keeps
     them 0600 root), that is one line saying so (:func:`none_readable`), never a host with no
     guests: an audit of it would be "no findings", exit 0."""
+    guests, _ = read_domain_files_partial(paths, listed=listed, strict=paths)
+    return guests
+
+
+def read_domain_files_partial(paths: list[str], *, listed: Container[str] = (),
+                              strict: Container[str] = ()) -> tuple[list[Guest], list[Problem]]:
+    """Read every file, keeping going past the ones that cannot be read: ``(guests,
+    problems)``, one :class:`~numaguard.model.inventory.Problem` per problem (a file with
+    three bad fields has three, each naming the field and line).
+
+    The files in *strict* (named on their own by the user) may not fail: when one does, one
+    :class:`InvalidDocument` lists every problem of every file.  None readable at all (this
+    user may read none of them) is one :class:`SourceError` (:func:`none_readable`).  Two
+    files defining the same guest name are an error, as in libvirt."""
     guests: list[Guest] = []
     problems: list[ParseError] = []
     denied: list[str] = []
+    failed_strict = False
     for path in paths:
         try:
             guests.append(read_domain_file(path, listed=path in listed))
+            continue
         except InvalidDocument as exc:
             problems.extend(exc.problems)
         except ParseError as exc:
@@ -96,9 +113,10 @@ def read_domain_files(paths: list[str], *, listed: Container[str] = ()) -> list[
             if isinstance(exc, PermissionDenied):
                 denied.append(path)
             problems.append(ParseError(exc.reason, path=exc.path))
+        failed_strict = failed_strict or path in strict
     if paths and len(denied) == len(paths):
         raise none_readable(paths)
-    if problems:
+    if failed_strict:
         raise InvalidDocument(problems)
     names: dict[str, str] = {}
     for g in guests:
@@ -106,7 +124,12 @@ def read_domain_files(paths: list[str], *, listed: Container[str] = ()) -> list[
             raise SourceError(g.source or "?", f"guest name {g.name!r} is also defined in "
                               f"{names[g.name]}")
         names[g.name] = g.source or "?"
-    return guests
+    return guests, [_problem(p) for p in problems]
+
+
+def _problem(err: ParseError) -> Problem:
+    return Problem(err.path or "?", f"{err.field}: {err.reason}" if err.field else err.reason,
+                   err.line)
 
 
 #: what to do when the domain XMLs are there but not readable

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 
 from numaguard.errors import ParseError, SourceError
+from numaguard.model.inventory import HostFacts, Inventory, Problem
 from numaguard.model.topology import Host
 from numaguard.readers.files import decode_utf8, read_bytes
 
@@ -32,6 +33,7 @@ from numaguard.readers.files import decode_utf8, read_bytes
 #: read a module's own TYPE_CHECKING as true
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: `topology` reads no guests (~4 ms of imports)
+    from collections.abc import Mapping
     from typing import Any
 
     from numaguard.model.guest import Guest
@@ -154,6 +156,33 @@ def load_guests(source: str | None) -> list[Guest]:
     return [read_domain_file(source)]
 
 
+def load_guests_partial(source: str | None) -> tuple[list[Guest], tuple[Problem, ...]]:
+    """:func:`load_guests`, going past the files of a folder that cannot be read (each is a
+    :class:`~numaguard.model.inventory.Problem`); a file named on its own may not fail."""
+    from numaguard.readers.domains import (
+        list_domain_files_keyed,
+        read_domain_file,
+        read_domain_files_partial,
+    )
+
+    if source is None:
+        if not os.path.isdir(LIBVIRT_QEMU_DIR):
+            load_guests(None)      # the error saying why
+        folder = LIBVIRT_QEMU_DIR
+    elif os.path.isdir(source):
+        folder = os.path.join(source, "domains") if is_snapshot(source) else source
+        if not os.path.isdir(folder):
+            return [], ()
+    else:
+        if not os.path.exists(source):
+            raise SourceError(source, "no such file or directory")
+        return [read_domain_file(source)], ()
+    listed = list_domain_files_keyed(folder)
+    guests, problems = read_domain_files_partial(
+        [f.path for f in listed], listed={f.path for f in listed if f.plain})
+    return guests, tuple(problems)
+
+
 # -- audit: one host and the guests of several sources ------------------------------------------
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -273,30 +302,6 @@ def read_snapshot_meta(snapshot: str) -> SnapshotMeta | None:
                         tuple(skipped), tuple(order) if order else None)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditInput:
-    """What ``numaguard audit`` reads: the host, every guest, and host facts some rules weigh.
-
-    ``kernel_release`` is known for this machine and for sysfs trees that captured
-    ``proc/sys/kernel/osrelease`` or ``proc/version``; ``numad_installed`` only for this machine.
-    ``snapshot_meta`` is the host snapshot's ``snapshot.json`` (``None``: not a snapshot, or one
-    made before numaguard wrote it); ``start_order`` the guests that were running, oldest
-    first, from it (``None`` when unknown).
-    """
-
-    host: Host
-    guests: tuple[Guest, ...]
-    kernel_release: str | None = None
-    numad_installed: bool | None = None
-    live: bool = False
-    snapshot_meta: SnapshotMeta | None = None
-    start_order: tuple[str, ...] | None = None
-    #: the SOURCE argument the host topology came from (None: this machine)
-    host_source: str | None = None
-    #: vm.min_free_kbytes, when the source has it (watermarks without /proc/zoneinfo)
-    min_free_kbytes: int | None = None
-
-
 def _is_topology_file(path: str) -> bool:
     """Whether a file named as an audit SOURCE is a topology (a capabilities XML or ``numactl
     -H`` text) rather than a domain XML.  It is decided by what the file holds, and anything
@@ -341,23 +346,20 @@ def _split_source(source: str) -> tuple[str | None, str | None, list[ListedFile]
     return None, None, [ListedFile(source, os.path.realpath(source), plain=False)]
 
 
-def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
-    """The host and guests to audit.
+def read_paths(sources: list[str] | tuple[str, ...]) -> Inventory:
+    """The host and guests of one or several SOURCE paths.
 
-    No SOURCE: this machine (``/sys``, ``/proc``, ``/etc/libvirt/qemu``, numad).  Otherwise the
-    first source that yields a topology is the host (a snapshot's ``host/``, a sysfs root, a
+    The first source that yields a topology is the host (a snapshot's ``host/``, a sysfs root, a
     ``numactl -H`` file, a capabilities XML, or a folder holding one of those beside domain
     XMLs); guests come from every source.  A file named twice counts once; two different files
-    defining the same guest name are an error, as in libvirt.
+    defining the same guest name are an error, as in libvirt.  A domain XML found in a folder
+    that cannot be read or is not a valid domain is a :class:`~numaguard.model.inventory.Problem`
+    of the inventory and the other guests are still read; a domain XML named on its own is an
+    error (as is a folder none of whose files can be read).
     """
-    from numaguard.readers.domains import read_domain_files
-    from numaguard.readers.hostfacts import kernel_release, min_free_kbytes, numad_installed
+    from numaguard.readers.domains import read_domain_files_partial
+    from numaguard.readers.hostfacts import kernel_release, min_free_kbytes
 
-    if not sources:
-        host = load_host(None)
-        guests = load_guests(None)
-        return AuditInput(host, tuple(guests), kernel_release(LIVE_ROOT), numad_installed(),
-                          live=True)
     host_source: str | None = None
     host_arg: str | None = None
     facts_root: str | None = None
@@ -365,6 +367,7 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
     files: list[str] = []
     seen: set[str] = set()
     plain: set[str] = set()
+    named: set[str] = set()
     for source in sources:
         host_part, root, domain_files = _split_source(source)
         if host_source is None and host_part is not None:
@@ -377,6 +380,8 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
                 files.append(f.path)
                 if f.plain:
                     plain.add(f.path)
+                if f.path == source:
+                    named.add(f.path)
     if host_source is None:
         raise SourceError(", ".join(sources), "no host topology among the sources: add a "
                           "snapshot, a sysfs root, a numactl -H file or a capabilities XML "
@@ -385,9 +390,117 @@ def load_audit_input(sources: list[str] | tuple[str, ...]) -> AuditInput:
         host = read_host_dir(host_source)
     else:
         host = read_host_file(host_source)
-    guests = read_domain_files(files, listed=plain)
-    release = kernel_release(facts_root) if facts_root is not None else None
-    return AuditInput(host, tuple(guests), release, snapshot_meta=meta,
-                      start_order=meta.start_order if meta is not None else None,
-                      host_source=host_arg,
+    guests, problems = read_domain_files_partial(files, listed=plain, strict=named)
+    facts = HostFacts(kernel_release(facts_root) if facts_root is not None else None,
                       min_free_kbytes=min_free_kbytes(facts_root) if facts_root else None)
+    return Inventory(host, tuple(guests), facts, origin=", ".join(sources),
+                     start_order=meta.start_order if meta is not None else None,
+                     host_source=host_arg, problems=tuple(problems))
+
+
+def read_this_machine() -> Inventory:
+    """This machine without libvirt: ``/sys``, ``/proc``, ``/etc/libvirt/qemu``, numad."""
+    from numaguard.readers.domains import list_domain_files_keyed, read_domain_files_partial
+
+    host = load_host(None)
+    if not os.path.isdir(LIBVIRT_QEMU_DIR):
+        raise SourceError(LIBVIRT_QEMU_DIR, "no such directory (is libvirt installed here? "
+                          "name a snapshot, a domain XML or a folder of them)")
+    listed = list_domain_files_keyed(LIBVIRT_QEMU_DIR)
+    guests, problems = read_domain_files_partial(
+        [f.path for f in listed], listed={f.path for f in listed if f.plain})
+    return Inventory(host, tuple(guests), this_machine_facts(), live=True,
+                     problems=tuple(problems))
+
+
+def this_machine_facts() -> HostFacts:
+    """The kernel release and numad of this machine (its watermarks come from the live
+    ``/proc/zoneinfo`` the sysfs reader reads, so ``min_free_kbytes`` is not needed)."""
+    from numaguard.readers.hostfacts import kernel_release, numad_installed
+
+    return HostFacts(kernel_release(LIVE_ROOT), numad_installed())
+
+
+# -- the Source interface -----------------------------------------------------------------------
+
+class Source:
+    """One place an :class:`~numaguard.model.inventory.Inventory` is read from.
+
+    ``label`` names it for people (a path, "this machine", a libvirt URI); :meth:`read` reads it
+    now (each call reads again: a source is a place, not a cache)."""
+
+    label = "?"
+
+    def read(self) -> Inventory:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+
+class LocalSource(Source):
+    """This machine through its files: ``/sys``, ``/proc`` and ``/etc/libvirt/qemu``."""
+
+    label = "this machine"
+
+    def read(self) -> Inventory:
+        return read_this_machine()
+
+
+class PathSource(Source):
+    """Snapshots, sysfs roots, topology files and domain XMLs (:func:`read_paths`)."""
+
+    def __init__(self, paths: list[str] | tuple[str, ...]) -> None:
+        self.paths = tuple(paths)
+        self.label = ", ".join(self.paths)
+
+    def read(self) -> Inventory:
+        return read_paths(self.paths)
+
+
+class LibvirtSource(Source):
+    """A libvirt URI (:class:`numaguard.readers.libvirt_api.LibvirtReader`)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = self.label = uri
+
+    def read(self) -> Inventory:
+        from numaguard.readers.libvirt_api import LibvirtReader
+
+        return LibvirtReader(self.uri).read()
+
+
+#: where libvirtd listens for qemu:///system (libvirt's src/remote/remote_sockets.c: the
+#: runstatedir, /run on Debian; /var/run is a link to it there but not everywhere)
+LIBVIRT_SOCKETS = ("/run/libvirt/libvirt-sock", "/var/run/libvirt/libvirt-sock")
+SYSTEM_URI = "qemu:///system"
+
+
+def default_uri(environ: Mapping[str, str], sockets: tuple[str, ...] | None = None
+                ) -> str | None:
+    """The URI a command without SOURCE reads: ``LIBVIRT_DEFAULT_URI`` when set (as virsh does),
+    else ``qemu:///system`` when libvirt-python is installed and libvirtd's socket exists, else
+    ``None`` (this machine's files)."""
+    uri = environ.get("LIBVIRT_DEFAULT_URI")
+    if uri:
+        return uri
+    import importlib.util
+
+    if importlib.util.find_spec("libvirt") is None:
+        return None
+    sockets = LIBVIRT_SOCKETS if sockets is None else sockets
+    return SYSTEM_URI if any(os.path.exists(s) for s in sockets) else None
+
+
+def open_source(paths: list[str] | tuple[str, ...] = (), connect: str | None = None, *,
+                environ: Mapping[str, str] | None = None) -> Source:
+    """The source a command reads: ``-c URI``, else the SOURCE paths, else libvirt when it runs
+    here (:func:`default_uri`), else this machine's files."""
+    if connect is not None:
+        if paths:
+            raise SourceError(connect, "give SOURCE paths or -c/--connect, not both")
+        return LibvirtSource(connect)
+    if paths:
+        return PathSource(paths)
+    uri = default_uri(os.environ if environ is None else environ)
+    return LibvirtSource(uri) if uri is not None else LocalSource()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from numaguard.core.capacity import (
@@ -29,6 +29,7 @@ from numaguard.core.scenario import guest_step_map, sim_host
 from numaguard.core.simulate import SimHost
 from numaguard.core.verdict import AtRisk, Group, at_risk, groups, verify
 from numaguard.model.guest import Guest
+from numaguard.model.inventory import Inventory
 from numaguard.model.topology import Host
 from numaguard.units import GiB
 
@@ -37,13 +38,18 @@ from numaguard.units import GiB
 class CommandRefs:
     """How a printed ``numaguard fix`` line names what the audit read, so that pasted it acts on
     the same guest and host: on this machine a guest is its name (looked up in
-    /etc/libvirt/qemu); from any other SOURCE it is the guest's domain XML file (*paths*) and
-    ``--host`` the topology source (*host*)."""
+    /etc/libvirt/qemu); through libvirt its name and ``-c URI`` (*connect*); from any other
+    SOURCE it is the guest's domain XML file (*paths*) and ``--host`` the topology source
+    (*host*)."""
 
     host: str | None = None
     paths: Mapping[str, str] = field(default_factory=dict)
+    #: the libvirt URI the guests were read through: ``numaguard fix -c URI GUEST``
+    connect: str | None = None
 
     def fix_args(self, guest: str) -> tuple[str, ...]:
+        if self.connect is not None:
+            return ("-c", self.connect, guest)
         path = self.paths.get(guest)
         if path is None:
             return (guest,)
@@ -111,9 +117,12 @@ class Context:
     """Everything rules share, computed once and lazily."""
 
     def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions,
-                 fallback: dict[int, tuple[int, ...]] | None = None) -> None:
+                 fallback: dict[int, tuple[int, ...]] | None = None,
+                 live_guests: Iterable[Guest] = ()) -> None:
         self.host = host
         self.guests = tuple(guests)
+        #: the running definitions libvirt reported (what QEMU was started with), by name
+        self.live_guests = {g.name: g for g in live_guests}
         self.options = options
         self.findings: list[Finding] = []
         self._fallback = fallback  # the host's fallback_orders(), when the caller has them
@@ -326,7 +335,8 @@ VERIFY_GUESTS = 200
 def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = None,
           *, only: Iterable[str] | None = None,
           fallback: dict[int, tuple[int, ...]] | None = None,
-          verify_groups: int | None = None) -> AuditResult:
+          verify_groups: int | None = None,
+          live_guests: Iterable[Guest] = ()) -> AuditResult:
     """Run every rule (or those in *only*) and return their findings, worst first, grouped
     by the change that clears them.
 
@@ -336,6 +346,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
     :func:`~numaguard.core.fallback.fallback_orders`, when the caller has it already.
     *verify_groups*: how many groups to verify by auditing again with their change applied
     (default :data:`VERIFY_GROUPS` up to :data:`VERIFY_GUESTS` guests, else none).
+    *live_guests*: the running definitions, where the source has them (libvirt): NG112 compares
+    them with the persistent ones.
     """
     from numaguard.core.rules import (  # noqa: F401  (register)
         cpu,
@@ -345,7 +357,7 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
         simulation,
     )
 
-    ctx = Context(host, guests, options or AuditOptions(), fallback)
+    ctx = Context(host, guests, options or AuditOptions(), fallback, live_guests)
     wanted = set(only) if only is not None else None
     needed = _with_dependencies(wanted)
     for r in _ordered_rules():
@@ -375,11 +387,24 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
 
         def reaudit(changed: tuple[Guest, ...]) -> tuple[Finding, ...]:
             return audit(host, changed, ctx.options, only=only, fallback=orders,
-                         verify_groups=0).findings
+                         verify_groups=0, live_guests=ctx.live_guests.values()).findings
 
         found = verify(found, ctx.guests, reaudit, verify_groups)
     played = ctx.__dict__.get("prediction")
     return AuditResult(host, ctx.guests, ctx.options, nodes, kept, found, played)
+
+
+def audit_inventory(inventory: Inventory, options: AuditOptions | None = None, *,
+                    only: Iterable[str] | None = None) -> AuditResult:
+    """:func:`audit` of what a source read: the inventory's host facts (kernel release, numad,
+    ``vm.min_free_kbytes``) and recorded start order replace those of *options*, and its
+    running definitions go to NG112."""
+    facts = inventory.facts
+    opts = replace(options or AuditOptions(), kernel_release=facts.kernel_release,
+                   numad_installed=facts.numad_installed,
+                   min_free_kbytes=facts.min_free_kbytes, start_order=inventory.start_order)
+    return audit(inventory.host, inventory.guests, opts, only=only,
+                 live_guests=inventory.live_guests)
 
 
 def _with_dependencies(wanted: set[str] | None) -> set[str] | None:

@@ -18,7 +18,8 @@ from numaguard.core.rules.common import (
     size,
 )
 from numaguard.core.rules.simulation import fate
-from numaguard.model.policy import MemoryMode, Placement
+from numaguard.model.guest import Guest
+from numaguard.model.policy import MemoryMode, MemoryPolicy, Placement
 from numaguard.units import GiB
 
 
@@ -546,4 +547,72 @@ def preferred_spill(ctx: Context) -> Iterator[Finding]:
                       "placement_bytes": {str(n): b for n, b in spread.items()}},
             fix=numatune_fix(ctx, u, "interleave", frozenset(spread), "spread evenly over "
                              "the nodes it spans anyway") if len(spread) > 1 else None,
+        )
+
+
+def _policy_text(p: MemoryPolicy | None) -> str:
+    if p is None:
+        return "no <numatune>"
+    if p.nodeset is None:
+        return f"{p.mode.value} (placement auto)"
+    return f"{p.mode.value} on {nodes_text(p.nodeset)}"
+
+
+def _tuning(g: Guest) -> dict[str, tuple[object, ...] | None]:
+    """What of a guest's memory tuning a restart would change: the ``<memory>`` policy and
+    each cell's, as (mode, placement, nodeset) — an implicit strict is strict."""
+    def key(p: MemoryPolicy | None) -> tuple[object, ...] | None:
+        return None if p is None else (p.mode, p.placement, p.nodeset)
+
+    out = {"<memory>": key(g.policy)}
+    out.update((f"cell {c.id}", key(c.policy)) for c in g.cells)
+    return out
+
+
+@rule("NG112", "restart-pending")
+def restart_pending(ctx: Context) -> Iterator[Finding]:
+    """A running guest's memory policy differs from its definition: a restart is pending.
+
+    What it checks: for every running guest whose source has its live XML (libvirt's
+    ``virDomainGetXMLDesc`` without ``VIR_DOMAIN_XML_INACTIVE``: what QEMU was started with),
+    the ``<numatune>`` mode, placement and nodeset of the whole guest and of each guest NUMA
+    cell, against the persistent definition (``VIR_DOMAIN_XML_INACTIVE``: what the next cold
+    boot uses).  Folders of XML files and snapshots without live XML are not judged.
+
+    Why it matters: libvirt never changes a running guest's memory mode, and changes its
+    nodeset live only in ``restrictive`` mode (src/qemu/qemu_driver.c
+    ``qemuDomainSetNumaParameters``); ``virsh numatune --config`` and ``virsh define`` change
+    only the next boot.  Until the guest is shut down and started again (a reboot from inside
+    the guest is not enough), the host runs the old policy — the audit of the persistent
+    definitions describes a host that does not exist yet, and a fix that was "applied" has not
+    taken effect.
+
+    Severity: **info** (nothing fails because of it; the other findings say what the running
+    policy risks).
+
+    Fix: shut the guest down and start it again (``virsh shutdown NAME``, then ``virsh start
+    NAME``) in a maintenance window, or define the running policy again if the persistent one
+    was changed by mistake.
+    """
+    if not ctx.live_guests:
+        return
+    for g in ctx.guests:
+        live = ctx.live_guests.get(g.name)
+        if live is None:
+            continue
+        now, then = _tuning(live), _tuning(g)
+        if now == then:
+            continue
+        differ = sorted(set(now) | set(then), key=lambda w: (w != "<memory>", len(w), w))
+        differ = [w for w in differ if now.get(w) != then.get(w)]
+        which = "" if differ == ["<memory>"] else f" ({', '.join(differ)} differ)"
+        yield Finding(
+            "NG112", Severity.INFO,
+            f"{g.name} runs with {_policy_text(live.policy)} but is defined with "
+            f"{_policy_text(g.policy)}{which}: the definition takes effect only when the "
+            "guest is shut down and started again (libvirt never changes a running guest's "
+            "memory mode) — a restart is pending.",
+            guests=(g.name,),
+            evidence={"running": _policy_text(live.policy),
+                      "defined": _policy_text(g.policy), "differ": differ},
         )
