@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from numaguard.core.changes import Change, SetMaxMemory, SetMemnode, SetMemoryPolicy
+from numaguard.model.policy import MemoryMode
+
 
 class Severity(IntEnum):
     INFO = 1
@@ -39,6 +42,19 @@ class Fix:
     commands: tuple[str, ...] = ()
     #: a new maximum memory (bytes) for the guest, when the fix is a resize
     memory: int | None = None
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        """The fix as typed changes (:mod:`numaguard.core.changes`); ``()`` for advice the
+        model cannot make (a host setting, a pinning told in words)."""
+        if self.memory is not None:
+            return (SetMaxMemory(self.guest, self.memory),)
+        if self.mode is None or self.nodeset is None:
+            return ()
+        mode = MemoryMode(self.mode)
+        if self.cell is not None:
+            return (SetMemnode(self.guest, self.cell, mode, self.nodeset),)
+        return (SetMemoryPolicy(self.guest, mode, self.nodeset),)
 
 
 @dataclass(frozen=True, slots=True)

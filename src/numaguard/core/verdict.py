@@ -17,9 +17,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from numaguard.core.changes import SetMaxMemory, apply_change
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.model.guest import Guest
-from numaguard.model.policy import MemoryMode, MemoryPolicy, Placement
 
 #: NG106's fix is more swap; the finding belongs with the binding that makes swap needed
 _FOLLOWERS = ("NG106",)
@@ -107,24 +107,17 @@ def groups(findings: Iterable[Finding]) -> tuple[Group, ...]:
 # -- applying a fix to the model ----------------------------------------------------------------
 
 def apply_fix(guest: Guest, fix: Fix) -> Guest:
-    """*guest* as it is after *fix* (the ``<numatune>`` or maximum-memory change it makes);
-    a fix of another guest, or only advice, leaves it as it is."""
+    """*guest* as it is after *fix* (its :attr:`~numaguard.core.findings.Fix.changes`); a fix
+    of another guest, or only advice, leaves it as it is, and so does a resize of a guest with
+    NUMA cells (its memory is the sum of the cells: the fix only says so)."""
     if fix.guest != guest.name:
         return guest
-    if fix.memory is not None and not guest.cells:
-        return dataclasses.replace(guest, memory=fix.memory,
-                                   current_memory=min(guest.current_memory, fix.memory))
-    if fix.mode is None or fix.nodeset is None:
-        return guest
-    new = MemoryPolicy(MemoryMode(fix.mode), Placement.STATIC, fix.nodeset)
-    if fix.cell is not None:
-        cells = tuple(dataclasses.replace(c, policy=new) if c.id == fix.cell else c
-                      for c in guest.cells)
-        return dataclasses.replace(guest, cells=cells)
-    # cells without a memnode follow <memory>
-    cells = tuple(dataclasses.replace(c, policy=new) if c.policy == guest.policy else c
-                  for c in guest.cells)
-    return dataclasses.replace(guest, policy=new, cells=cells)
+    out = guest
+    for change in fix.changes:
+        if isinstance(change, SetMaxMemory) and guest.cells:
+            continue
+        out = apply_change(out, change)
+    return out
 
 
 def apply_fixes(guests: Sequence[Guest], fixes: Iterable[Fix]) -> tuple[Guest, ...]:

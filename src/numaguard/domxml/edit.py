@@ -14,14 +14,16 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from xml.parsers import expat
 
+from numaguard.core.changes import Change, SetMemnode, SetMemoryPolicy
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.errors import ParseError
-from numaguard.model.policy import MODE_NAMES
+from numaguard.model.policy import MODE_NAMES, MemoryMode, MemoryPolicy
 
 #: Elements libvirt formats before <numatune>, in its order.
 BEFORE_NUMATUNE = ("name", "uuid", "genid", "title", "description", "metadata", "maxMemory",
@@ -49,6 +51,41 @@ class NumatuneEdit:
     @property
     def empty(self) -> bool:
         return self.mode is None and self.nodeset is None and not self.memnodes
+
+    @classmethod
+    def from_changes(cls, changes: Iterable[Change]) -> NumatuneEdit:
+        """The edit that makes *changes* (:mod:`numaguard.core.changes`: ``SetMemoryPolicy``
+        and ``SetMemnode`` of one guest; a later change of the same thing wins)."""
+        mode: str | None = None
+        nodeset: frozenset[int] | None = None
+        memnodes: dict[int, MemnodeEdit] = {}
+        guests = set()
+        for c in changes:
+            guests.add(c.guest)
+            if isinstance(c, SetMemoryPolicy):
+                mode, nodeset = c.mode.value, c.nodeset
+            elif isinstance(c, SetMemnode):
+                memnodes[c.cell] = MemnodeEdit(c.cell, c.mode.value, c.nodeset)
+            else:
+                raise TypeError(f"not a <numatune> change: {c!r}")
+        if len(guests) > 1:
+            raise ValueError(f"one guest per edit, not {', '.join(sorted(guests))}")
+        return cls(mode, nodeset, tuple(memnodes[k] for k in sorted(memnodes)))
+
+    def changes(self, guest: str, current: MemoryPolicy | None = None) -> tuple[Change, ...]:
+        """This edit as typed changes of *guest*; *current* is its ``<memory>`` policy now, for
+        an edit that sets only the mode or only the nodeset (``()`` for that part when the
+        other half is unknown, e.g. a mode with no nodeset anywhere)."""
+        out: list[Change] = []
+        if self.mode is not None or self.nodeset is not None:
+            mode = self.mode or (current.mode.value if current else "strict")
+            nodeset = self.nodeset if self.nodeset is not None else (
+                current.nodeset if current else None)
+            if nodeset is not None:
+                out.append(SetMemoryPolicy(guest, MemoryMode(mode), nodeset))
+        out += [SetMemnode(guest, m.cellid, MemoryMode(m.mode), m.nodeset)
+                for m in self.memnodes]
+        return tuple(out)
 
 
 @dataclass(slots=True)

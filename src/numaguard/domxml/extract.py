@@ -495,6 +495,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     if col.problems:
         raise col.error()
 
+    memnode_ids = {c for c, _, _, _ in memnodes} if nt is not None else set()
     cells = tuple(
         GuestCell(
             id=cid,
@@ -502,6 +503,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
             memory=cell_mem[i],
             policy=resolved.cells[cid] if cid < len(resolved.cells) else None,
             hugepage_size=_cell_hugepage_size(hugepages, cid),
+            memnode=cid in memnode_ids,
         )
         for i, cid in enumerate(cell_ids)
     ) if cell_ids else ()

@@ -42,6 +42,8 @@ class GuestCell:
     memory: int
     policy: MemoryPolicy | None
     hugepage_size: int | None = None
+    #: the cell has its own ``<memnode>`` (else its policy follows ``<memory>``)
+    memnode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
