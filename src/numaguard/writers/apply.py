@@ -15,7 +15,8 @@
    ``setNumaParameters({nodeset}, VIR_DOMAIN_AFFECT_LIVE)``; anything else takes effect at the
    next cold boot (libvirt never changes a running guest's mode; src/qemu/qemu_driver.c).
 
-``import libvirt`` happens only here and only when ``--apply`` is used.  Every libvirt error is
+``import libvirt`` happens only when ``--apply`` is used (the connection, its one-line errors and
+the lazy import are :mod:`numaguard.readers.libvirt_api`'s).  Every libvirt error is
 one line naming the URI (exit code 2).
 """
 
@@ -25,31 +26,16 @@ import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, NumaguardError, ParseError
 from numaguard.fix import FixPlan, effective_policies
+from numaguard.readers.libvirt_api import LibvirtConnection, LibvirtError
 from numaguard.readers.target import HostSide
 from numaguard.writers.xml_patch import save_new, stamp
-
-DEFAULT_URI = "qemu:///system"
-
-
-class LibvirtError(NumaguardError):
-    """A libvirt call failed: one line naming the URI."""
-
-
-def _import_libvirt() -> Any:
-    try:
-        import libvirt  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise NumaguardError(f"--apply needs libvirt-python ({exc}); install it with "
-                             "pip install 'numaguard[libvirt]' (needs libvirt-dev and "
-                             "pkg-config), or use --virsh / --write") from None
-    return libvirt
 
 
 def sha256(data: bytes) -> str:
@@ -76,44 +62,18 @@ class ApplyResult:
     live_error: str | None = None
 
 
-class LibvirtSession:
-    """A connection to one libvirt URI (``with LibvirtSession(uri) as s: ...``)."""
+class LibvirtSession(LibvirtConnection):
+    """A connection to one libvirt URI (``with LibvirtSession(uri) as s: ...``); the connection
+    itself (``uri``, ``conn``, ``_call``, ``label``, ``capabilities``) is
+    :class:`numaguard.readers.libvirt_api.LibvirtConnection`."""
 
     def __init__(self, uri: str | None = None) -> None:
-        self.uri = uri or DEFAULT_URI
-        self.libvirt = _import_libvirt()
-        # libvirt prints every error to stderr by default; ours are reported once, as one line.
-        self.libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        self.conn = self._call(self.libvirt.open, self.uri)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except self.libvirt.libvirtError:
-                pass
-            self.conn = None
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except self.libvirt.libvirtError as exc:
-            message = exc.get_error_message() or str(exc)
-            raise LibvirtError(f"{self.uri}: {message}") from None
+        super().__init__(uri, needed_for="--apply", otherwise=", or use --virsh / --write")
 
     @property
     def _persistent(self) -> int:
         """XMLDesc flags of the persistent definition with its secrets (``virsh edit``)."""
         return int(self.libvirt.VIR_DOMAIN_XML_INACTIVE | self.libvirt.VIR_DOMAIN_XML_SECURE)
-
-    def label(self, name: str) -> str:
-        return f"{self.uri} domain {name}"
 
     def _lookup(self, name: str) -> Any:
         try:
@@ -135,10 +95,6 @@ class LibvirtSession:
         real = self._call(dom.name)
         return DomainXML(real, self._call(dom.UUIDString), xml, sha256(xml),
                          bool(self._call(dom.isActive)), self.label(real))
-
-    def capabilities(self) -> bytes:
-        xml: str = self._call(self.conn.getCapabilities)
-        return xml.encode("utf-8")
 
     def other_definitions(self, exclude_uuid: str) -> list[tuple[str, bytes]]:
         """(label, persistent XML) of every other domain on the connection."""
