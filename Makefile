@@ -56,7 +56,7 @@ test: $(STAMP) $(VENV)/.libvirt bytecode
 # (the -sysv package keeps systemd out; python3-libvirt/-lxml: the non-root user's interpreter).
 LIBVIRTD_PACKAGES := libvirt-daemon-system libvirt-daemon-system-sysv libvirt-daemon-driver-qemu \
   libvirt-clients qemu-system-x86 libvirt-dev pkg-config python3-libvirt python3-lxml
-LIBVIRTD_TESTS := tests/integration/test_libvirtd.py
+LIBVIRTD_TESTS := tests/integration/test_libvirtd.py tests/integration/test_libvirtd_cli.py
 
 libvirtd-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -72,7 +72,7 @@ libvirtd-deps:
 test-libvirtd: $(STAMP) $(VENV)/.libvirt libvirtd-deps
 	NUMAGUARD_LIBVIRTD=1 $(VENV)/bin/pytest -q -rs -p no:cacheprovider $(LIBVIRTD_TESTS)
 
-# The bounded form `make test` runs (3 tests, ~10 s), or the one line saying why it cannot.
+# The bounded form `make test` runs (5 tests, ~20 s), or the one line saying why it cannot.
 test-libvirtd-bounded: $(STAMP) $(VENV)/.libvirt libvirtd-deps
 	@why=$$($(PY) -c 'from tests.support.libvirtd import unavailable; print(unavailable() or "")'); \
 	if [ -n "$$why" ]; then echo "real-libvirtd tests skipped: $$why"; \

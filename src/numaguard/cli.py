@@ -270,9 +270,16 @@ def _incomplete(command: str, problems: Sequence[Any], notes: Sequence[str], rea
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from numaguard.readers.sources import LIBVIRT_QEMU_DIR, default_uri
     from numaguard.writers.snapshot import capture_snapshot
 
-    summary = capture_snapshot(args.directory, root=args.root, libvirt_dir=args.libvirt_dir)
+    uri = args.connect
+    if uri is not None and args.libvirt_dir is not None:
+        raise NumaguardError("give -c/--connect or --libvirt-dir, not both")
+    if uri is None and args.libvirt_dir is None and args.root is None:
+        uri = default_uri(os.environ)    # libvirt when it runs here: transient guests too
+    summary = capture_snapshot(args.directory, root=args.root or "/",
+                               libvirt_dir=args.libvirt_dir or LIBVIRT_QEMU_DIR, uri=uri)
     sys.stdout.write(printable(summary) + "\n")
     return EXIT_OK
 
@@ -544,23 +551,42 @@ def _fix_edit(args: argparse.Namespace) -> Any:
     return NumatuneEdit(args.mode, nodeset, tuple(memnodes))
 
 
-def _fix_context(side: Any) -> Any:
-    from numaguard.core.rules import AuditOptions
-    from numaguard.fix import AuditContext
-
-    for note in side.notes:
+def _fix_world(found: tuple[Any, str | None, list[str]]) -> tuple[Any, str | None]:
+    """Say the notes and why the host is unknown; the inventory and that reason."""
+    world, unknown, notes = found
+    for note in notes:
         sys.stderr.write(printable(f"numaguard fix: {note}") + "\n")
-    if side.unknown:
-        sys.stderr.write(printable(f"numaguard fix: host topology unknown ({side.unknown}): "
+    if unknown:
+        sys.stderr.write(printable(f"numaguard fix: host topology unknown ({unknown}): "
                                    "the nodeset check and the re-audit are skipped") + "\n")
-    options = AuditOptions(kernel_release=side.kernel_release,
-                           numad_installed=side.numad_installed)
-    return AuditContext(side.host, tuple(side.others), options, side.unknown)
+    return world, unknown
+
+
+def _libvirt_world(uri: str, host_source: str | None) -> tuple[Any, str | None, list[str]]:
+    """The host and every guest of *uri* for ``fix -c URI`` (``--host SOURCE`` replaces the
+    host); a topology the URI cannot give makes the host unknown, as for a file."""
+    import dataclasses
+
+    from numaguard.readers.sources import LibvirtSource
+    from numaguard.readers.target import fix_world
+
+    try:
+        inventory = LibvirtSource(uri).read()
+    except ParseError as exc:
+        return None, str(exc).splitlines()[0], []
+    notes = list(inventory.notes) + [f"re-audit: skipped {p}" for p in inventory.problems]
+    if host_source is not None:
+        world, _, _ = fix_world(None, host_source)
+        inventory = dataclasses.replace(inventory, host=world.host, facts=world.facts,
+                                        host_source=host_source)
+    return inventory, None, notes
 
 
 def _fix_replay(args: argparse.Namespace, output: str) -> str:
     """This command line with another output option (the line that saves the edited XML before `virsh define`)."""
     argv = ["numaguard", "fix", args.target]
+    if args.connect is not None:
+        argv += ["-c", args.connect]
     if args.recommended:
         argv.append("--recommended")
     if args.mode is not None:
@@ -586,8 +612,9 @@ def _fix_apply(args: argparse.Namespace, edit: Any) -> int:
                              "definition); to change a file use --write")
     with LibvirtSession(args.connect) as session:
         read = session.read(args.target)
-        ctx = _fix_context(session.host_side(read, args.host))
-        plan = plan_fix(DomainDocument(read.xml, path=read.label), edit, ctx)
+        world, unknown = _fix_world(_libvirt_world(session.uri, args.host))
+        plan = plan_fix(DomainDocument(read.xml, path=read.label), edit, world,
+                        unknown=unknown)
         if plan.edit.empty:
             sys.stderr.write(printable(f"numaguard fix: the audit proposes no <numatune> "
                                        f"change for {plan.name}") + "\n")
@@ -616,20 +643,35 @@ def cmd_fix(args: argparse.Namespace) -> int:
     from numaguard.fix import plan_fix
     from numaguard.readers.files import read_bytes
     from numaguard.readers.sources import LIBVIRT_QEMU_DIR
-    from numaguard.readers.target import load_host_side, resolve_target
+    from numaguard.readers.target import fix_world, resolve_target
     from numaguard.report.fix import summary_lines, wrapped
     from numaguard.writers.virsh import virsh_lines
     from numaguard.writers.xml_patch import replace_file, unified_diff
 
     edit = _fix_edit(args)
-    if args.output != "apply" and (args.connect is not None or args.backup_dir is not None):
-        raise NumaguardError("--connect and --backup-dir go with --apply")
+    if args.output != "apply" and args.backup_dir is not None:
+        raise NumaguardError("--backup-dir goes with --apply")
     if args.output == "apply":
         return _fix_apply(args, edit)
-    target = resolve_target(args.target, host_source=args.host)
-    doc = DomainDocument(read_bytes(target.path), path=target.path)
-    ctx = _fix_context(load_host_side(target, args.host))
-    plan = plan_fix(doc, edit, ctx)
+    if args.connect is not None:      # the persistent definition libvirt keeps, shown
+        if os.sep in args.target or os.path.exists(args.target):
+            raise NumaguardError(f"{args.target}: with -c/--connect name a domain (libvirt "
+                                 "keeps the definition); to change a file, leave -c out")
+        if args.output == "write":
+            raise NumaguardError("libvirt keeps the definition: use --apply to define the "
+                                 "change, or --xml to save the edited XML")
+        from numaguard.readers.libvirt_api import LibvirtReader
+
+        with LibvirtReader(args.connect) as reader:
+            read = reader.read_domain_xml(args.target)
+        doc = DomainDocument(read.persistent, path=f"{args.connect} domain {read.name}")
+        target = None
+        world, unknown = _fix_world(_libvirt_world(args.connect, args.host))
+    else:
+        target = resolve_target(args.target, host_source=args.host)
+        doc = DomainDocument(read_bytes(target.path), path=target.path)
+        world, unknown = _fix_world(fix_world(target, args.host))
+    plan = plan_fix(doc, edit, world, unknown=unknown)
     if plan.edit.empty:   # --recommended, and the audit proposes nothing
         sys.stderr.write(printable(f"numaguard fix: the audit proposes no <numatune> change "
                                    f"for {plan.name}") + "\n")
@@ -654,6 +696,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
                                  else f"{line}\n" for line in lines))
         summary = summary_lines(plan, effect=False)
     elif args.output == "write":
+        assert target is not None       # --write with -c was refused above
         if not plan.changed:
             sys.stdout.write(printable(f"{target.path}: nothing written") + "\n")
         else:
@@ -695,7 +738,9 @@ def _fix_arguments(p: argparse.ArgumentParser) -> None:
                    help="host topology (snapshot, sysfs root, numactl -H file, capabilities "
                         "XML) for the nodeset check and the re-audit")
     p.add_argument("-c", "--connect", metavar="URI",
-                   help="libvirt URI for --apply (default qemu:///system), as virsh -c")
+                   help="read GUEST's persistent definition through libvirt at this URI, "
+                        "as virsh -c (with --apply: define the change there; default "
+                        "qemu:///system)")
     p.add_argument("--backup-dir", metavar="DIR",
                    help="where --apply saves the old XML (default: the current directory)")
     p.add_argument("--follow-symlinks", action="store_true",
@@ -732,9 +777,12 @@ def _guests_arguments(p: argparse.ArgumentParser) -> None:
 
 def _snapshot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory", metavar="DIR")
-    p.add_argument("--root", default="/", help="filesystem root to read sys/ and proc/ from")
-    p.add_argument("--libvirt-dir", default="/etc/libvirt/qemu",
-                   help="folder of domain XMLs to copy (skipped when unreadable)")
+    _connect_argument(p)
+    p.add_argument("--root", help="filesystem root to read sys/ and proc/ from (default: /)")
+    p.add_argument("--libvirt-dir",
+                   help="folder of domain XMLs to copy instead of asking libvirt (default: "
+                        "libvirt when it runs here, else /etc/libvirt/qemu; files that "
+                        "cannot be read are skipped and named)")
 
 
 def _audit_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,34 +18,24 @@ caller can print ``NG108 critical -> none``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from numaguard.core.fallback import fallback_orders
 from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.predict import Prediction
-from numaguard.core.rules import AuditOptions, AuditResult, audit
+from numaguard.core.rules import AuditOptions, AuditResult, audit_inventory
 from numaguard.cpuset import format_bitmap
 from numaguard.domxml.document import DomainDocument
 from numaguard.domxml.edit import MemnodeEdit, NumatuneEdit, edit_numatune
 from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, NumaguardError, ParseError
 from numaguard.model.guest import Guest
+from numaguard.model.inventory import Inventory
 from numaguard.model.policy import MemoryMode, MemoryPolicy, Placement
 from numaguard.model.topology import Host
 
 NOTHING_TO_CHANGE = ("nothing to change: give --mode, --nodeset, --memnode CELL:MODE:NODESET "
                      "or --recommended")
-
-
-@dataclass(frozen=True, slots=True)
-class AuditContext:
-    """The world around the guest: the host (``None`` when it cannot be read: host checks and
-    the re-audit are skipped, ``note`` says why) and the other guests on it."""
-
-    host: Host | None
-    others: tuple[Guest, ...] = ()
-    options: AuditOptions = field(default_factory=AuditOptions)
-    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,20 +144,30 @@ def _check_nodes(edit: NumatuneEdit, host: Host, label: str) -> None:
                              "nothing written", field=where, path=label)
 
 
-def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) -> FixPlan:
-    """Check and make *edit* (``None``: the audit's recommendation) on *doc*; re-audit."""
+def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, world: Inventory | None, *,
+             options: AuditOptions | None = None, unknown: str | None = None) -> FixPlan:
+    """Check and make *edit* (``None``: the audit's recommendation) on *doc*; re-audit.
+
+    *world*: the host the guest runs on and its other guests (the guest itself, if it is
+    among them, is replaced by *doc*'s); ``None`` when the host cannot be read (*unknown*
+    says why): the nodeset check and the re-audit are skipped."""
     label = doc.path or "domain XML"
     before = extract_guest(doc)
-    others = tuple(g for g in ctx.others if g.name != before.name)
+    others = tuple(g for g in world.guests if g.name != before.name) if world else ()
     # the host's zonelists, once for both audits and both simulations (1,024 nodes: 1M pairs)
-    orders = fallback_orders(ctx.host) if ctx.host else None
-    audit_before = audit(ctx.host, (*others, before), ctx.options,
-                         fallback=orders) if ctx.host else None
+    orders = fallback_orders(world.host) if world else None
+
+    def audited(guest: Guest) -> AuditResult | None:
+        if world is None:
+            return None
+        return audit_inventory(world.with_guests((*others, guest)), options, fallback=orders)
+
+    audit_before = audited(before)
     used: tuple[Finding, ...] = ()
     if edit is None:
         if audit_before is None:
             raise NumaguardError(f"{label}: --recommended needs the host topology "
-                                 f"({ctx.note or 'unknown'}); give --host SOURCE")
+                                 f"({unknown or 'unknown'}); give --host SOURCE")
         edit, used = recommended_edit(before.name, audit_before.findings)
         if edit.empty:
             return FixPlan(label, doc.to_bytes(), doc.to_bytes(), edit, before, before,
@@ -178,8 +178,8 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
         raise ParseError(f"{before.name} has no guest NUMA cells (<cpu><numa>), so it cannot "
                          "have a <memnode>: change the whole guest with --mode/--nodeset",
                          field="numatune/memnode", path=label)
-    if ctx.host is not None:
-        _check_nodes(edit, ctx.host, label)
+    if world is not None:
+        _check_nodes(edit, world.host, label)
     try:
         new = edit_numatune(doc, edit)
     except ParseError as exc:
@@ -194,8 +194,7 @@ def plan_fix(doc: DomainDocument, edit: NumatuneEdit | None, ctx: AuditContext) 
             if all(str(again) != str(q) for q in problems):
                 problems.append(again)
         raise InvalidDocument(problems) from None
-    audit_after = audit(ctx.host, (*others, after), ctx.options,
-                        fallback=orders) if ctx.host else None
+    audit_after = audited(after)
     return FixPlan(label, doc.to_bytes(), new, edit, before, after, audit_before, audit_after,
                    used)
 

@@ -238,8 +238,9 @@ REFUSALS = [
     ("vm1.xml", ["--memnode", "0-1"], r"--memnode: '0-1': expected CELL:MODE:NODESET"),
     ("vm1.xml", ["--nodeset", "3-1"], r"--nodeset: '3-1': range 3-1 ends before it starts"),
     ("vm1.xml", ["--mode", "strict", "--recommended"], r"give --recommended or "),
-    ("vm1.xml", ["--mode", "strict", "--connect", "test:///default"], (r"--connect and "
-                                                                     r"--backup-dir go with")),
+    ("vm1.xml", ["--mode", "strict", "--connect", "test:///default"], (r"with -c/--connect "
+                                                                     r"name a domain")),
+    ("vm1.xml", ["--mode", "strict", "--backup-dir", "."], r"--backup-dir goes with --apply"),
 ]
 
 
@@ -425,6 +426,25 @@ def domain(conn):
 def persistent(conn, name: str) -> str:
     return conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE
                                            | libvirt.VIR_DOMAIN_XML_SECURE)
+
+
+@with_libvirt
+def test_connect_without_apply_shows_the_change_and_defines_nothing(conn, domain,
+                                                                     capsys) -> None:
+    old = persistent(conn, "ngfix-apply")
+    rc, out, err = run(capsys, "fix", "ngfix-apply", "--mode", "preferred", "--nodeset", "0-1",
+                       "--connect", "test:///default")
+    assert rc == 0, err
+    assert "-    <memory mode='strict' nodeset='1'/>" in out
+    assert "+    <memory mode='preferred' nodeset='0-1'/>" in out
+    assert persistent(conn, "ngfix-apply") == old
+    rc, out, err = run(capsys, "fix", "ngfix-apply", "--mode", "preferred", "--connect",
+                       "test:///default", "--virsh")
+    assert rc == 0, err
+    assert "virsh numatune ngfix-apply --mode preferred --nodeset 1 --config" in out
+    rc, _, err = run(capsys, "fix", "ngfix-apply", "--mode", "preferred", "--connect",
+                     "test:///default", "--write")
+    assert rc == 2 and "use --apply to define the change" in err
 
 
 @with_libvirt

@@ -224,6 +224,10 @@ class SnapshotMeta:
     domains_skipped: tuple[tuple[str, str], ...]    # (file name, why)
     #: running guests, oldest QEMU first; ``None`` when none was running (or it is unknown)
     start_order: tuple[str, ...] | None
+    #: the libvirt URI it was read through (``None``: this machine's files)
+    source: str | None = None
+    #: the guests that were running, when the snapshot was taken through libvirt
+    running: tuple[str, ...] | None = None
 
 
 _CAPTURED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
@@ -296,10 +300,17 @@ def read_snapshot_meta(snapshot: str) -> SnapshotMeta | None:
             if name in order[:i]:
                 raise ParseError(f"{name!r} listed twice", field=f"start_order[{i}]",
                                  path=path)
+    running = _field(data, "running", list, path, optional=True)
+    for i, name in enumerate(running or ()):
+        if not isinstance(name, str) or not name:
+            raise ParseError(f"expected a guest name, got {json.dumps(name)[:40]}",
+                             field=f"running[{i}]", path=path)
     return SnapshotMeta(path, _field(data, "numaguard_version", str, path),
                         _field(data, "hostname", str, path, optional=True), captured,
                         _field(data, "kernel_release", str, path, optional=True), copied,
-                        tuple(skipped), tuple(order) if order else None)
+                        tuple(skipped), tuple(order) if order else None,
+                        _field(data, "source", str, path, optional=True),
+                        tuple(running) if running is not None else None)
 
 
 def _is_topology_file(path: str) -> bool:
@@ -393,9 +404,30 @@ def read_paths(sources: list[str] | tuple[str, ...]) -> Inventory:
     guests, problems = read_domain_files_partial(files, listed=plain, strict=named)
     facts = HostFacts(kernel_release(facts_root) if facts_root is not None else None,
                       min_free_kbytes=min_free_kbytes(facts_root) if facts_root else None)
+    live: list[Guest] = []
+    if meta is not None and host_arg is not None and meta.running is not None:
+        live, more = _live_guests(host_arg)   # a snapshot taken through libvirt (-c URI)
+        problems += more
     return Inventory(host, tuple(guests), facts, origin=", ".join(sources),
                      start_order=meta.start_order if meta is not None else None,
-                     host_source=host_arg, problems=tuple(problems))
+                     host_source=host_arg, problems=tuple(problems),
+                     running=frozenset(meta.running) if meta and meta.running is not None
+                     else None, live_guests=tuple(live))
+
+
+#: the running guests' live XMLs in a snapshot taken through libvirt (writers/snapshot.py)
+LIVE_DIR = "live"
+
+
+def _live_guests(snapshot: str) -> tuple[list[Guest], list[Problem]]:
+    from numaguard.readers.domains import list_domain_files_keyed, read_domain_files_partial
+
+    folder = os.path.join(snapshot, LIVE_DIR)
+    if not os.path.isdir(folder):
+        return [], []
+    listed = list_domain_files_keyed(folder)
+    return read_domain_files_partial([f.path for f in listed],
+                                     listed={f.path for f in listed if f.plain})
 
 
 def read_this_machine() -> Inventory:
@@ -459,15 +491,39 @@ class PathSource(Source):
 
 
 class LibvirtSource(Source):
-    """A libvirt URI (:class:`numaguard.readers.libvirt_api.LibvirtReader`)."""
+    """A libvirt URI (:class:`numaguard.readers.libvirt_api.LibvirtReader`).
+
+    The guests always come from libvirt.  For a QEMU URI of this machine (``qemu:///system``,
+    ``qemu:///session``, ``qemu+unix:///…``: no host part) the topology and the host facts
+    come from this machine's sysfs and procfs, as without ``-c``: libvirt's capabilities have
+    no swap, no free hugepages, no ``numa_balancing`` and no kernel release, and the audit
+    weighs all of them.  For any other URI (``qemu+ssh://HOST/system``, ``test:///default``)
+    they come from libvirt's capabilities and ``virNodeGetCellsFreeMemory``."""
 
     def __init__(self, uri: str) -> None:
         self.uri = self.label = uri
 
     def read(self) -> Inventory:
+        from dataclasses import replace
+
         from numaguard.readers.libvirt_api import LibvirtReader
 
-        return LibvirtReader(self.uri).read()
+        with LibvirtReader(self.uri) as reader:
+            inventory = reader.read()
+        if not is_this_machine(self.uri):
+            return inventory
+        facts = replace(this_machine_facts(), free_bytes=inventory.facts.free_bytes)
+        return replace(inventory, host=load_host(None), facts=facts)
+
+
+def is_this_machine(uri: str) -> bool:
+    """Whether *uri* is the QEMU driver of this machine (libvirt's URI syntax,
+    https://libvirt.org/uri.html: ``driver[+transport]://[user@][host][:port]/path``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    driver, _, transport = parts.scheme.partition("+")
+    return driver == "qemu" and transport in ("", "unix") and not parts.hostname
 
 
 #: where libvirtd listens for qemu:///system (libvirt's src/remote/remote_sockets.c: the

@@ -14,11 +14,12 @@ note.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from numaguard.domxml.document import DomainDocument
 from numaguard.errors import InvalidDocument, NumaguardError, ParseError, SourceError
 from numaguard.model.guest import Guest
+from numaguard.model.inventory import HostFacts, Inventory
 from numaguard.model.topology import Host
 from numaguard.readers import sources
 from numaguard.readers.domains import list_domain_files, read_domain_file
@@ -30,17 +31,6 @@ class FixTarget:
     path: str
     #: the snapshot directory the file lives in (``SNAP/domains/FILE``), if any
     snapshot: str | None = None
-
-
-@dataclass(slots=True)
-class HostSide:
-    host: Host | None = None
-    others: list[Guest] = field(default_factory=list)
-    kernel_release: str | None = None
-    numad_installed: bool | None = None
-    #: why the host is unknown (``host`` is ``None``)
-    unknown: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _domain_name(path: str) -> str | None:
@@ -115,37 +105,46 @@ def other_guests(folder: str, *, exclude: str | None = None) -> tuple[list[Guest
     return guests, notes
 
 
-def load_host_side(target: FixTarget | None, host_source: str | None) -> HostSide:
-    """The host and the other guests for ``numaguard fix`` (see the module docstring)."""
-    from numaguard.readers.hostfacts import kernel_release, numad_installed
+def fix_world(target: FixTarget | None, host_source: str | None
+              ) -> tuple[Inventory | None, str | None, list[str]]:
+    """The host and the other guests for ``numaguard fix`` (see the module docstring):
+    ``(inventory, why the host is unknown, notes)``; the inventory is ``None`` when the host
+    cannot be read (then the nodeset check and the re-audit are skipped)."""
+    from numaguard.readers.hostfacts import kernel_release
 
-    side = HostSide()
+    notes: list[str] = []
     folder: str | None = None
-    if host_source is not None:
-        side.host = sources.load_host(host_source)            # explicit: errors are errors
-        root = sources.facts_root(host_source)
-        side.kernel_release = kernel_release(root) if root else None
-        if os.path.isdir(host_source) and sources.is_snapshot(host_source):
-            folder = os.path.join(host_source, "domains")
-    elif target is not None and target.snapshot is not None:
+    host: Host | None = None
+    facts = HostFacts()
+    start_order: tuple[str, ...] | None = None
+    unknown: str | None = None
+    snapshot = host_source if host_source is not None else (
+        target.snapshot if target is not None else None)
+    if snapshot is not None:
         try:
-            side.host = sources.load_host(target.snapshot)
-            root = sources.facts_root(target.snapshot)
-            side.kernel_release = kernel_release(root) if root else None
+            host = sources.load_host(snapshot)         # explicit --host: errors are errors
+            root = sources.facts_root(snapshot)
+            facts = HostFacts(kernel_release(root) if root else None)
         except NumaguardError as exc:
-            side.unknown = f"{exc}"
-        folder = os.path.join(target.snapshot, "domains")
+            if host_source is not None:
+                raise
+            unknown = f"{exc}"
+        if os.path.isdir(snapshot) and sources.is_snapshot(snapshot):
+            folder = os.path.join(snapshot, "domains")
     else:
         try:
-            side.host = sources.load_host(None)
-            side.kernel_release = kernel_release(sources.LIVE_ROOT)
-            side.numad_installed = numad_installed()
+            host = sources.load_host(None)
+            facts = sources.this_machine_facts()
         except NumaguardError as exc:
-            side.unknown = f"this machine: {exc}"
+            unknown = f"this machine: {exc}"
     if folder is None and target is not None and os.path.realpath(
             os.path.dirname(os.path.abspath(target.path))) == os.path.realpath(
             sources.LIBVIRT_QEMU_DIR):
         folder = sources.LIBVIRT_QEMU_DIR
+    others: list[Guest] = []
     if folder is not None and os.path.isdir(folder):
-        side.others, side.notes = other_guests(folder, exclude=target.path if target else None)
-    return side
+        others, notes = other_guests(folder, exclude=target.path if target else None)
+    if host is None:
+        return None, unknown, notes
+    return Inventory(host, tuple(others), facts, start_order=start_order,
+                     host_source=host_source), None, notes

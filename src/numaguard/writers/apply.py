@@ -34,7 +34,6 @@ from numaguard.domxml.extract import extract_guest
 from numaguard.errors import InvalidDocument, NumaguardError, ParseError
 from numaguard.fix import FixPlan, effective_policies
 from numaguard.readers.libvirt_api import LibvirtConnection, LibvirtError
-from numaguard.readers.target import HostSide
 from numaguard.writers.xml_patch import save_new, stamp
 
 
@@ -95,40 +94,6 @@ class LibvirtSession(LibvirtConnection):
         real = self._call(dom.name)
         return DomainXML(real, self._call(dom.UUIDString), xml, sha256(xml),
                          bool(self._call(dom.isActive)), self.label(real))
-
-    def other_definitions(self, exclude_uuid: str) -> list[tuple[str, bytes]]:
-        """(label, persistent XML) of every other domain on the connection."""
-        out: list[tuple[str, bytes]] = []
-        for dom in self._call(self.conn.listAllDomains, 0):
-            if self._call(dom.UUIDString) == exclude_uuid:
-                continue
-            flags = self.libvirt.VIR_DOMAIN_XML_INACTIVE
-            out.append((self.label(self._call(dom.name)),
-                        self._call(dom.XMLDesc, flags).encode("utf-8")))
-        return out
-
-    def host_side(self, read: DomainXML, host_source: str | None = None) -> HostSide:
-        """The host (``--host SOURCE``, else this connection's capabilities) and the other
-        domains of the connection, for the nodeset check and the re-audit."""
-        from numaguard.domxml.capabilities import parse_capabilities
-        from numaguard.readers.target import load_host_side
-
-        if host_source is not None:
-            side = load_host_side(None, host_source)
-            side.others, side.notes = [], []
-        else:
-            side = HostSide()
-            try:
-                side.host = parse_capabilities(self.capabilities(),
-                                               path=f"{self.uri} capabilities")
-            except (ParseError, InvalidDocument) as exc:
-                side.unknown = str(exc).splitlines()[0]
-        for label, xml in self.other_definitions(read.uuid):
-            try:
-                side.others.append(extract_guest(DomainDocument(xml, path=label)))
-            except (InvalidDocument, ParseError):
-                side.notes.append(f"re-audit: skipped {label}: numaguard cannot read its XML")
-        return side
 
     def apply(self, read: DomainXML, plan: FixPlan, *, backup_dir: str = ".",
               now: datetime | None = None) -> ApplyResult:

@@ -64,7 +64,12 @@ from numaguard.errors import ParseError, PermissionDenied, SourceError
 from numaguard.readers.domains import RUN_AS_ROOT, none_readable
 from numaguard.readers.files import MAX_BYTES, read_bytes, read_fd, read_optional_text, read_text
 from numaguard.readers.hostfacts import kernel_release
-from numaguard.readers.sources import SNAPSHOT_META, SNAPSHOT_SCHEMA
+from numaguard.readers.sources import (
+    CAPABILITIES_FILE,
+    LIVE_DIR,
+    SNAPSHOT_META,
+    SNAPSHOT_SCHEMA,
+)
 from numaguard.readers.sysfs import SysfsReader
 from numaguard.signals import signals_unwind
 from numaguard.writers.xml_patch import (
@@ -151,7 +156,8 @@ class _Domains:
             return f" ({libvirt_dir} not found: no domains copied)"
         if not self.skipped:
             return ""
-        listing = "; ".join(f"{printable(name)}: {why}" for name, why in self.skipped)
+        listing = "; ".join(f"{printable(name)}: {why}" if name else printable(why)
+                            for name, why in self.skipped)
         return f" (skipped in {libvirt_dir}: {listing})"
 
 
@@ -261,16 +267,17 @@ def _kernel(root: str) -> str | None:
         return None       # recorded as unknown; the captured proc/version shows what it was
 
 
-def snapshot_meta(root: str, domains: _Domains, order: list[str] | None, *,
+def snapshot_meta(root: str | None, domains: _Domains, order: list[str] | None, *,
                   now: datetime | None = None) -> dict[str, object]:
-    """The content of ``snapshot.json`` (the module docstring)."""
+    """The content of ``snapshot.json`` (the module docstring); *root* ``None``: a host
+    read through a remote libvirt URI, whose host name and kernel are not known here."""
     when = (now or datetime.now(UTC)).astimezone(UTC)
     meta: dict[str, object] = {
         "schema_version": SNAPSHOT_SCHEMA,
         "numaguard_version": __version__,
-        "hostname": _hostname(root),
+        "hostname": _hostname(root) if root is not None else None,
         "captured_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "kernel_release": _kernel(root),
+        "kernel_release": _kernel(root) if root is not None else None,
         "domains": {"copied": len(domains.copied),
                     "skipped": [{"file": n, "reason": why} for n, why in domains.skipped]},
     }
@@ -298,8 +305,14 @@ def _parent_error(directory: str, parent: str) -> SourceError | None:
 
 
 def capture_snapshot(directory: str, *, root: str = "/",
-                     libvirt_dir: str = "/etc/libvirt/qemu") -> str:
-    """Capture into *directory*; return a one-paragraph summary for the user."""
+                     libvirt_dir: str = "/etc/libvirt/qemu", uri: str | None = None) -> str:
+    """Capture into *directory*; return a one-paragraph summary for the user.
+
+    *uri*: read the guests through libvirt instead of *libvirt_dir* (:func:`_libvirt_domains`);
+    the host is this machine's sysfs under *root* for a URI of this machine, else libvirt's
+    capabilities XML (``host/capabilities.xml``)."""
+    from numaguard.readers.sources import is_this_machine
+
     target = os.path.abspath(directory)
     if os.path.lexists(target):
         raise _exists(directory, target)
@@ -307,8 +320,12 @@ def capture_snapshot(directory: str, *, root: str = "/",
     problem = _parent_error(directory, parent)
     if problem is not None:
         raise problem
-    # Check the root is readable as a topology before writing anything.
-    host = SysfsReader(root).read_host()
+    local = uri is None or is_this_machine(uri)
+    # Read what can fail before writing anything: the topology, and libvirt's domains.
+    nodes = len(SysfsReader(root).read_host().nodes) if local else 0
+    remote = _libvirt_domains(uri) if uri is not None else None
+    if remote is not None and not local:
+        nodes = remote.nodes
     with signals_unwind():
         try:
             tmp = tempfile.mkdtemp(prefix=".numaguard-snapshot-", dir=parent)
@@ -317,25 +334,37 @@ def capture_snapshot(directory: str, *, root: str = "/",
                               f"{os_error(parent, exc).reason}") from None
         try:
             files = 0
-            for pattern in SysfsReader.capture_paths() + EXTRA_PATHS:
-                for src in sorted(glob.glob(os.path.join(root, pattern))):
-                    rel = os.path.relpath(src, root)
-                    data = read_bytes(src)
-                    dst = os.path.join(tmp, "host", rel)
-                    try:
-                        os.makedirs(os.path.dirname(dst), exist_ok=True)
-                    except OSError as exc:
-                        raise _WriteFailed(exc) from None
-                    _write(dst, data, OUTPUT_MODE)
-                    files += 1
+            if local:
+                for pattern in SysfsReader.capture_paths() + EXTRA_PATHS:
+                    for src in sorted(glob.glob(os.path.join(root, pattern))):
+                        rel = os.path.relpath(src, root)
+                        data = read_bytes(src)
+                        dst = os.path.join(tmp, "host", rel)
+                        _makedirs(os.path.dirname(dst))
+                        _write(dst, data, OUTPUT_MODE)
+                        files += 1
+            else:
+                assert remote is not None
+                _makedirs(os.path.join(tmp, "host"))
+                _write(os.path.join(tmp, "host", CAPABILITIES_FILE), remote.capabilities,
+                       OUTPUT_MODE)
+                files = 1
             try:
                 os.mkdir(os.path.join(tmp, "domains"), 0o700)
             except OSError as exc:
                 raise _WriteFailed(exc) from None
-            domains = _copy_domains(libvirt_dir, os.path.join(tmp, "domains"))
-            order, order_note = start_order(root, [n.removesuffix(".xml")
-                                                   for n in domains.copied])
-            meta = snapshot_meta(root, domains, order)
+            if remote is None:
+                domains = _copy_domains(libvirt_dir, os.path.join(tmp, "domains"))
+                order, order_note = start_order(root, [n.removesuffix(".xml")
+                                                       for n in domains.copied])
+                meta = snapshot_meta(root, domains, order)
+                where = libvirt_dir
+            else:
+                domains, order, order_note = remote.write(tmp)
+                meta = snapshot_meta(root if local else None, domains, order)
+                meta["source"] = uri
+                meta["running"] = sorted(remote.running)
+                where = str(uri)
             _write(os.path.join(tmp, SNAPSHOT_META),
                    (json.dumps(meta, indent=2) + "\n").encode(), OUTPUT_MODE)
             try:
@@ -352,8 +381,70 @@ def capture_snapshot(directory: str, *, root: str = "/",
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return summary(directory, len(host.nodes), files, domains.note(libvirt_dir), meta,
-                   order_note)
+    return summary(directory, nodes, files, domains.note(where), meta, order_note)
+
+
+def _makedirs(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise _WriteFailed(exc) from None
+
+
+
+
+@dataclass
+class _Remote:
+    """What libvirt gave for a snapshot, read before anything is written."""
+
+    capabilities: bytes
+    nodes: int
+    #: (name, persistent XML, live XML or None)
+    domains: list[tuple[str, bytes, bytes | None]]
+    running: frozenset[str]
+    start_order: tuple[str, ...] | None
+    notes: list[str]
+
+    def write(self, tmp: str) -> tuple[_Domains, list[str] | None, str]:
+        done = _Domains()
+        live_dir = os.path.join(tmp, LIVE_DIR)
+        for name, persistent, live in self.domains:
+            if not _safe_file_name(name):
+                done.skipped.append((name, "a name that is not a safe file name"))
+                continue
+            _write(os.path.join(tmp, "domains", f"{name}.xml"), persistent, SECRET_MODE)
+            done.copied.append(f"{name}.xml")
+            if live is not None:
+                if not os.path.isdir(live_dir):
+                    try:
+                        os.mkdir(live_dir, 0o700)
+                    except OSError as exc:
+                        raise _WriteFailed(exc) from None
+                _write(os.path.join(live_dir, f"{name}.xml"), live, SECRET_MODE)
+        done.skipped += [("", note) for note in self.notes]
+        order = list(self.start_order) if self.start_order else None
+        return done, order, "" if self.running else "no guest running"
+
+
+def _safe_file_name(name: str) -> bool:
+    """libvirt refuses ``/`` in a domain name (``virXMLCheckIllegalChars``), but a name may
+    still be ``..`` or start with a dot; such a guest is skipped (named in the summary)."""
+    return bool(name) and "/" not in name and "\0" not in name and not name.startswith(".")
+
+
+def _libvirt_domains(uri: str) -> _Remote:
+    """Every domain of *uri*: its persistent XML (``VIR_DOMAIN_XML_INACTIVE``; a transient
+    domain's live one), its live XML when it runs, and the capabilities XML."""
+    from numaguard.readers.libvirt_api import LibvirtReader
+
+    notes: list[str] = []
+    with LibvirtReader(uri) as reader:
+        capabilities = reader.capabilities()
+        nodes = len(reader.host().nodes)
+        xmls = list(reader.domain_xmls(notes=notes))
+        order = reader.read().start_order if any(x.running for x in xmls) else None
+    return _Remote(capabilities, nodes, [(x.name, x.persistent, x.live) for x in xmls],
+                   frozenset(x.name for x in xmls if x.running), order, notes)
 
 
 def summary(directory: str, nodes: int, files: int, domains_note: str,

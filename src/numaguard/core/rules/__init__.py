@@ -395,7 +395,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
 
 
 def audit_inventory(inventory: Inventory, options: AuditOptions | None = None, *,
-                    only: Iterable[str] | None = None) -> AuditResult:
+                    only: Iterable[str] | None = None,
+                    fallback: dict[int, tuple[int, ...]] | None = None) -> AuditResult:
     """:func:`audit` of what a source read: the inventory's host facts (kernel release, numad,
     ``vm.min_free_kbytes``) and recorded start order replace those of *options*, and its
     running definitions go to NG112."""
@@ -403,7 +404,7 @@ def audit_inventory(inventory: Inventory, options: AuditOptions | None = None, *
     opts = replace(options or AuditOptions(), kernel_release=facts.kernel_release,
                    numad_installed=facts.numad_installed,
                    min_free_kbytes=facts.min_free_kbytes, start_order=inventory.start_order)
-    return audit(inventory.host, inventory.guests, opts, only=only,
+    return audit(inventory.host, inventory.guests, opts, only=only, fallback=fallback,
                  live_guests=inventory.live_guests)
 
 
