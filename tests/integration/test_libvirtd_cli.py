@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from tests.integration.test_libvirtd import (
     URI,
     USER_PYTHON,
     _user,
-    daemon,  # noqa: F401  (the fixture)
     full_only,
     guest_xml,
     n,
@@ -33,19 +31,11 @@ from tests.support import libvirtd
 
 pytestmark = pytest.mark.libvirt
 assert MODE in ("1", "bounded")
-import libvirt  # type: ignore[import-untyped]  # noqa: E402  (after the skips)
+import libvirt  # type: ignore[import-untyped]  # after the skips
 
+from tests.integration import test_libvirtd as base
 
-@pytest.fixture
-def conn(daemon: libvirtd.Daemon) -> Iterator[Any]:  # noqa: F811
-    c = libvirt.open(URI)
-    try:
-        yield c
-    finally:
-        for dom in c.listAllDomains(0):
-            if dom.name().startswith(libvirtd.GUEST_PREFIX):
-                libvirtd.remove_guest(dom)
-        c.close()
+daemon, conn = base.daemon, base.conn     # the fixtures: one daemon, guests removed after
 
 
 def numaguard(*argv: str, python: str = sys.executable, user: str | None = None,
