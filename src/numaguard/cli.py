@@ -463,7 +463,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
              for path, option, kind in ((args.plot, "--plot", "bars"),
                                         (args.plot_steps, "--plot-steps", "steps"))
              if path is not None]
-    scenario = load_scenario(args.source, order=args.order)
+    if args.connect is not None:
+        from numaguard.readers.scenario import inventory_scenario
+        from numaguard.readers.sources import open_source
+
+        if args.source is not None:
+            raise NumaguardError("give a SOURCE or -c/--connect, not both")
+        scenario = inventory_scenario(open_source((), args.connect).read(), order=args.order)
+    elif args.source is None:
+        raise NumaguardError("give a scenario .toml file, a snapshot dir or -c/--connect URI")
+    else:
+        scenario = load_scenario(args.source, order=args.order)
     runs = compare(scenario, modes) if modes else (play(scenario),)
     if plots:
         from numaguard.report.plots import render_plot
@@ -817,7 +827,11 @@ def _audit_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _simulate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", metavar="SOURCE", help="scenario .toml file or snapshot dir")
+    p.add_argument("source", metavar="SOURCE", nargs="?",
+                   help="scenario .toml file or snapshot dir")
+    p.add_argument("-c", "--connect", metavar="URI",
+                   help="simulate the guests libvirt has at this URI (as virsh -c) touching "
+                        "all their memory, as for a snapshot")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--order", metavar="NAME",
                    help="a snapshot's start order: recorded (the default when the snapshot "

@@ -738,3 +738,17 @@ def test_the_recorded_start_order_is_played_first(capsys, tmp_path):
     # this order kills no one for vm1's binding (the audit still finds the orders that do)
     assert all(e["constraint"] == "global" for e in doc["oom_events"])
     assert any(v["guest_at_fault"] == "vm1" for v in data["verdict"])
+
+
+def test_simulate_and_guests_read_through_libvirt(capsys):
+    """-c URI on simulate, guests and topology (libvirt's test driver, in process)."""
+    pytest.importorskip("libvirt")
+    rc, out, _ = run(capsys, "simulate", "-c", "test:///default", "--format", "json")
+    doc = json.loads(out)
+    assert rc == 1 and doc["scenario"]["name"] == "test:///default (recorded start order)"
+    rc, out, _ = run(capsys, "guests", "-c", "test:///default", "--format", "json")
+    assert rc == 0 and [g["name"] for g in json.loads(out)["guests"]] == ["test"]
+    rc, out, _ = run(capsys, "topology", "-c", "test:///default", "--format", "json")
+    assert rc == 0 and len(json.loads(out)["nodes"]) == 2
+    rc, _, err = run(capsys, "simulate", "-c", "test:///default", str(ARTICLE))
+    assert rc == 2 and "not both" in err

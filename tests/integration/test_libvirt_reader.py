@@ -154,3 +154,17 @@ def test_unreachable_uri_is_one_line_naming_it(uri: str) -> None:
     message = str(caught.value)
     assert message.startswith(f"{uri}: ") and "\n" not in message
     assert len(message) > len(uri) + 2
+
+
+def test_a_remote_uri_takes_each_nodes_free_memory_from_libvirt():
+    """LibvirtSource: the capabilities carry no free memory; getCellsFreeMemory's goes into
+    each node (as bytes, as the API promises — the test driver returns KiB totals, see
+    test_free_memory_is_taken_as_bytes)."""
+    from numaguard.readers.sources import LibvirtSource, is_this_machine
+
+    assert not is_this_machine("test:///default")
+    assert is_this_machine("qemu:///system") and is_this_machine("qemu+unix:///session")
+    assert not is_this_machine("qemu+ssh://hv07/system")
+    inv = LibvirtSource("test:///default").read()
+    free = dict(inv.facts.free_bytes)
+    assert [n.mem_free for n in inv.host.nodes] == [free[n.id] for n in inv.host.nodes]

@@ -42,10 +42,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from numaguard.core.scenario import Scenario, guest_steps, sim_host
-from numaguard.core.simulate import Policy, Step, new_step
+from numaguard.core.simulate import Policy, SimHost, Step, new_step
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
 from numaguard.limits import MAX_NODES, shorten
+from numaguard.model.guest import Guest
+from numaguard.model.inventory import Inventory
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers import scenario_toml
 from numaguard.readers.files import read_bytes
@@ -400,7 +402,6 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
     in start order *order* (one of the audit's, :mod:`numaguard.core.orders`), by default
     the order the snapshot recorded, else ``bound-last`` — never by name, so that renaming a
     guest does not change who dies."""
-    from numaguard.core.orders import named_order
     from numaguard.readers.sources import is_snapshot, load_guests, load_host, read_snapshot_meta
 
     host = load_host(directory)
@@ -413,6 +414,27 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
     guests = load_guests(directory)
     meta = read_snapshot_meta(directory) if is_snapshot(directory) else None
     recorded = meta.start_order if meta is not None else None
+    return _guests_scenario(host, sim, guests, recorded, order, label, where,
+                            (directory, "domains/ is empty"))
+
+
+def inventory_scenario(inventory: Inventory, *, order: str | None = None) -> Scenario:
+    """What :func:`load_scenario` makes of a snapshot, for an inventory read from anywhere
+    (``numaguard simulate -c URI``): its guests touching their memory one after another in
+    start order *order* (default: the order the guests were started in, when the source
+    knows it, else ``bound-last``)."""
+    host = inventory.host
+    sim = sim_host(host, min_free_kbytes=inventory.facts.min_free_kbytes)
+    return _guests_scenario(host, sim, list(inventory.guests), inventory.start_order, order,
+                            inventory.origin, inventory.origin,
+                            (inventory.origin, "no domains there"))
+
+
+def _guests_scenario(host: Host, sim: SimHost, guests: list[Guest],
+                     recorded: tuple[str, ...] | None, order: str | None, label: str,
+                     where: str, empty: tuple[str, str]) -> Scenario:
+    from numaguard.core.orders import named_order
+
     if order is None:
         order = "recorded" if recorded is not None else "bound-last"
     try:
@@ -422,8 +444,8 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
     pairs = guest_steps(host, guests, start.guests)
     label = f"{label} ({start.name} start order)"
     if not pairs:
-        raise SourceError(directory, "no guests to simulate (domains/ is empty) and no "
-                          "[[step]] given")
+        raise SourceError(empty[0], f"no guests to simulate ({empty[1]}) and no [[step]] "
+                          "given")
     return Scenario(label, sim, tuple(s for s, _ in pairs), tuple(lb for _, lb in pairs),
                     where)
 

@@ -511,9 +511,22 @@ class LibvirtSource(Source):
         with LibvirtReader(self.uri) as reader:
             inventory = reader.read()
         if not is_this_machine(self.uri):
-            return inventory
+            return with_free_memory(inventory)
         facts = replace(this_machine_facts(), free_bytes=inventory.facts.free_bytes)
         return replace(inventory, host=load_host(None), facts=facts)
+
+
+def with_free_memory(inventory: Inventory) -> Inventory:
+    """The inventory with each node's free memory from ``facts.free_bytes`` (libvirt's
+    ``virNodeGetCellsFreeMemory``, which its capabilities do not carry), where it has one."""
+    from dataclasses import replace
+
+    free = dict(inventory.facts.free_bytes or ())
+    if not free:
+        return inventory
+    nodes = tuple(replace(n, mem_free=min(free[n.id], n.mem_total)) if n.id in free else n
+                  for n in inventory.host.nodes)
+    return replace(inventory, host=replace(inventory.host, nodes=nodes))
 
 
 def is_this_machine(uri: str) -> bool:
