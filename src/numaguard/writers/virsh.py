@@ -18,6 +18,7 @@ control character of a guest name reaches the terminal (:func:`numaguard.display
 
 from __future__ import annotations
 
+from numaguard.core.changes import Change, PinEmulator, PinVcpus, SetMaxMemory, SetMemoryPolicy
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable, shell_join, shell_quote
 from numaguard.fix import FixPlan
@@ -44,6 +45,28 @@ def effect_note(plan: FixPlan) -> str:
     return f"{COLD_BOOT}: {WHY_COLD_BOOT}"
 
 
+def change_commands(change: Change) -> list[str]:
+    """The ``virsh`` line that makes *change* in the persistent definition (``--config``:
+    the next cold boot), or ``[]`` when virsh has no option for it (a ``<memnode>``: define the
+    edited XML, :func:`virsh_lines`).  From virsh(1): ``numatune --mode --nodeset``,
+    ``setmaxmem SIZE`` (KiB without a suffix: the size is given in KiB here), ``vcpupin VCPU
+    CPULIST``, ``emulatorpin CPULIST``, each with ``--config``."""
+    name = change.guest
+    if isinstance(change, SetMemoryPolicy):
+        args = ["numatune", name, "--mode", change.mode.value, "--nodeset",
+                format_bitmap(change.nodeset)]
+    elif isinstance(change, SetMaxMemory):
+        args = ["setmaxmem", name, f"{-(-change.memory // 1024)}KiB"]
+    elif isinstance(change, PinVcpus):
+        return [shell_join(["virsh", "vcpupin", name, str(v), format_bitmap(change.cpus),
+                            "--config"]) for v in sorted(change.vcpus)]
+    elif isinstance(change, PinEmulator):
+        args = ["emulatorpin", name, format_bitmap(change.cpus)]
+    else:
+        return []
+    return [shell_join(["virsh", *args, "--config"])]
+
+
 def virsh_lines(plan: FixPlan, *, xml_file: str | None = None,
                 save_command: str | None = None) -> list[str]:
     """The commands (and ``#`` comment lines) that make *plan* with virsh.
@@ -64,10 +87,11 @@ def virsh_lines(plan: FixPlan, *, xml_file: str | None = None,
             lines.append(f"{save_command} > {shell_quote(target)}")
         lines.append(shell_join(["virsh", "define", target]))
     else:
-        args = ["virsh", "numatune", name, "--mode", after.mode.value]
         if after.placement is Placement.STATIC and after.nodeset is not None:
-            args += ["--nodeset", format_bitmap(after.nodeset)]
-        lines.append(shell_join([*args, "--config"]))
+            lines += change_commands(SetMemoryPolicy(name, after.mode, after.nodeset))
+        else:
+            lines.append(shell_join(["virsh", "numatune", name, "--mode", after.mode.value,
+                                     "--config"]))
         live = plan.live_nodeset
         if live is not None:
             lines.append(f"# if {printable(name)} is running, its nodeset can change now too "
