@@ -387,7 +387,7 @@ def overlap_guests(folder, sizes=(10, 12, 10)):
     """The vm1-on-0 / vm2-on-0-1 / vm3-on-1 case (docs/capacity.md)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, gib, nodeset, cpus in zip(("vm1", "vm2", "vm3"), sizes, ("0", "0-1", "1"),
-                                        ("0-3", "0-7", "4-7")):
+                                        ("0-3", "0-7", "4-7"), strict=True):
         (folder / f"{name}.xml").write_text(domain_xml(name, gib * KiB_GiB, 2, cpuset=cpus,
                                                        mode="strict", nodeset=nodeset))
 

@@ -179,7 +179,7 @@ def qemu_command(s: ScenarioFile, kernel_image: str, initrd: str, plan: str,
     ncpu = sum(len(_cpulist(c)) for c in cpus)
     cmd = [qemu, "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-m", f"{sum(sizes)}M",
            "-smp", f"{ncpu},sockets={len(sizes)},cores={ncpu // len(sizes)},threads=1"]
-    for i, (mb, c) in enumerate(zip(sizes, cpus)):
+    for i, (mb, c) in enumerate(zip(sizes, cpus, strict=True)):
         cmd += ["-object", f"memory-backend-ram,id=m{i},size={mb}M",
                 "-numa", f"node,nodeid={i}" + (f",cpus={c}" if c else "") + f",memdev=m{i}"]
     dist = host.get("distances")
@@ -632,7 +632,7 @@ def _direct_input(result: Mapping[str, Any], scn: ScenarioFile):
     h = result["host"]
     nodes = tuple(SimNode(n["id"], n["mem_free"], n["watermark_min"], n["watermark_low"],
                           total=n["mem_total"]) for n in h["nodes"])
-    fallback = {n["id"]: tuple(order) for n, order in zip(h["nodes"], h["fallback"])}
+    fallback = {n["id"]: tuple(order) for n, order in zip(h["nodes"], h["fallback"], strict=True)}
     steps = []
     for st in scn.steps:
         if st.get("action", "alloc") == "free":
@@ -706,7 +706,7 @@ def compare(result: Mapping[str, Any], sim) -> Comparison:
     """
     cmp = Comparison(result["scenario"])
     requested: dict[str, int] = {}
-    for k, s in zip(result["steps"], sim.steps):
+    for k, s in zip(result["steps"], sim.steps, strict=True):
         i, name = k["index"], k["name"]
         k_ev = [(e.get("victim"), e.get("constraint")) for e in k["oom_events"]]
         s_ev = [(e.victim, e.constraint) for e in s.oom]

@@ -104,7 +104,7 @@ def test_every_scenario_is_recorded_and_current():
         result = json.loads(path.read_text())
         steps = SCENARIOS[name].steps
         assert [s["name"] for s in result["steps"]] == [s["name"] for s in steps], name
-        for rec, st in zip(result["steps"], steps):
+        for rec, st in zip(result["steps"], steps, strict=True):
             assert rec["action"] == st.get("action", "alloc"), name
             if rec["action"] == "alloc":
                 assert rec["requested_bytes"] == ol.size_bytes(st["size"]), name

@@ -62,7 +62,7 @@ def run_to_dict(run: Run, *, steps: bool = True) -> dict[str, Any]:
     scenario, result = run.scenario, run.result
     host = scenario.host
     per_step = []
-    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels):
+    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels, strict=False):
         per_step.append({
             "index": sr.index,
             "name": sr.name,
@@ -104,7 +104,7 @@ def simulate_json(runs: Sequence[Run]) -> str:
     """The JSON document of *runs*: ``json.dumps(..., indent=2)`` of :func:`run_to_dict`'s,
     byte for byte, with each run's steps written by :func:`_steps_json` (json's indented
     encoder is pure Python, and a 10,000-step run holds half a million lines)."""
-    steps: dict[str, str] = {}
+    steps: dict[str, Run] = {}
 
     def lean(run: Run) -> dict[str, Any]:
         d = run_to_dict(run, steps=False)
@@ -182,7 +182,7 @@ def _steps_json(run: Run, indent: str) -> str:
     strings: dict[str, str] = {}     # names and labels repeat: encode each once
     policies: dict[tuple, str] = {}  # so do the lines a step's policy writes
     out = []
-    for row, step, label in zip(rows, scenario.steps, scenario.labels):
+    for row, step, label in zip(rows, scenario.steps, scenario.labels, strict=False):
         index, name, action, requested, placed, swapped, failed, oom, free, swap = row
         what = (step.action, step.policy, step.nodes, step.cpu_node, step.cpuset_mems,
                 step.hugepage_size)
@@ -308,7 +308,7 @@ def _steps_table(run: Run, color: bool) -> Grid:
     columns += [_right("Swapped"), _right("Failed"),
                 Column("OOM kill", overflow="wrap", floor=12)]
     rows = []
-    for sr, step, label in zip(result.steps, scenario.steps, scenario.labels):
+    for sr, step, label in zip(result.steps, scenario.steps, scenario.labels, strict=False):
         requested = size_text(sr.requested) if sr.action == "alloc" else (
             "all" if step.size is None else size_text(step.size))
         cells: list[Any] = [str(sr.index), printable(label), policy_text(step), requested]
