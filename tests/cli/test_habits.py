@@ -119,7 +119,7 @@ def test_every_sub_command_is_covered():
     commands = {a.dest for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions}
     assert {argv[0] for argv, _ in ERRORS} == {"topology", "guests", "snapshot", "audit",
                                                "simulate", "explain", "rules", "fix"} == \
-        {c for c in commands}
+        set(commands)
 
 
 # --- 4: --help at the terminal's width -----------------------------------------------------------

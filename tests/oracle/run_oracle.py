@@ -147,7 +147,8 @@ def record(selected: list[str], no_apt: bool, timeout: int, reparse: bool = Fals
         for s in group:
             exp = run["blocks"].get(f"exp {s.name}")
             if exp is None:
-                log(f"[{b}] {s.name}: no result (guest log: .oracle-build/logs/oracle-{b}.console.log)")
+                log(f"[{b}] {s.name}: no result "
+                    f"(guest log: .oracle-build/logs/oracle-{b}.console.log)")
                 continue
             meta = {
                 "recorded": datetime.date.today().isoformat(),

@@ -45,6 +45,8 @@ from numaguard.units import parse_scaled, unit_scale
 T = TypeVar("T")
 
 _UINT_MAX = 2**32 - 1
+#: an element's children by tag (:func:`_children`)
+_Kids = dict[str, list[etree._Element]]
 _PLACEMENTS = {p.value: p for p in Placement}
 
 #: Parsed cpusets/nodesets and sizes, and resolved <numatune>s, shared by every document of a
@@ -139,7 +141,7 @@ def _text(el: etree._Element | None) -> str | None:
     return (el.text or "").strip()
 
 
-def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
+def _children(el: etree._Element) -> _Kids:
     """The element children of *el* by tag, in document order, read in one pass.
 
     This replaces one ElementPath search per field (each walks the children again and costs
@@ -158,12 +160,12 @@ def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
     return kids
 
 
-def _first(kids: dict[str, list[etree._Element]], tag: str) -> etree._Element | None:
+def _first(kids: _Kids, tag: str) -> etree._Element | None:
     group = kids.get(tag)
     return group[0] if group else None
 
 
-def _grandchildren(kids: dict[str, list[etree._Element]], tag: str,
+def _grandchildren(kids: _Kids, tag: str,
                    sub: str) -> list[etree._Element]:
     """``el.findall("tag/sub")`` over the children read by :func:`_children`."""
     group = kids.get(tag)
@@ -246,7 +248,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
     )
 
 
-def _name(kids: dict[str, list[etree._Element]], root: etree._Element, col: _Collector) -> str:
+def _name(kids: _Kids, root: etree._Element, col: _Collector) -> str:
     name_el = _first(kids, "name")
     name_text = "" if name_el is None else name_el.text or ""
     name = name_text.strip()
@@ -261,7 +263,7 @@ def _name(kids: dict[str, list[etree._Element]], root: etree._Element, col: _Col
     return name
 
 
-def _vcpus(kids: dict[str, list[etree._Element]], col: _Collector,
+def _vcpus(kids: _Kids, col: _Collector,
            ) -> tuple[int, int, Placement, frozenset[int] | None]:
     """``(vcpus, vcpus_current, vcpu_placement, cpuset)`` from <vcpu>."""
     # --- vCPUs (virDomainVcpuParse) -------------------------------------------------------
@@ -304,7 +306,7 @@ def _vcpus(kids: dict[str, list[etree._Element]], col: _Collector,
     return vcpus, vcpus_current, vcpu_placement, cpuset
 
 
-def _cputune(kids: dict[str, list[etree._Element]], col: _Collector, vcpus: int,
+def _cputune(kids: _Kids, col: _Collector, vcpus: int,
              ) -> tuple[list[VcpuPin], frozenset[int] | None, bool]:
     """``(pins by vCPU, emulatorpin, has an iothreadpin)`` from <cputune>."""
     # --- cputune pinning ------------------------------------------------------------------
@@ -346,7 +348,7 @@ def _cputune(kids: dict[str, list[etree._Element]], col: _Collector, vcpus: int,
     return pins, emulatorpin, has_iothreadpin
 
 
-def _numa_cells(kids: dict[str, list[etree._Element]], col: _Collector, vcpus: int,
+def _numa_cells(kids: _Kids, col: _Collector, vcpus: int,
                 ) -> tuple[list[int], list[frozenset[int]], list[int], int]:
     """``(cell ids, their vCPUs, their memory in bytes, the number of cells)`` from
     <cpu><numa>, the valid cells in id order."""
@@ -405,7 +407,7 @@ def _numa_cells(kids: dict[str, list[etree._Element]], col: _Collector, vcpus: i
     return cell_ids, cell_cpus, cell_mem, ncells
 
 
-def _memory(kids: dict[str, list[etree._Element]], root: etree._Element, col: _Collector, cell_mem: list[int],
+def _memory(kids: _Kids, root: etree._Element, col: _Collector, cell_mem: list[int],
             ncells: int) -> tuple[int, int]:
     """``(memory, current memory)`` in bytes, as libvirt works them out."""
     # --- memory sizes (virDomainDefPostParseMemory) ----------------------------------------
@@ -447,7 +449,7 @@ def _memory(kids: dict[str, list[etree._Element]], root: etree._Element, col: _C
     return memory, current
 
 
-def _hugepages(kids: dict[str, list[etree._Element]], col: _Collector, ncells: int) -> list[HugepageBacking]:
+def _hugepages(kids: _Kids, col: _Collector, ncells: int) -> list[HugepageBacking]:
     # --- hugepages (virDomainDefMemtuneValidate) --------------------------------------------
     hugepages: list[HugepageBacking] = []
     hp_els = _grandchildren(kids, "memoryBacking", "hugepages")
@@ -498,7 +500,7 @@ def _hugepages(kids: dict[str, list[etree._Element]], col: _Collector, ncells: i
     return hugepages
 
 
-def _numatune(kids: dict[str, list[etree._Element]], col: _Collector, vcpu_placement: Placement, ncells: int,
+def _numatune(kids: _Kids, col: _Collector, vcpu_placement: Placement, ncells: int,
               has_cpu_pinning: bool) -> ResolvedNumatune:
     """<numatune> resolved against the rest of the guest; its problems go to *col*."""
     # --- numatune --------------------------------------------------------------------------

@@ -105,7 +105,8 @@ class ResolvedNumatune:
     problems: tuple[ParseError, ...] = ()
 
 
-def _mode(value: str | None, field: str, line: int | None, problems: list[ParseError]) -> MemoryMode | None:
+def _mode(value: str | None, field: str, line: int | None,
+          problems: list[ParseError]) -> MemoryMode | None:
     if value is None:
         return None
     try:

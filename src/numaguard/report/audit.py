@@ -395,7 +395,8 @@ def _guests_text(guests: tuple[str, ...]) -> str:
         f" and {len(guests) - TEXT_GUESTS} more (--format json lists all)"
 
 
-def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None = None) -> list[str]:
+def wrap(text: str, width: int | None, indent: str = "",
+         subsequent: str | None = None) -> list[str]:
     """Prose as lines of at most *width* columns (:func:`numaguard.report.term.wrap`: broken at
     spaces only, so a path, a name or a nodeset is never split); no *width*: one line."""
     if not width:

@@ -9,7 +9,8 @@ JSON contract of one run (keys never change meaning; new keys may be added)::
                 "swapped_bytes", "failed_bytes", "oom": [<oom event>],
                 "free_after": {"<node>": bytes}, "swap_used_after_bytes"}],
      "allocations": [{"name", "requested_bytes", "placed": {"<node>": bytes},
-                      "swapped_bytes", "failed_bytes", "oom_killed", "hugepages": {"<node>": bytes}}],
+                      "swapped_bytes", "failed_bytes", "oom_killed",
+                      "hugepages": {"<node>": bytes}}],
      "nodes": [{"id", "free_bytes", "free_before_bytes", "total_bytes", "watermark_min_bytes",
                 "watermark_low_bytes", "reclaimable_bytes"}],
      "swap_used_bytes", "swap_free_before_bytes",
@@ -62,7 +63,8 @@ def run_to_dict(run: Run, *, steps: bool = True) -> dict[str, Any]:
     scenario, result = run.scenario, run.result
     host = scenario.host
     per_step = []
-    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels, strict=False):
+    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels,
+                               strict=False):
         per_step.append({
             "index": sr.index,
             "name": sr.name,
@@ -208,7 +210,8 @@ def _steps_json(run: Run, indent: str) -> str:
             placed_text = _enc(_per_node(placed), key)
         out.append(
             f'{item}{{\n{key}"index": {index},\n{key}"name": {name_text},\n'
-            f'{key}"label": {label_text},\n{key}"action": {_ACTION_TEXT.get(action) or _string(action)},\n'
+            f'{key}"label": {label_text},\n'
+            f'{key}"action": {_ACTION_TEXT.get(action) or _string(action)},\n'
             f'{lines}'
             f'{key}"requested_bytes": {requested},\n'
             f'{key}"placed": {placed_text},\n'
