@@ -14,7 +14,7 @@ EXAMPLE := examples/article-host
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,lint]'
 	touch $(STAMP)
 
 # Optional parts: libvirt-python needs libvirt-dev + pkg-config (Debian). Installed when apt is
@@ -46,7 +46,7 @@ demo: $(STAMP) bytecode
 	$(VENV)/bin/numaguard guests $(EXAMPLE)
 	$(VENV)/bin/numaguard audit $(EXAMPLE) --fail-on never
 
-test: $(STAMP) $(VENV)/.libvirt bytecode
+test: lint $(STAMP) $(VENV)/.libvirt bytecode
 	$(VENV)/bin/pytest -q
 	@$(MAKE) --no-print-directory test-libvirtd-bounded
 
@@ -106,9 +106,10 @@ docs: $(STAMP)
 	$(VENV)/bin/numaguard explain --all --format markdown > docs/rules.md.tmp
 	mv docs/rules.md.tmp docs/rules.md
 
+# The gates (config in pyproject.toml): ruff over the code and its tests, mypy over src/.
 lint: $(STAMP)
-	$(PIP) install -q ruff
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis

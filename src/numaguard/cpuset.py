@@ -15,7 +15,7 @@ the way ``virBitmapFormat`` does (``0-6,8-10``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from numaguard.errors import NodesetError
 from numaguard.limits import MAX_CPUS, shorten
@@ -29,6 +29,29 @@ _INT_MAX = 2**31 - 1
 #: One int object per possible bit, shared by every set: a set of 16,384 CPUs then costs its
 #: hash table only (no 16,384 new int objects per cpuset).
 _BITS = tuple(range(CPUMASK_LEN))
+
+
+def _number(text: str, i: int, *, signed: bool,
+            fail: Callable[[str], NodesetError]) -> tuple[int, int]:
+    """The number at *text[i:]* and where it ends, as virStrToLong_i reads it (strtol, base
+    10); the caller guarantees what may start here."""
+    n = len(text)
+    j = i
+    neg = False
+    if signed and j < n and text[j] in "+-":
+        neg = text[j] == "-"
+        j += 1
+    k = j
+    while k < n and text[k].isascii() and text[k].isdigit():
+        k += 1
+    if k == j:
+        raise fail("expected a number")
+    if len(text[j:k].lstrip("0")) > 10:  # before int(): Python refuses 4,300+ digits
+        raise fail("number out of range")
+    value = int(text[j:k])
+    if value > _INT_MAX:
+        raise fail("number out of range")
+    return (-value if neg else value), k
 
 
 def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset") -> frozenset[int]:
@@ -46,25 +69,6 @@ def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset")
             i += 1
         return i
 
-    def number(i: int, *, signed: bool) -> tuple[int, int]:
-        # virStrToLong_i: strtol base 10; the caller guarantees what may start here.
-        j = i
-        neg = False
-        if signed and j < n and text[j] in "+-":
-            neg = text[j] == "-"
-            j += 1
-        k = j
-        while k < n and text[k].isascii() and text[k].isdigit():
-            k += 1
-        if k == j:
-            raise fail("expected a number")
-        if len(text[j:k].lstrip("0")) > 10:  # before int(): Python refuses 4,300+ digits
-            raise fail("number out of range")
-        value = int(text[j:k])
-        if value > _INT_MAX:
-            raise fail("number out of range")
-        return (-value if neg else value), k
-
     i = skip(0)
     if i == n:
         raise fail("empty")
@@ -75,7 +79,7 @@ def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset")
             neg = True
         if i >= n or not (text[i].isascii() and text[i].isdigit()):
             raise fail("expected a number" + (" after '^'" if neg else ""))
-        start, i = number(i, signed=False)
+        start, i = _number(text, i, signed=False, fail=fail)
         i = skip(i)
         if i == n or text[i] == ",":
             if start >= limit:
@@ -89,7 +93,7 @@ def parse_bitmap(text: str, *, limit: int = CPUMASK_LEN, field: str = "nodeset")
                 raise fail("a range cannot be excluded with '^'")
             i = skip(i + 1)
             # strtol itself skips leading white space and takes a sign.
-            last, i = number(skip(i), signed=True)
+            last, i = _number(text, skip(i), signed=True, fail=fail)
             if last < start:
                 raise fail(f"range {start}-{last} ends before it starts")
             if last >= limit:

@@ -254,7 +254,7 @@ def finding_changes(plan: FixPlan) -> tuple[list[FindingChange], list[FindingCha
 def severity_counts(result: AuditResult | None, guest: str) -> str:
     if result is None:
         return "?"
-    counts = {s: 0 for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)}
+    counts = dict.fromkeys((Severity.CRITICAL, Severity.WARNING, Severity.INFO), 0)
     for f in result.findings:
         if guest in f.guests:
             counts[f.severity] += 1

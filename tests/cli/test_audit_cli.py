@@ -195,7 +195,8 @@ def test_json_contract(capsys):
     for f in data["findings"]:
         assert set(f) >= {"rule", "name", "severity", "guests", "nodes", "message", "evidence",
                           "fix"}
-        assert re.fullmatch(r"NG\d{3}", f["rule"]) and f["severity"] in {"critical", "warning", "info"}
+        assert re.fullmatch(r"NG\d{3}", f["rule"])
+        assert f["severity"] in {"critical", "warning", "info"}
         assert all(type(g) is str for g in f["guests"])
         assert all(type(n) is int for n in f["nodes"])
         assert type(f["message"]) is str and f["message"]
@@ -232,7 +233,8 @@ def test_json_findings_of_test_rules(capsys, test_rules):
         "evidence": {"memory_bytes": 12 * GiB, "nodeset": [0, 1, 2], "order": [2, 0, 1],
                      "ratio": 1.5, "why": "two words",
                      "per_node_bytes": {"0": GiB, "0-1": 2 * GiB}},
-        "fix": {"guest": "vm1", "mode": "preferred", "nodeset": [0, 1], "cell": None, "memory_bytes": None,
+        "fix": {"guest": "vm1", "mode": "preferred", "nodeset": [0, 1], "cell": None,
+                "memory_bytes": None,
                 "description": "set <memory mode='preferred'/>",
                 "command": "numaguard fix vm1 --mode preferred --nodeset 0-1",
                 "commands": ["numaguard fix vm1 --mode preferred --nodeset 0-1",
@@ -387,7 +389,7 @@ def overlap_guests(folder, sizes=(10, 12, 10)):
     """The vm1-on-0 / vm2-on-0-1 / vm3-on-1 case (docs/capacity.md)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, gib, nodeset, cpus in zip(("vm1", "vm2", "vm3"), sizes, ("0", "0-1", "1"),
-                                        ("0-3", "0-7", "4-7")):
+                                        ("0-3", "0-7", "4-7"), strict=True):
         (folder / f"{name}.xml").write_text(domain_xml(name, gib * KiB_GiB, 2, cpuset=cpus,
                                                        mode="strict", nodeset=nodeset))
 

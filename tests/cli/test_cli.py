@@ -227,8 +227,10 @@ def test_snapshot_round_trip(capsys, tmp_path):
     assert json.loads(a) == json.loads(b)
     _, ga, _ = run(capsys, "guests", target, "--format", "json")
     _, gb, _ = run(capsys, "guests", ARTICLE, "--format", "json")
-    strip = lambda s: [{k: v for k, v in g.items() if k != "source"}
-                       for g in json.loads(s)["guests"]]
+
+    def strip(s: str) -> list[dict[str, object]]:
+        return [{k: v for k, v in g.items() if k != "source"} for g in json.loads(s)["guests"]]
+
     assert strip(ga) == strip(gb)
     for g in json.loads(ga)["guests"]:
         assert (target / "domains" / f"{g['name']}.xml").read_bytes() == \

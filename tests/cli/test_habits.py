@@ -82,7 +82,7 @@ ERRORS = [
     (["guests", "--bogus"], "unrecognized arguments: --bogus"),
     (["snapshot"], "required: DIR"),
     (["audit", "--fail-on", "sometimes"], "argument --fail-on"),
-    (["simulate"], "required: SOURCE"),
+    (["simulate"], "give a scenario .toml file, a snapshot dir or -c/--connect URI"),
     (["explain", "NG101", "extra"], "unrecognized arguments: extra"),
     (["rules", "NG101"], "unrecognized arguments: NG101"),
     (["fix"], "required: GUEST|FILE"),
@@ -119,7 +119,7 @@ def test_every_sub_command_is_covered():
     commands = {a.dest for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions}
     assert {argv[0] for argv, _ in ERRORS} == {"topology", "guests", "snapshot", "audit",
                                                "simulate", "explain", "rules", "fix"} == \
-        {c for c in commands}
+        set(commands)
 
 
 # --- 4: --help at the terminal's width -----------------------------------------------------------

@@ -227,7 +227,7 @@ def test_bad_options_are_one_line(capsys, args, key):
     assert len(err.splitlines()) == 1 and key in err and err.startswith("numaguard simulate: ")
 
 
-# -- snapshots --------------------------------------------------------------------------------------
+# -- snapshots -----------------------------------------------------------------------------------
 
 def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys):
     """Issue 10: no recorded start order: unbound guests first, then bound ones, each largest
@@ -333,7 +333,7 @@ def test_snapshot_without_guests_is_an_error(capsys, tmp_path):
     assert rc == 2 and "no guests to simulate" in err and len(err.splitlines()) == 1
 
 
-# -- watermarks derived the kernel's way ------------------------------------------------------------
+# -- watermarks derived the kernel's way ---------------------------------------------------------
 
 def test_derived_watermarks_follow_the_kernel_formula(capsys, tmp_path):
     scenario = tmp_path / "w.toml"
@@ -421,7 +421,8 @@ STEP = '\n[[step]]\nname = "vm1"\nsize = "1GiB"\n'
     (GOOD_HOST + STEP + 'action = "free"\npolicy = "bind"\n', "step[0].policy: not used by"),
     (GOOD_HOST + STEP + 'hugepage_size = "2MiB"\n', "step[0].hugepage_size: no node has a pool"),
     (GOOD_HOST + STEP + 'oom_score_adj = 2000\n', "step[0].oom_score_adj: 2000 is out of range"),
-    (GOOD_HOST + '\n[[step]]\nname = "x"\nsize = "12 parsecs"\n', "step[0].size: unknown unit 'parsecs'"),
+    (GOOD_HOST + '\n[[step]]\nname = "x"\nsize = "12 parsecs"\n',
+     "step[0].size: unknown unit 'parsecs'"),
     (GOOD_HOST + '\n[[step]]\nname = "x"\n', "step[0].size: missing"),
     (GOOD_HOST + '\n[[step]]\nsize = "1GiB"\n', "step[0].name: missing"),
     (GOOD_HOST, "step: missing"),

@@ -99,8 +99,8 @@ def _fail(out: list[Failure], cause: str, p: col.Printed, detail: str) -> None:
 @functools.cache
 def numaguard_options(sub: str) -> dict[str, bool] | None:
     """``numaguard SUB --help``'s options: name -> takes a value; None: no such sub-command."""
-    p = subprocess.run(check=False, args=[sys.executable, "-m", "numaguard", sub, "--help"], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-m", "numaguard", sub, "--help"], capture_output=True,
+                       text=True, timeout=60, check=False)
     if p.returncode:
         return None
     out: dict[str, bool] = {}
@@ -112,8 +112,8 @@ def numaguard_options(sub: str) -> dict[str, bool] | None:
 
 @functools.cache
 def numaguard_subcommands() -> tuple[str, ...]:
-    p = subprocess.run(check=False, args=[sys.executable, "-m", "numaguard", "--help"], capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-m", "numaguard", "--help"], capture_output=True,
+                       text=True, timeout=60, check=False)
     m = re.search(r"\{([\w,-]+)\}", p.stdout)
     if m:
         return tuple(m.group(1).split(","))
@@ -133,7 +133,8 @@ def virsh_options(sub: str) -> dict[str, bool]:
 @functools.cache
 def bash_syntax(text: str) -> str:
     """``bash -n``'s complaint about *text* ("" when it accepts it)."""
-    r = subprocess.run(check=False, args=["bash", "-n", "-c", text], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["bash", "-n", "-c", text], capture_output=True, text=True, timeout=30,
+                       check=False)
     return r.stderr.strip() if r.returncode else ""
 
 def code_part(text: str) -> str:
@@ -324,8 +325,8 @@ def run_numaguard(p: col.Printed, env: dict[str, str]) -> list[Failure]:
         return out
     if "--apply" in words:
         return out  # talks to libvirt: checked statically only
-    r = subprocess.run(check=False, args=["bash", "-c", p.text], cwd=p.source.cwd, env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(["bash", "-c", p.text], cwd=p.source.cwd, env=env, capture_output=True,
+                       text=True, timeout=60, check=False)
     ok = (0, 1) if words[1:2] == ["audit"] else (0,)
     err = r.stderr.strip().splitlines()
     if "unrecognized arguments" in r.stderr:
@@ -341,8 +342,9 @@ def run_numaguard(p: col.Printed, env: dict[str, str]) -> list[Failure]:
             # the same line without its output option and its redirection (`--xml > F`)
             cut = words.index(">") if ">" in words else len(words)
             variant = [w for w in words[:cut] if w != flag] + ["--diff"]
-            text = subprocess.run(check=False, args=["bash", "-c", shlex.join(variant)], cwd=p.source.cwd,
-                                  env=env, capture_output=True, text=True, timeout=60).stdout
+            text = subprocess.run(["bash", "-c", shlex.join(variant)], cwd=p.source.cwd,
+                                  env=env, capture_output=True, text=True, timeout=60,
+                                  check=False).stdout
         if not _DIFF.search(text):
             _fail(out, "fix-no-change", p, "its --diff output holds no diff: "
                   + (text.strip().splitlines() or ["(empty)"])[0])
@@ -512,8 +514,8 @@ def _run_virsh(p: col.Printed, drv: virsh_test.TestDriver, env: dict[str, str]
             if s == p.text:
                 break
             if s.startswith("numaguard ") and ">" in s:
-                subprocess.run(check=False, args=["bash", "-c", s], cwd=cwd, env=env, capture_output=True,
-                               timeout=60)
+                subprocess.run(["bash", "-c", s], cwd=cwd, env=env, capture_output=True,
+                               timeout=60, check=False)
         break
     printed = list(words)
     words, mapped = _fit_cpulist(words)
@@ -576,8 +578,8 @@ def run_file_writes(p: col.Printed, scratch: Path, env: dict[str, str]) -> list[
                 return out
             moved.write_text(real.read_text())
         text = text.replace(t, str(moved))
-    r = subprocess.run(check=False, args=["bash", "-c", text], cwd=p.source.cwd, env=env, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(["bash", "-c", text], cwd=p.source.cwd, env=env, capture_output=True,
+                       text=True, timeout=30, check=False)
     if r.returncode:
         _fail(out, "file-write", p, f"exit {r.returncode} (path moved under scratch): "
               + r.stderr.strip())

@@ -97,8 +97,8 @@ class Collected:
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60
             ) -> subprocess.CompletedProcess:
-    return subprocess.run(check=False, args=[sys.executable, "-m", "numaguard", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "numaguard", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 _RULE = re.compile(r"^\s*(NG\d{3}(?:[ ,+/]+NG\d{3})*)\b")
@@ -197,8 +197,8 @@ def collect_source(source: Source, env: dict[str, str]) -> Collected:
         tokens = shlex.split(p.text)
         if fix_output_flag(tokens):
             continue
-        r = subprocess.run(check=False, args=["bash", "-c", p.text + " --virsh"], cwd=source.cwd, env=env,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(["bash", "-c", p.text + " --virsh"], cwd=source.cwd, env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
         if r.returncode:
             continue  # the line itself fails: test_numaguard_lines_run reports it
         lines = virsh_output_commands(r.stdout)

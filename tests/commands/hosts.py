@@ -3,8 +3,9 @@
 Each source is copied or written into its own directory under one *work* directory, laid out
 as in the repository (``examples/article-host``, ``tests/fixtures/...``), and audited from
 there with the same relative paths a user would type (its own directory, so files a printed
-line writes into the current directory never mix between sources).  So a printed ``numaguard fix … --write`` or an
-``echo … > FILE`` redirected into the copy can never touch the repository.
+line writes into the current directory never mix between sources).  So a printed
+``numaguard fix … --write`` or an ``echo … > FILE`` redirected into the copy can never touch
+the repository.
 
 Three kinds of source:
 - the bundled example, ``examples/article-host``;

@@ -108,7 +108,7 @@ def test_scale_output_matches_golden(name, argv, big, capsys, monkeypatch):
     expected = lzma.decompress(path.read_bytes()).decode("utf-8")
     if out != expected:
         got, want = out.splitlines(), expected.splitlines()
-        first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b),
+        first = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
                      min(len(got), len(want)))
         pytest.fail(f"{path.name} differs from line {first + 1} "
                     f"(got {got[first:first + 1]!r}, want {want[first:first + 1]!r}); "

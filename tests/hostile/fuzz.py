@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -444,10 +445,8 @@ def m_toml_value(rng: random.Random, data: bytes, ctx: dict[str, Any]) -> bytes:
         kvs = list(_TOML_KV.finditer(data)) or kvs
         m = rng.choice(kvs)
         key = m.group(2).decode()
-        if rng.random() < 0.5:
-            value = json.dumps(_value_for(key, rng))   # a TOML basic string
-        else:
-            value = rng.choice(TOML_VALUES)
+        # a TOML basic string, or a value of another type
+        value = json.dumps(_value_for(key, rng)) if rng.random() < 0.5 else rng.choice(TOML_VALUES)
         i, j = m.span(4)
         data = data[:i] + value.encode("utf-8", "surrogatepass") + data[j:]
     return data
@@ -862,6 +861,30 @@ def _guest_count(cmd: str, data: Any) -> int | None:
     return None
 
 
+def _simulate_accounting(e: Expect, data: dict[str, Any]) -> list[str]:
+    """:func:`_accounting` for ``simulate``: every run's steps, nodes and tasks."""
+    problems = []
+    runs = list(data["compare"].values()) if isinstance(data.get("compare"), dict) else [
+        data]
+    for run in runs:
+        steps = run.get("steps") if isinstance(run, dict) else None
+        if not isinstance(steps, list):
+            problems.append("no steps in the result")
+            continue
+        if e.steps is not None and len(steps) != e.steps:
+            problems.append(f"{len(steps)} steps reported, the scenario has {e.steps}")
+        sim_nodes = run.get("nodes")
+        if e.sim_nodes is not None and (not isinstance(sim_nodes, list) or
+                                        len(sim_nodes) != e.sim_nodes):
+            problems.append(f"{len(sim_nodes or [])} nodes simulated, the scenario has "
+                            f"{e.sim_nodes}")
+        if e.tasks is not None:
+            tasks = {s.get("name") for s in steps if isinstance(s, dict)}
+            if len(tasks) != e.tasks:
+                problems.append(f"{len(tasks)} guests simulated, {e.tasks} given")
+    return problems
+
+
 def _accounting(probe: Probe, out: str) -> list[str]:
     """Why a successful JSON output does not account for its input (empty: it does)."""
     e = probe.expect
@@ -899,24 +922,7 @@ def _accounting(probe: Probe, out: str) -> list[str]:
                 isinstance(host.get("distances"), list) and len(host["distances"]) == len(ids)):
             problems.append("the input has a distance table but none is reported")
     if probe.cmd == "simulate" and isinstance(data, dict):
-        runs = list(data["compare"].values()) if isinstance(data.get("compare"), dict) else [
-            data]
-        for run in runs:
-            steps = run.get("steps") if isinstance(run, dict) else None
-            if not isinstance(steps, list):
-                problems.append("no steps in the result")
-                continue
-            if e.steps is not None and len(steps) != e.steps:
-                problems.append(f"{len(steps)} steps reported, the scenario has {e.steps}")
-            sim_nodes = run.get("nodes")
-            if e.sim_nodes is not None and (not isinstance(sim_nodes, list) or
-                                            len(sim_nodes) != e.sim_nodes):
-                problems.append(f"{len(sim_nodes or [])} nodes simulated, the scenario has "
-                                f"{e.sim_nodes}")
-            if e.tasks is not None:
-                tasks = {s.get("name") for s in steps if isinstance(s, dict)}
-                if len(tasks) != e.tasks:
-                    problems.append(f"{len(tasks)} guests simulated, {e.tasks} given")
+        problems += _simulate_accounting(e, data)
     return problems
 
 
@@ -1022,10 +1028,9 @@ def preload() -> None:
     for info in pkgutil.walk_packages(numaguard.__path__, "numaguard."):
         if info.name.endswith("__main__"):
             continue
-        try:
+        # an ImportError: an optional extra (libvirt, prometheus_client) that is not installed
+        with contextlib.suppress(ImportError):
             importlib.import_module(info.name)
-        except ImportError:
-            pass   # an optional extra (libvirt, prometheus_client) that is not installed
     import rich.console  # noqa: F401  (the text renderers')
 
 

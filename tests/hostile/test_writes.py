@@ -160,7 +160,7 @@ def cli_process(*args: object, timeout: float = CHILD_TIMEOUT) -> subprocess.Com
                           cwd=ROOT)
 
 
-# --- symlinks: refused, or followed only when asked -------------------------------------------------
+# --- symlinks: refused, or followed only when asked ----------------------------------------------
 
 def test_plot_through_a_planted_symlink_is_refused(capsys, shared: Path, secret: Path,
                                                    umask_022: None) -> None:
@@ -478,7 +478,7 @@ def test_waiting_for_a_lock_holder_that_changed_nothing_then_writes(tmp_path: Pa
     assert path.read_bytes() == new and Path(saved).read_bytes() == old
 
 
-# --- failures: one line, exit 2, nothing left behind ------------------------------------------------
+# --- failures: one line, exit 2, nothing left behind ---------------------------------------------
 
 @pytest.mark.parametrize("free_pages", [0, 1, 2])
 def test_fix_write_on_a_full_disk(capsys, tmp_path: Path, free_pages: int) -> None:

@@ -60,7 +60,7 @@ class Difference(NamedTuple):
 
 KNOWN_DIFFERENCES: dict[str, Difference] = {
     "strict-memory-restrictive-memnode": Difference(
-        accepts=LIBVIRT_VERSION < _v(9, 4),
+        accepts=LIBVIRT_VERSION < _v(9, 4),  # noqa: SIM300 (ruff takes any upper-case name for a constant)
         why="a restrictive memnode under a non-restrictive <memory> is rejected only since "
             "libvirt 9.4.0 (virDomainNumaDefValidate); 9.0.0 checks only the opposite "
             "combination (virDomainNumatuneNodeParseXML)"),

@@ -38,7 +38,7 @@ _missing = libvirtd.unavailable()
 if _missing is not None:
     pytest.skip(f"no real libvirtd here: {_missing}", allow_module_level=True)
 
-import libvirt  # type: ignore[import-untyped]  # after the skips above
+import libvirt  # noqa: E402  (after the skips above)
 
 URI = libvirtd.URI
 SRC = Path(__file__).resolve().parents[2] / "src"

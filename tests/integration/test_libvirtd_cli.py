@@ -31,9 +31,9 @@ from tests.support import libvirtd
 
 pytestmark = pytest.mark.libvirt
 assert MODE in ("1", "bounded")
-import libvirt  # type: ignore[import-untyped]  # after the skips
+import libvirt  # noqa: E402  (after the skips of test_libvirtd)
 
-from tests.integration import test_libvirtd as base
+from tests.integration import test_libvirtd as base  # noqa: E402
 
 daemon, conn = base.daemon, base.conn     # the fixtures: one daemon, guests removed after
 

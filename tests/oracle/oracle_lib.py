@@ -179,7 +179,7 @@ def qemu_command(s: ScenarioFile, kernel_image: str, initrd: str, plan: str,
     ncpu = sum(len(_cpulist(c)) for c in cpus)
     cmd = [qemu, "-machine", "pc", "-accel", "tcg", "-cpu", "max", "-m", f"{sum(sizes)}M",
            "-smp", f"{ncpu},sockets={len(sizes)},cores={ncpu // len(sizes)},threads=1"]
-    for i, (mb, c) in enumerate(zip(sizes, cpus)):
+    for i, (mb, c) in enumerate(zip(sizes, cpus, strict=True)):
         cmd += ["-object", f"memory-backend-ram,id=m{i},size={mb}M",
                 "-numa", f"node,nodeid={i}" + (f",cpus={c}" if c else "") + f",memdev=m{i}"]
     dist = host.get("distances")
@@ -293,8 +293,8 @@ def node_watermarks(zones: list[dict[str, Any]]) -> dict[int, dict[str, int]]:
             continue
         prot = z.get("protection", [0] * 5)
         reserve = prot[ZONE_MOVABLE_IDX] if len(prot) > ZONE_MOVABLE_IDX else 0
-        n = out.setdefault(z["node"], {k: 0 for k in (
-            "min", "low", "high", "raw_min", "raw_low", "raw_high", "pcp")})
+        n = out.setdefault(z["node"], dict.fromkeys(
+            ("min", "low", "high", "raw_min", "raw_low", "raw_high", "pcp"), 0))
         for k in ("min", "low", "high"):
             n[k] += (z[k] + reserve) * PAGE
             n["raw_" + k] += z[k] * PAGE
@@ -335,8 +335,8 @@ def oom_events(dmesg: str) -> list[dict[str, Any]]:
         if line.startswith("Tasks state") or "[  pid  ]" in line:
             in_tasks = True
             continue
-        m = re.match(r"\[\s*(\d+)\]\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(-?\d+)\s+(.+)$",
-                     line)
+        m = re.match(r"\[\s*(\d+)\]\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)"
+                     r"\s+(-?\d+)\s+(.+)$", line)
         if in_tasks and m:
             ev["tasks"].append({"pid": int(m.group(1)), "rss_pages": int(m.group(5)),
                                 "pgtables_bytes": int(m.group(6)),
@@ -489,7 +489,8 @@ def experiment_result(scn: ScenarioFile, boot: Mapping[str, bytes], exp: Mapping
         action = st.get("action", "alloc")
         before = node_meminfo(_txt(exp, f"s{i}.before.nodes"))
         after = node_meminfo(_txt(exp, f"s{i}.after.nodes"))
-        mb, ma = meminfo(_txt(exp, f"s{i}.before.meminfo")), meminfo(_txt(exp, f"s{i}.after.meminfo"))
+        mb = meminfo(_txt(exp, f"s{i}.before.meminfo"))
+        ma = meminfo(_txt(exp, f"s{i}.after.meminfo"))
         events = oom_events(_txt(exp, f"s{i}.dmesg"))
         for e in events:
             e["step"] = i
@@ -632,7 +633,7 @@ def _direct_input(result: Mapping[str, Any], scn: ScenarioFile):
     h = result["host"]
     nodes = tuple(SimNode(n["id"], n["mem_free"], n["watermark_min"], n["watermark_low"],
                           total=n["mem_total"]) for n in h["nodes"])
-    fallback = {n["id"]: tuple(order) for n, order in zip(h["nodes"], h["fallback"])}
+    fallback = {n["id"]: tuple(order) for n, order in zip(h["nodes"], h["fallback"], strict=True)}
     steps = []
     for st in scn.steps:
         if st.get("action", "alloc") == "free":
@@ -706,7 +707,7 @@ def compare(result: Mapping[str, Any], sim) -> Comparison:
     """
     cmp = Comparison(result["scenario"])
     requested: dict[str, int] = {}
-    for k, s in zip(result["steps"], sim.steps):
+    for k, s in zip(result["steps"], sim.steps, strict=True):
         i, name = k["index"], k["name"]
         k_ev = [(e.get("victim"), e.get("constraint")) for e in k["oom_events"]]
         s_ev = [(e.victim, e.constraint) for e in s.oom]

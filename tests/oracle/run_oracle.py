@@ -147,7 +147,8 @@ def record(selected: list[str], no_apt: bool, timeout: int, reparse: bool = Fals
         for s in group:
             exp = run["blocks"].get(f"exp {s.name}")
             if exp is None:
-                log(f"[{b}] {s.name}: no result (guest log: .oracle-build/logs/oracle-{b}.console.log)")
+                log(f"[{b}] {s.name}: no result "
+                    f"(guest log: .oracle-build/logs/oracle-{b}.console.log)")
                 continue
             meta = {
                 "recorded": datetime.date.today().isoformat(),
@@ -193,11 +194,11 @@ def table(markdown: bool = False) -> int:
             print("| " + " | ".join(r[:4]) + " |")
         return 0 if all(r[3] != "NO" for r in rows) else 1
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-    line = " | ".join(h.ljust(w) for h, w in zip(head, widths))
+    line = " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=False))
     print(line)
     print("-+-".join("-" * w for w in widths))
     for r in rows:
-        print(" | ".join(c.ljust(w) for c, w in zip(r[:4], widths)))
+        print(" | ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)))
     bad = [(r[0], p) for r in rows if r[4] for p in r[4]]
     if bad:
         print("\ndisagreements:")

@@ -104,7 +104,7 @@ def test_every_scenario_is_recorded_and_current():
         result = json.loads(path.read_text())
         steps = SCENARIOS[name].steps
         assert [s["name"] for s in result["steps"]] == [s["name"] for s in steps], name
-        for rec, st in zip(result["steps"], steps):
+        for rec, st in zip(result["steps"], steps, strict=True):
             assert rec["action"] == st.get("action", "alloc"), name
             if rec["action"] == "alloc":
                 assert rec["requested_bytes"] == ol.size_bytes(st["size"]), name
@@ -196,7 +196,7 @@ OOM_SAMPLE = """\
 [    7.870252] [    239]     0   239    77077    40323   364544        0             0 app
 [    7.870285] oom-kill:constraint=CONSTRAINT_MEMORY_POLICY,nodemask=0,cpuset=/,mems_allowed=0-2,global_oom,task_memcg=/ng-vm1,task=vm1,pid=165,uid=0
 [    7.871259] Out of memory: Killed process 165 (vm1) total-vm:410708kB, anon-rss:409660kB, file-rss:4kB, shmem-rss:336kB, UID:0 pgtables:840kB oom_score_adj:0
-"""
+"""  # noqa: E501 (a kernel log as the kernel writes it)
 
 
 def test_oom_report_parsing():

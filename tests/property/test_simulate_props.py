@@ -38,7 +38,7 @@ def steps(draw, n_nodes, *, most=8, tasks=4, sizes=GUEST_SIZES, frees=FREE_SIZES
     node = st.integers(0, n_nodes - 1)
     nodeset = st.frozensets(node, min_size=1)
     out = []
-    for i in range(draw(st.integers(1, most))):
+    for _ in range(draw(st.integers(1, most))):
         name = f"t{draw(st.integers(0, tasks - 1))}"
         if draw(st.integers(0, 5)) == 0:
             out.append(Step(name, draw(st.one_of(st.none(), frees)), action="free"))

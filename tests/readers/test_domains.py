@@ -122,7 +122,7 @@ def test_folder_with_a_fifo_names_it_and_reads_the_rest(folder: Path) -> None:
     assert line.startswith(f"{folder / 'fifo.xml'}: is a FIFO") and "refusing" in line
 
 
-# -- the shared memo of parsed cpusets, nodesets and sizes ------------------------------------------
+# -- the shared memo of parsed cpusets, nodesets and sizes ---------------------------------------
 
 def _guest(text: str, path: str = "vm.xml"):
     return extract_guest(DomainDocument(text.encode(), path=path))

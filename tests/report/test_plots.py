@@ -120,7 +120,7 @@ def test_a_killed_guest_is_not_stacked_on_the_survivors(capsys):
     # the victim has no bar, is marked in the legend and named with its step in the title
     legend = legend_texts(fig)
     handles = {t.get_text(): h for legend_ in fig.legends
-               for t, h in zip(legend_.get_texts(), legend_.legend_handles)}
+               for t, h in zip(legend_.get_texts(), legend_.legend_handles, strict=True)}
     for victim, event in killed.items():
         assert f"{victim} — OOM-killed" in legend
         colour = handles[f"{victim} — OOM-killed"].get_facecolor()
@@ -149,7 +149,7 @@ def test_no_swap_says_so(capsys):
                         "strict,interleave")
     fig = plots.bars_figure(compare(load_scenario(str(SCENARIOS / "article-fig5-strict.toml")),
                                     ["strict", "interleave"]))
-    for ax, run in zip(bar_axes(fig), runs_of(doc).values()):
+    for ax, run in zip(bar_axes(fig), runs_of(doc).values(), strict=True):
         stacked, outline = columns(ax)[plots.SWAP_COLUMN]
         assert close(stacked, run["swap_used_bytes"])
         assert close(outline, run["swap_free_before_bytes"])
@@ -219,7 +219,7 @@ def test_steps_follow_the_simulators_steps(capsys):
     memory = [ax for ax in fig.axes if ax.get_title()]
     swap = [ax for ax in fig.axes if not ax.get_title()]
     assert len(memory) == len(swap) == len(MODES)
-    for ax, sax, (mode, run) in zip(memory, swap, runs_of(doc).items()):
+    for ax, sax, (mode, run) in zip(memory, swap, runs_of(doc).items(), strict=True):
         assert ax.get_title().startswith(mode)
         before = {n["id"]: n["free_before_bytes"] for n in run["nodes"]}
         expected = [[0] + [before[n] - per_node(s["free_after"])[n] for s in run["steps"]]
@@ -227,8 +227,8 @@ def test_steps_follow_the_simulators_steps(capsys):
         drawn = [list(line.get_ydata()) for line in ax.get_lines()
                  if len(line.get_xdata()) == len(run["steps"]) + 1]
         assert len(drawn) == len(expected)
-        for want, got in zip(expected, drawn):
-            assert all(close(w, g * GiB) for w, g in zip(want, got)), mode
+        for want, got in zip(expected, drawn, strict=True):
+            assert all(close(w, g * GiB) for w, g in zip(want, got, strict=True)), mode
         swap_line = next(line for line in sax.get_lines()
                          if len(line.get_xdata()) == len(run["steps"]) + 1)
         assert [v * GiB for v in swap_line.get_ydata()] == pytest.approx(

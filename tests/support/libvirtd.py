@@ -1,4 +1,4 @@
-"""A real libvirtd with the QEMU driver for the integration tests (tests/integration/test_libvirtd.py).
+"""A real libvirtd with the QEMU driver for the integration tests (tests/integration/).
 
 What works on this kind of machine (Debian 12, root, no systemd as PID 1, TCG only; measured,
 see docs/libvirt.md): the packages of ``make libvirtd-deps``; three lines in
@@ -21,6 +21,7 @@ still holds the lock.  A libvirtd that some one else started is used and never s
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import grp
 import os
@@ -223,7 +224,5 @@ def _stop(pid: int, timeout: float = 30.0) -> None:
             os.kill(pid, signal.SIGKILL)
             deadline += timeout
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         PID_FILE.unlink()
-    except FileNotFoundError:
-        pass

@@ -53,7 +53,7 @@ def write_sysfs(root: str, nodes: list[SynthNode], distances: list[list[int]], *
     _write(os.path.join(base, "has_cpu"), _nodelist([n.id for n in nodes if n.cpus]))
     _write(os.path.join(base, "has_memory"), _nodelist([n.id for n in nodes if n.mem_total_kib]))
     total = free = 0
-    for node, row in zip(nodes, distances):
+    for node, row in zip(nodes, distances, strict=True):
         nd = os.path.join(base, f"node{node.id}")
         _write(os.path.join(nd, "cpulist"), node.cpus + "\n")
         _write(os.path.join(nd, "distance"), " ".join(str(d) for d in row) + "\n")

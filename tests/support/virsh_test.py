@@ -68,16 +68,16 @@ class TestDriver:
     def run(self, args: list[str], cwd: str | os.PathLike | None = None,
             timeout: float = 30) -> Result:
         """``virsh -c URI ARGS`` (one command, argv as a shell would split it)."""
-        p = subprocess.run(check=False, args=[VIRSH, "-c", self.uri, *args], cwd=cwd, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run([VIRSH, "-c", self.uri, *args], cwd=cwd, capture_output=True,
+                           text=True, timeout=timeout, check=False)
         return Result(p.returncode, p.stdout, p.stderr)
 
     def session(self, commands: list[list[str]], cwd: str | os.PathLike | None = None,
                 timeout: float = 30) -> Session:
         """Run *commands* in one virsh process; ``parts[i]`` is the stdout of command i."""
         script = f"; echo {_MARK}; ".join(shlex.join(c) for c in commands)
-        p = subprocess.run(check=False, args=[VIRSH, "-c", self.uri, script], cwd=cwd, capture_output=True,
-                           text=True, timeout=timeout)
+        p = subprocess.run([VIRSH, "-c", self.uri, script], cwd=cwd, capture_output=True,
+                           text=True, timeout=timeout, check=False)
         return Session(p.returncode, p.stdout.split(_MARK + "\n"), p.stderr)
 
     def ok(self) -> Result:
@@ -90,7 +90,8 @@ def options(subcommand: str) -> dict[str, bool]:
 
     ``[--domain] <string>`` (a positional that may be named) and ``--mode <string>`` take a
     value; ``--config`` does not."""
-    p = subprocess.run(check=False, args=[VIRSH, "help", subcommand], capture_output=True, text=True, timeout=30)
+    p = subprocess.run([VIRSH, "help", subcommand], capture_output=True, text=True, timeout=30,
+                       check=False)
     if p.returncode:
         return {}
     text = p.stdout.split("OPTIONS", 1)[-1]

@@ -19,7 +19,7 @@ def test_min_free_kbytes_is_4_sqrt_of_lowmem_clamped():
 
 
 def test_a_4x16_gib_host_by_hand():
-    marks = kernel_watermarks({n: 16 * GiB for n in range(4)})
+    marks = kernel_watermarks(dict.fromkeys(range(4), 16 * GiB))
     # 64 GiB: int_sqrt(67108864 KiB * 16) = 32768 KiB -> 8192 pages, a quarter per node (2048);
     # low = 2048 + max(512, mult_frac(4194304, 10, 10000) = 419 * 10 + 4304 * 10 / 10000 = 4194)
     for m in marks.values():

@@ -48,6 +48,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 
 class Policy(str, Enum):
@@ -73,6 +74,11 @@ class SimNode:
     hugepages: Mapping[int, int] = field(default_factory=dict)
 
 
+#: what a :class:`_Plan` is cached under (:func:`_plan`): the policy by identity, the step's
+#: nodes, the node it runs on, its cpuset's mems
+_PlanKey = tuple[int, frozenset[int] | None, int, frozenset[int] | None]
+
+
 @dataclass(frozen=True, slots=True)
 class SimHost:
     nodes: tuple[SimNode, ...]
@@ -82,7 +88,7 @@ class SimHost:
                                        compare=False)
     #: what the engine works out once per kind of step on this host (:func:`_plan`), kept
     #: across runs: the audit plays the same steps in several orders
-    _plans: dict[tuple, _Plan] = field(default_factory=dict, init=False, repr=False,
+    _plans: dict[_PlanKey, _Plan] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
 
     def __post_init__(self) -> None:
@@ -167,6 +173,12 @@ class StepResult:
     swap_used_after: int
 
 
+#: one step as :func:`_play` records it: ``(index, name, action, requested, placed, swapped,
+#: failed, oom, free_after, swap_used_after)``, *free_after* in the order of the host's nodes
+StepRow = tuple[int, str, str, int, dict[int, int], int, int, tuple[OomEvent, ...],
+                tuple[int, ...], int]
+
+
 @dataclass(frozen=True, slots=True)
 class Allocation:
     """A task's state at the end: where its memory is, how much is in swap, whether it died."""
@@ -204,7 +216,7 @@ class SimResult:
     swap_used: int
     oom_events: tuple[OomEvent, ...]
 
-    def __init__(self, rows: list[tuple], node_ids: tuple[int, ...], tasks: list[_Task],
+    def __init__(self, rows: list[StepRow], node_ids: tuple[int, ...], tasks: list[_Task],
                  free: Mapping[int, int], swap_used: int,
                  oom_events: tuple[OomEvent, ...]) -> None:
         self._rows = rows
@@ -223,12 +235,12 @@ class SimResult:
             ids = self._node_ids
             self._steps = tuple(
                 StepResult(i, name, action, requested, placed, swapped, failed, oom,
-                           dict(zip(ids, free)), swap)
+                           dict(zip(ids, free, strict=True)), swap)
                 for i, name, action, requested, placed, swapped, failed, oom, free, swap
                 in self._rows)
         return self._steps
 
-    def step_rows(self) -> list[tuple]:
+    def step_rows(self) -> list[StepRow]:
         """The steps as recorded, for renderers that read every step: ``(index, name, action,
         requested, placed, swapped, failed, oom, free_after, swap_used_after)`` where
         *free_after* is a tuple in the order of :attr:`node_ids` (the host's nodes)."""
@@ -254,7 +266,7 @@ class SimResult:
         OOM-killed — :attr:`allocations` filtered, without building them."""
         return [(t.name, t.failed) for t in self._tasks if t.failed and not t.killed]
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[object, ...]:
         return (self.steps, self.allocations, dict(self.free), self.swap_used, self.oom_events)
 
     def __eq__(self, other: object) -> bool:
@@ -271,8 +283,10 @@ class SimResult:
 
 
 # A chunk is memory one task placed on one node in one step — an entry of the anon LRU — kept
-# as a list for speed: [bytes, node, task, seq], *seq* its place in allocation order.
-_Chunk = list
+# as a list for speed: [bytes, node, task, seq], *seq* its place in allocation order.  A list's
+# items have one type, so its items are Any here (int, int, _Task, int by position); a tuple or
+# a slotted class would type them, and cost the engine its in-place updates (bench/simulate).
+_Chunk = list[Any]
 
 
 class _Task:
@@ -615,35 +629,13 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
     if not nodes or not rooms:  # no node has room: no turn lands anywhere
         return amount
     k = len(nodes)
-    free = state.free
     marks = state.low if floor == "low" else state.min
-    zonelists = plan.zonelists
     base, extra = divmod(amount, k)
-    # the common case: every node's turn lands on a node of its own, which holds its whole
-    # share — the rounds below then give each its share (base), then one more byte to each
-    # of the first *extra*, in node order; do just that
-    lands: list[int] | tuple[int, ...] = nodes
-    if plan.own:  # each node heads its own zonelist: its turn lands on itself if it has room
-        for i, n in enumerate(nodes):
-            if n not in rooms or free[n] - marks[n] < base + (i < extra):
-                lands = []
-                break
-    else:
-        lands = []
-    if not lands:
-        for i, n in enumerate(nodes):
-            for t in zonelists[n]:
-                if t in rooms:
-                    break
-            else:
-                break
-            if free[t] - marks[t] < base + (i < extra):
-                break
-            lands.append(t)
-    if len(lands) == k and (lands is nodes or len(set(lands)) == k):
+    lands = _own_lands(state.free, marks, rooms, plan, base, extra)
+    if lands is not None:
         for share, count in ((base, k), (1, extra)):
             if share:
-                for n, t in zip(nodes[:count], lands):
+                for n, t in zip(nodes[:count], lands, strict=False):
                     state.take(task, t, share, placed)
                     if turns is not None:
                         turns[n] = turns.get(n, 0) + share
@@ -651,6 +643,43 @@ def _interleave(state: _State, task: _Task, plan: _Plan, amount: int, floor: str
     quota = dict.fromkeys(nodes, base)
     for n in nodes[:extra]:
         quota[n] += 1
+    return _interleave_rounds(state, task, plan, rooms, marks, quota, placed, turns)
+
+
+def _own_lands(free: dict[int, int], marks: dict[int, int], rooms: set[int], plan: _Plan,
+               base: int, extra: int) -> list[int] | None:
+    """Where each node's turn lands in the common case of :func:`_interleave` — every node's
+    turn lands on a node of its own, which holds its whole share (*base*, one more for the first
+    *extra* in node order) — or None when some turn does not."""
+    nodes = plan.interleave
+    if plan.own:  # each node heads its own zonelist: its turn lands on itself if it has room
+        for i, n in enumerate(nodes):
+            if n not in rooms or free[n] - marks[n] < base + (i < extra):
+                break
+        else:
+            return nodes
+    lands: list[int] = []
+    zonelists = plan.zonelists
+    for i, n in enumerate(nodes):
+        for t in zonelists[n]:
+            if t in rooms:
+                break
+        else:
+            return None
+        if free[t] - marks[t] < base + (i < extra):
+            return None
+        lands.append(t)
+    return lands if len(set(lands)) == len(lands) else None
+
+
+def _interleave_rounds(state: _State, task: _Task, plan: _Plan, rooms: set[int],
+                       marks: dict[int, int], quota: dict[int, int], placed: dict[int, int],
+                       turns: dict[int, int] | None) -> int:
+    """The rounds of :func:`_interleave` when some node's turn leaves its own node: gives each
+    node its *quota* (bytes, consumed) and returns the bytes no node could take."""
+    nodes = plan.interleave
+    zonelists = plan.zonelists
+    free = state.free
     cursor = dict.fromkeys(nodes, 0)
     take = state.take
     while True:
@@ -1052,7 +1081,7 @@ def _play(host: SimHost, steps: Iterable[Step], record_steps: bool) -> SimResult
     free, low, room_low = state.free, state.low, state.room_low
     take = state.take
     plans = host._plans
-    rows: list[tuple] = []
+    rows: list[StepRow] = []
     events: list[OomEvent] = []
     for index, step in enumerate(steps):
         name = step.name

@@ -58,7 +58,7 @@ def parse_capabilities(data: bytes, *, path: str | None = None) -> Host:
         return ParseError(reason, field=field, path=path, line=_line(el))
 
     if root.tag != "capabilities":
-        raise fail(f"not a capabilities XML: the root element is <{root.tag}>", root)
+        raise fail(f"not a capabilities XML: the root element is <{_tag(root)}>", root)
     host = root.find("host")
     if host is None:
         raise fail("no <host> element", root, "host")
@@ -158,19 +158,20 @@ def _cell(cell: etree._Element, path: str | None) -> tuple[Node, dict[int, int]]
 def _uint(el: etree._Element, attr: str, path: str | None, limit: int) -> int:
     value = el.get(attr)
     if value is None:
-        raise ParseError(f"<{el.tag}> has no {attr}", field=attr, path=path, line=_line(el))
+        raise ParseError(f"<{_tag(el)}> has no {attr}", field=attr, path=path, line=_line(el))
     if not (value.isascii() and value.isdigit()):
-        raise ParseError(f"<{el.tag} {attr}='{shorten(value)}'>: expected a non-negative "
+        raise ParseError(f"<{_tag(el)} {attr}='{shorten(value)}'>: expected a non-negative "
                          "integer", field=attr, path=path, line=_line(el))
     return decimal(value, field=attr, limit=limit, path=path, line=_line(el))
 
 
 def _text_uint(el: etree._Element, path: str | None) -> int:
     value = (el.text or "").strip()
+    tag = _tag(el)
     if not (value.isascii() and value.isdigit()):
-        raise ParseError(f"<{el.tag}>{shorten(value)}</{el.tag}>: expected a non-negative "
-                         "integer", field=el.tag, path=path, line=_line(el))
-    return decimal(value, field=el.tag, limit=2**63 - 1, path=path, line=_line(el))
+        raise ParseError(f"<{tag}>{shorten(value)}</{tag}>: expected a non-negative "
+                         "integer", field=tag, path=path, line=_line(el))
+    return decimal(value, field=tag, limit=2**63 - 1, path=path, line=_line(el))
 
 
 def _scaled(el: etree._Element, value: str, unit: str | None, path: str | None,
@@ -178,7 +179,14 @@ def _scaled(el: etree._Element, value: str, unit: str | None, path: str | None,
     try:
         return parse_scaled(value.strip(), unit, round_to=1)
     except ParseError as exc:
-        raise exc.located(path=path, line=_line(el), field=field or el.tag) from None
+        raise exc.located(path=path, line=_line(el), field=field or _tag(el)) from None
+
+
+def _tag(el: etree._Element) -> str:
+    """The element's name: a str for every element lxml parsed (types-lxml types the property
+    as whatever a tag may be set to: str, bytes or QName)."""
+    tag = el.tag
+    return tag if isinstance(tag, str) else str(tag)
 
 
 def _line(el: etree._Element) -> int | None:

@@ -212,16 +212,7 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
     data = doc.to_bytes()
     if edit.empty:
         return data
-    for mode in [edit.mode, *(m.mode for m in edit.memnodes)]:
-        if mode is not None and mode not in MODES:
-            raise ParseError(f"unknown mode {mode!r} ({', '.join(MODES)})", field="mode")
-    given = Counter(m.cellid for m in edit.memnodes)
-    for cellid in (m.cellid for m in edit.memnodes):
-        if cellid < 0:
-            raise ParseError(f"cellid {cellid} is negative", field="numatune/memnode/@cellid")
-        if given[cellid] > 1:
-            raise ParseError(f"memnode for cell {cellid} given twice",
-                             field="numatune/memnode/@cellid")
+    _check(edit)
     try:
         spans = element_spans(data)
     except expat.ExpatError as exc:
@@ -243,25 +234,7 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
     new_memnodes = sorted(edit.memnodes, key=lambda m: m.cellid)
 
     if numatune is None:
-        anchor = None
-        for s in children:
-            if s.tag in BEFORE_NUMATUNE:
-                anchor = s
-        if anchor is not None:
-            indent = _indent_of(data, anchor.start)
-            at = anchor.end
-        else:
-            indent = _indent_of(data, children[0].start) if children else unit
-            at = root.head_end
-        lines = [indent + b"<numatune>"]
-        if set_memory:
-            lines.append(indent + unit + _tag("memory", _memory_attrs(None, edit,
-                                                                      vcpu_auto=vcpu_auto), q))
-        for m in new_memnodes:
-            lines.append(indent + unit + _tag("memnode", _memnode_attrs(None, m), q))
-        lines.append(indent + b"</numatune>")
-        block = newline + newline.join(lines)
-        return data[:at] + block + data[at:]
+        return _add_numatune(data, edit, root, children, unit, newline, q, vcpu_auto=vcpu_auto)
 
     inner = [s for s in spans if s.depth == 2 and spans[s.parent] is numatune]
     indent = _indent_of(data, numatune.start)
@@ -325,6 +298,45 @@ def edit_numatune(doc: DomainDocument, edit: NumatuneEdit) -> bytes:
                 text += newline + indent
         replacements.append((at, at, text))
     return _splice(data, replacements)
+
+
+def _check(edit: NumatuneEdit) -> None:
+    """Refuse an edit libvirt would refuse: an unknown mode, a negative or repeated cellid."""
+    for mode in [edit.mode, *(m.mode for m in edit.memnodes)]:
+        if mode is not None and mode not in MODES:
+            raise ParseError(f"unknown mode {mode!r} ({', '.join(MODES)})", field="mode")
+    given = Counter(m.cellid for m in edit.memnodes)
+    for cellid in (m.cellid for m in edit.memnodes):
+        if cellid < 0:
+            raise ParseError(f"cellid {cellid} is negative", field="numatune/memnode/@cellid")
+        if given[cellid] > 1:
+            raise ParseError(f"memnode for cell {cellid} given twice",
+                             field="numatune/memnode/@cellid")
+
+
+def _add_numatune(data: bytes, edit: NumatuneEdit, root: _Span, children: list[_Span],
+                  unit: bytes, newline: bytes, q: bytes, *, vcpu_auto: bool) -> bytes:
+    """*data* with a new ``<numatune>`` holding *edit*: after the last child libvirt formats
+    before it (:data:`BEFORE_NUMATUNE`), else first in ``<domain>``."""
+    anchor = None
+    for s in children:
+        if s.tag in BEFORE_NUMATUNE:
+            anchor = s
+    if anchor is not None:
+        indent = _indent_of(data, anchor.start)
+        at = anchor.end
+    else:
+        indent = _indent_of(data, children[0].start) if children else unit
+        at = root.head_end
+    lines = [indent + b"<numatune>"]
+    if edit.mode is not None or edit.nodeset is not None:
+        lines.append(indent + unit + _tag("memory", _memory_attrs(None, edit,
+                                                                  vcpu_auto=vcpu_auto), q))
+    for m in sorted(edit.memnodes, key=lambda m: m.cellid):
+        lines.append(indent + unit + _tag("memnode", _memnode_attrs(None, m), q))
+    lines.append(indent + b"</numatune>")
+    block = newline + newline.join(lines)
+    return data[:at] + block + data[at:]
 
 
 def _splice(data: bytes, replacements: list[tuple[int, int, bytes]]) -> bytes:

@@ -45,6 +45,8 @@ from numaguard.units import parse_scaled, unit_scale
 T = TypeVar("T")
 
 _UINT_MAX = 2**32 - 1
+#: an element's children by tag (:func:`_children`)
+_Kids = dict[str, list[etree._Element]]
 _PLACEMENTS = {p.value: p for p in Placement}
 
 #: Parsed cpusets/nodesets and sizes, and resolved <numatune>s, shared by every document of a
@@ -139,7 +141,7 @@ def _text(el: etree._Element | None) -> str | None:
     return (el.text or "").strip()
 
 
-def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
+def _children(el: etree._Element) -> _Kids:
     """The element children of *el* by tag, in document order, read in one pass.
 
     This replaces one ElementPath search per field (each walks the children again and costs
@@ -158,12 +160,12 @@ def _children(el: etree._Element) -> dict[str, list[etree._Element]]:
     return kids
 
 
-def _first(kids: dict[str, list[etree._Element]], tag: str) -> etree._Element | None:
+def _first(kids: _Kids, tag: str) -> etree._Element | None:
     group = kids.get(tag)
     return group[0] if group else None
 
 
-def _grandchildren(kids: dict[str, list[etree._Element]], tag: str,
+def _grandchildren(kids: _Kids, tag: str,
                    sub: str) -> list[etree._Element]:
     """``el.findall("tag/sub")`` over the children read by :func:`_children`."""
     group = kids.get(tag)
@@ -196,14 +198,61 @@ def _memory_of(el: etree._Element, col: _Collector, field: str, *, value: str | 
 
 def extract_guest(doc: DomainDocument) -> Guest:
     """Read one guest; raise :class:`InvalidDocument` with every problem when libvirt would
-    reject the definition."""
+    reject the definition.
+
+    One helper per part of the document, called in the order the problems are reported."""
     root = doc.root
     col = _Collector(doc.path)
     kids = _children(root)
+    name = _name(kids, root, col)
+    uuid = _text(_first(kids, "uuid")) or None
 
+    vcpus, vcpus_current, vcpu_placement, cpuset = _vcpus(kids, col)
+    pins, emulatorpin, has_iothreadpin = _cputune(kids, col, vcpus)
+    cell_ids, cell_cpus, cell_mem, ncells = _numa_cells(kids, col, vcpus)
+    memory, current = _memory(kids, root, col, cell_mem, ncells)
+    hugepages = _hugepages(kids, col, ncells)
+    has_cpu_pinning = bool(cpuset or pins or emulatorpin or has_iothreadpin)
+    resolved = _numatune(kids, col, vcpu_placement, ncells, has_cpu_pinning)
+
+    if col.problems:
+        raise col.error()
+
+    cells = tuple(
+        GuestCell(
+            id=cid,
+            cpus=cell_cpus[i],
+            memory=cell_mem[i],
+            policy=resolved.cells[cid] if cid < len(resolved.cells) else None,
+            hugepage_size=_cell_hugepage_size(hugepages, cid),
+            memnode=cid in resolved.memnodes,
+        )
+        for i, cid in enumerate(cell_ids)
+    ) if cell_ids else ()
+    if resolved.vcpu_placement is Placement.AUTO:
+        cpuset = None
+    return Guest(
+        name=name,
+        uuid=uuid,
+        memory=memory,
+        current_memory=current,
+        vcpus=vcpus,
+        vcpus_current=vcpus_current,
+        vcpu_placement=resolved.vcpu_placement,
+        cpuset=cpuset,
+        pins=tuple(pins),
+        emulatorpin=emulatorpin,
+        policy=resolved.memory,
+        cells=cells,
+        hugepages=tuple(hugepages),
+        source=doc.path,
+    )
+
+
+def _name(kids: _Kids, root: etree._Element, col: _Collector) -> str:
     name_el = _first(kids, "name")
-    name_text = None if name_el is None else name_el.text or ""
-    name = None if name_text is None else name_text.strip()
+    name_text = "" if name_el is None else name_el.text or ""
+    name = name_text.strip()
     if not name:
         col.add("missing <name>", "name", name_el if name_el is not None else root)
         name = "?"
@@ -212,8 +261,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
         col.add("a domain name cannot contain a line break (libvirt refuses it)", "name",
                 name_el)
         name = "?"
-    uuid = _text(_first(kids, "uuid")) or None
+    return name
 
+
+def _vcpus(kids: _Kids, col: _Collector,
+           ) -> tuple[int, int, Placement, frozenset[int] | None]:
+    """``(vcpus, vcpus_current, vcpu_placement, cpuset)`` from <vcpu>."""
     # --- vCPUs (virDomainVcpuParse) -------------------------------------------------------
     vcpu_el = _first(kids, "vcpu")
     vcpus = vcpus_current = 1
@@ -251,7 +304,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
     elif vcpus_current == 0:
         # qemu_validate.c qemuValidateDomainVCpuTopology: "Domain requires at least 1 vCPU".
         col.add("a guest needs at least one online vCPU", "vcpu/@current", vcpu_el)
+    return vcpus, vcpus_current, vcpu_placement, cpuset
 
+
+def _cputune(kids: _Kids, col: _Collector, vcpus: int,
+             ) -> tuple[list[VcpuPin], frozenset[int] | None, bool]:
+    """``(pins by vCPU, emulatorpin, has an iothreadpin)`` from <cputune>."""
     # --- cputune pinning ------------------------------------------------------------------
     pins: list[VcpuPin] = []
     emulatorpin: frozenset[int] | None = None
@@ -288,7 +346,13 @@ def extract_guest(doc: DomainDocument) -> Guest:
                 emulatorpin = col.bitmap("cputune/emulatorpin/@cpuset", emu, emu_attr)
         has_iothreadpin = next(cputune.iterchildren("iothreadpin"), None) is not None
     pins.sort(key=lambda p: p.vcpu)
+    return pins, emulatorpin, has_iothreadpin
 
+
+def _numa_cells(kids: _Kids, col: _Collector, vcpus: int,
+                ) -> tuple[list[int], list[frozenset[int]], list[int], int]:
+    """``(cell ids, their vCPUs, their memory in bytes, the number of cells)`` from
+    <cpu><numa>, the valid cells in id order."""
     # --- guest NUMA cells (virDomainNumaDefParseXML) ---------------------------------------
     cell_ids: list[int] = []
     cell_cpus: list[frozenset[int]] = []
@@ -317,7 +381,7 @@ def extract_guest(doc: DomainDocument) -> Guest:
         if cid in by_id:
             col.add(f"duplicate NUMA cell id {cid}", "cpu/numa/cell/@id", cell)
             continue
-        cpus = frozenset()
+        cpus: frozenset[int] = frozenset()
         cpus_attr = cell.get("cpus")
         if cpus_attr is not None:
             cpus = col.bitmap("cpu/numa/cell/@cpus", cell, cpus_attr, nonempty=False) \
@@ -341,7 +405,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cell_ids.append(cid)
         cell_cpus.append(by_id[cid][0])
         cell_mem.append(by_id[cid][1])
+    return cell_ids, cell_cpus, cell_mem, ncells
 
+
+def _memory(kids: _Kids, root: etree._Element, col: _Collector, cell_mem: list[int],
+            ncells: int) -> tuple[int, int]:
+    """``(memory, current memory)`` in bytes, as libvirt works them out."""
     # --- memory sizes (virDomainDefPostParseMemory) ----------------------------------------
     mem_el = _first(kids, "memory")
     declared = 0
@@ -378,7 +447,10 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cur = _memory_of(cur_el, col, "currentMemory")
         if cur:  # 0 or above the maximum is clamped to the maximum, as libvirt does
             current = min(cur, memory)
+    return memory, current
 
+
+def _hugepages(kids: _Kids, col: _Collector, ncells: int) -> list[HugepageBacking]:
     # --- hugepages (virDomainDefMemtuneValidate) --------------------------------------------
     hugepages: list[HugepageBacking] = []
     hp_els = _grandchildren(kids, "memoryBacking", "hugepages")
@@ -426,7 +498,12 @@ def extract_guest(doc: DomainDocument) -> Guest:
                             "memoryBacking/hugepages/page/@nodeset", page)
             if ns_attr is None or cells_set is not None:
                 hugepages.append(HugepageBacking(size=size, cells=cells_set))
+    return hugepages
 
+
+def _numatune(kids: _Kids, col: _Collector, vcpu_placement: Placement, ncells: int,
+              has_cpu_pinning: bool) -> ResolvedNumatune:
+    """<numatune> resolved against the rest of the guest; its problems go to *col*."""
     # --- numatune --------------------------------------------------------------------------
     numatunes = kids.get("numatune", ())
     if len(numatunes) > 1:
@@ -465,7 +542,6 @@ def extract_guest(doc: DomainDocument) -> Guest:
             if nodeset is None:
                 continue
         memnodes.append((cellid, mn.get("mode"), nodeset, mn))
-    has_cpu_pinning = bool(cpuset or pins or emulatorpin or has_iothreadpin)
     key = (nt is not None, mem_key, tuple(m[:3] for m in memnodes), vcpu_placement, ncells,
            has_cpu_pinning)
     resolved = _SHARED_NUMATUNES.get(key)
@@ -489,42 +565,9 @@ def extract_guest(doc: DomainDocument) -> Guest:
     # it once, and every other numatune problem as well.
     if resolved.problems:
         col.problems.extend(
-            p.located(path=doc.path) for p in resolved.problems
+            p.located(path=col.path) for p in resolved.problems
             if not (bad_memory_nodeset and p.field == "numatune/memory/@nodeset"))
-
-    if col.problems:
-        raise col.error()
-
-    memnode_ids = {c for c, _, _, _ in memnodes} if nt is not None else set()
-    cells = tuple(
-        GuestCell(
-            id=cid,
-            cpus=cell_cpus[i],
-            memory=cell_mem[i],
-            policy=resolved.cells[cid] if cid < len(resolved.cells) else None,
-            hugepage_size=_cell_hugepage_size(hugepages, cid),
-            memnode=cid in memnode_ids,
-        )
-        for i, cid in enumerate(cell_ids)
-    ) if cell_ids else ()
-    if resolved.vcpu_placement is Placement.AUTO:
-        cpuset = None
-    return Guest(
-        name=name,
-        uuid=uuid,
-        memory=memory,
-        current_memory=current,
-        vcpus=vcpus,
-        vcpus_current=vcpus_current,
-        vcpu_placement=resolved.vcpu_placement,
-        cpuset=cpuset,
-        pins=tuple(pins),
-        emulatorpin=emulatorpin,
-        policy=resolved.memory,
-        cells=cells,
-        hugepages=tuple(hugepages),
-        source=doc.path,
-    )
+    return resolved
 
 
 def _nodesets(mem_key: tuple[str | None, str | None, frozenset[int] | None] | None,

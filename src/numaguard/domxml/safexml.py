@@ -41,12 +41,13 @@ _BOM_STARTS = (b"\x00", b"\xfe", b"\xff")
 class _RefuseExternal(etree.Resolver):
     """Every external load (DTD, subset, entity, XInclude) is refused."""
 
-    def resolve(self, system_url: str, public_id: str, context: object) -> None:
+    def resolve(self, system_url: str | None, public_id: str | None,
+                context: object) -> None:
         raise _ExternalLoad(system_url)
 
 
 class _ExternalLoad(etree.LxmlError):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | None) -> None:
         super().__init__(url)
         self.url = url
 

@@ -1,4 +1,5 @@
-"""What numaguard knows about one host: its topology and facts, its guests, and where they came from.
+"""What numaguard knows about one host: its topology and facts, its guests, and where they came
+from.
 
 Every source (:mod:`numaguard.readers.sources`: this machine, a snapshot, domain files, a
 ``numactl -H`` or capabilities file; :mod:`numaguard.readers.libvirt_api`: a libvirt URI) returns

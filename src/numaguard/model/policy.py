@@ -103,9 +103,12 @@ class ResolvedNumatune:
     cells: tuple[MemoryPolicy | None, ...]
     vcpu_placement: Placement
     problems: tuple[ParseError, ...] = ()
+    #: the guest cells with their own ``<memnode>`` (the others follow ``<memory>``)
+    memnodes: frozenset[int] = frozenset()
 
 
-def _mode(value: str | None, field: str, line: int | None, problems: list[ParseError]) -> MemoryMode | None:
+def _mode(value: str | None, field: str, line: int | None,
+          problems: list[ParseError]) -> MemoryMode | None:
     if value is None:
         return None
     try:
@@ -230,4 +233,5 @@ def resolve_numatune(
         cells=tuple(cells),
         vcpu_placement=effective_vcpu_placement,
         problems=tuple(problems),
+        memnodes=frozenset(mn.cellid for mn in spec.memnodes if mn.cellid is not None),
     )

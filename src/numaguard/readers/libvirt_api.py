@@ -44,6 +44,7 @@ is skipped with a note in ``Inventory.notes``; a domain whose XML numaguard cann
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Self
 
@@ -108,10 +109,8 @@ class LibvirtConnection:
 
     def close(self) -> None:
         if self.conn is not None:
-            try:
+            with contextlib.suppress(self.libvirt.libvirtError):
                 self.conn.close()
-            except self.libvirt.libvirtError:
-                pass
             self.conn = None
 
     def _message(self, exc: Any) -> str:

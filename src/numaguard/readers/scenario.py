@@ -318,7 +318,7 @@ class _Parser:
             raise self.fail(key, f"expected one list per node ({len(ids)}), each the "
                             "kernel's \"Fallback order for Node N\"")
         orders: dict[int, tuple[int, ...]] = {}
-        for nid, row in zip(ids, value):
+        for nid, row in zip(ids, value, strict=True):
             where = f"{key}[{ids.index(nid)}]"
             order = tuple(self.integer(n, where, lo=0) for n in row)
             if not order:

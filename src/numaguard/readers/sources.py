@@ -233,7 +233,7 @@ class SnapshotMeta:
 _CAPTURED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z")
 
 
-def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], path: str,
+def _field(obj: dict[str, Any], key: str, kind: type, path: str,
            *, optional: bool = False, where: str = "") -> Any:
     name = f"{where}{key}"
     if key not in obj:
@@ -397,10 +397,7 @@ def read_paths(sources: list[str] | tuple[str, ...]) -> Inventory:
         raise SourceError(", ".join(sources), "no host topology among the sources: add a "
                           "snapshot, a sysfs root, a numactl -H file or a capabilities XML "
                           "(or run without SOURCE on the hypervisor)")
-    if os.path.isdir(host_source):
-        host = read_host_dir(host_source)
-    else:
-        host = read_host_file(host_source)
+    host = read_host_dir(host_source) if os.path.isdir(host_source) else read_host_file(host_source)
     guests, problems = read_domain_files_partial(files, listed=plain, strict=named)
     facts = HostFacts(kernel_release(facts_root) if facts_root is not None else None,
                       min_free_kbytes=min_free_kbytes(facts_root) if facts_root else None)

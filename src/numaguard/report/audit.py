@@ -155,7 +155,7 @@ NODE_HEADERS = [("Node", "right"), ("MemTotal", "right"), ("Free", "right"),
 def _node_cells(result: AuditResult) -> list[tuple[list[str], str, str, str]]:
     """Per node: the formatted numeric cells, the bar, its percentage and the status."""
     out = []
-    for n, row in zip(result.nodes, _node_rows(result)):
+    for n, row in zip(result.nodes, _node_rows(result), strict=True):
         b, pct = bar(n.bound, n.capacity)
         out.append(([str(n.id), format_bytes(row["mem_total_bytes"]),
                      format_bytes(row["mem_free_bytes"]),
@@ -353,8 +353,12 @@ def _item_encoder() -> Any:
     call (same separators, ASCII escaping, float repr, ``default`` error), made once —
     ``json.dumps`` builds a new one for each of a 16 x 1,000 audit's ~6,800 list items, a
     sixth of the encoding time.  Without the C accelerator: ``json.dumps``."""
-    from json.encoder import c_make_encoder, encode_basestring_ascii
+    from json import encoder as json_encoder
 
+    # json.encoder's name for CPython's C encoder (_json.make_encoder), None without it: private,
+    # so typeshed leaves it out of json.encoder's stub
+    c_make_encoder = getattr(json_encoder, "c_make_encoder", None)
+    encode_basestring_ascii = json_encoder.encode_basestring_ascii
     if c_make_encoder is None:
         return json.dumps
     encoder = c_make_encoder(None, json.JSONEncoder().default, encode_basestring_ascii, None,
@@ -391,7 +395,8 @@ def _guests_text(guests: tuple[str, ...]) -> str:
         f" and {len(guests) - TEXT_GUESTS} more (--format json lists all)"
 
 
-def wrap(text: str, width: int | None, indent: str = "", subsequent: str | None = None) -> list[str]:
+def wrap(text: str, width: int | None, indent: str = "",
+         subsequent: str | None = None) -> list[str]:
     """Prose as lines of at most *width* columns (:func:`numaguard.report.term.wrap`: broken at
     spaces only, so a path, a name or a nodeset is never split); no *width*: one line."""
     if not width:

@@ -72,7 +72,7 @@ def _other_changes(plan: FixPlan) -> list[str]:
 
 
 def counts_text(result: AuditResult) -> str:
-    c = {s: 0 for s in (Severity.CRITICAL, Severity.WARNING, Severity.INFO)}
+    c = dict.fromkeys((Severity.CRITICAL, Severity.WARNING, Severity.INFO), 0)
     for f in result.findings:
         c[f.severity] += 1
     return ", ".join(f"{n} {s.label}" for s, n in c.items())

@@ -239,16 +239,7 @@ def _bars(runs: Sequence[Run]) -> Figure:
 
     columns = [f"node {n}" for n in node_ids] + [SWAP_COLUMN]
     xs = list(range(len(node_ids))) + [len(node_ids) + 0.25]
-    top = 1.0
-    for run in runs:
-        host = run.scenario.host
-        top = max(top, _gib(host.swap_free), _gib(run.result.swap_used))
-        for n in host.nodes:
-            top = max(top, _gib(n.free + _pool_bytes(n)))
-        for nid in node_ids:
-            top = max(top, _gib(sum(a.placed.get(nid, 0) + a.hugepages.get(nid, 0)
-                                    for a in run.result.allocations)))
-    top *= 1.15
+    top = _bars_top(runs, node_ids)
 
     width = max(4.5, 0.9 * len(xs) + 1.8)
     fig = _new_figure(max(8.0, width * len(runs)), 5.4 + 0.22 * len(rows))
@@ -256,7 +247,7 @@ def _bars(runs: Sequence[Run]) -> Figure:
                             height_ratios=[5, 0.5 + 0.3 * len(rows)] if rows else None)
     first_bar = first_row = None
     hugepages = others = False
-    for col, (run, tasksets) in enumerate(zip(runs, sets)):
+    for col, (run, tasksets) in enumerate(zip(runs, sets, strict=True)):
         ax = fig.add_subplot(grid[0, col], sharey=first_bar)
         first_bar = first_bar or ax
         host = run.scenario.host
@@ -264,26 +255,8 @@ def _bars(runs: Sequence[Run]) -> Figure:
         before.append(_gib(host.swap_free))
         ax.bar(xs, before, width=0.82, fill=False, edgecolor="#555555", linestyle="--",
                linewidth=1.2, zorder=3)
-        by_name = {a.name: a for a in run.result.allocations}
-        segments: list[tuple[list[int], str, str | None]] = []
-        rest = ([0] * len(xs), [0] * len(xs))
-        for a in run.result.allocations:
-            if a.name not in colour:
-                for i, n in enumerate(node_ids):
-                    rest[0][i] += a.placed.get(n, 0)
-                    rest[1][i] += a.hugepages.get(n, 0)
-                rest[0][-1] += a.swapped
-        for name in shown:
-            a = by_name.get(name)
-            if a is not None:
-                segments.append(([a.placed.get(n, 0) for n in node_ids] + [a.swapped],
-                                 colour[name], None))
-                segments.append(([a.hugepages.get(n, 0) for n in node_ids] + [0],
-                                 colour[name], "//"))
-        segments.append((rest[0], _OTHERS, None))
-        segments.append((rest[1], _OTHERS, "//"))
         bottoms = [0.0] * len(xs)
-        for values, c, hatch in segments:
+        for values, c, hatch in _bar_segments(run, node_ids, shown, colour):
             heights = [_gib(v) for v in values]
             if not any(heights):
                 continue
@@ -291,10 +264,10 @@ def _bars(runs: Sequence[Run]) -> Figure:
             hugepages = hugepages or hatch is not None
             ax.bar(xs, heights, width=0.58, bottom=bottoms, linewidth=0.6, zorder=2, color=c,
                    hatch=hatch, edgecolor="white" if hatch is None else "#333333")
-            for x, b, h in zip(xs, bottoms, heights):
+            for x, b, h in zip(xs, bottoms, heights, strict=True):
                 if h >= top * _LABEL_SHARE:
                     _label(ax, x, b + h / 2, f"{h:.1f}", "#333333" if c == _OTHERS else "white")
-            bottoms = [b + h for b, h in zip(bottoms, heights)]
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
         swap_x = xs[-1]
         used = f"{_gib(run.result.swap_used):.1f} of {_gib(host.swap_free):.1f} GiB" \
             if host.swap_free else "no swap"
@@ -316,17 +289,7 @@ def _bars(runs: Sequence[Run]) -> Figure:
             rax = fig.add_subplot(grid[1, col], sharex=ax, sharey=first_row)
             first_row = first_row or rax
             _nodeset_rows(rax, rows, tasksets, node_ids, colour, col == 0, hidden_rows)
-    handles: list[Any] = []
-    killed_in = {n: [r.mode or "the run" for r in runs
-                     if any(v == n for _, v, _ in kills(r))] for n in shown}
-    for n in shown:
-        label = printable(n)
-        if killed_in[n]:
-            label += " — OOM-killed" + ("" if len(runs) == 1 else
-                                        f" ({', '.join(killed_in[n])})")
-        handles.append(Patch(facecolor=colour[n], label=label))
-    if others:
-        handles.append(Patch(facecolor=_OTHERS, label=f"{len(names) - len(shown)} more tasks"))
+    handles = _task_handles(runs, names, shown, colour, others)
     handles.append(Patch(fill=False, edgecolor="#555555", linestyle="--",
                          label="free before the run (hugepage pools included)"
                          if any(_pool_bytes(n) for n in base.host.nodes)
@@ -344,6 +307,67 @@ def _bars(runs: Sequence[Run]) -> Figure:
     _finish(fig, handles, f"{printable(base.name)}: memory per node and swap at the end of "
                           "the run (GiB)")
     return fig
+
+
+def _bars_top(runs: Sequence[Run], node_ids: Sequence[int]) -> float:
+    """The bar panels' height in GiB: the largest bar of any run (free before, a node's
+    allocations at the end, swap), plus room above it."""
+    top = 1.0
+    for run in runs:
+        host = run.scenario.host
+        top = max(top, _gib(host.swap_free), _gib(run.result.swap_used))
+        for node in host.nodes:
+            top = max(top, _gib(node.free + _pool_bytes(node)))
+        for nid in node_ids:
+            top = max(top, _gib(sum(a.placed.get(nid, 0) + a.hugepages.get(nid, 0)
+                                    for a in run.result.allocations)))
+    return top * 1.15
+
+
+def _bar_segments(run: Run, node_ids: Sequence[int], shown: Sequence[str],
+                  colour: dict[str, str]) -> list[tuple[list[int], str, str | None]]:
+    """The stacked segments of one run's bars, bottom up: ``(bytes per node + swap, colour,
+    hatch)`` for each shown task (pages, then hugepages), then the other tasks together."""
+    width = len(node_ids) + 1
+    by_name = {a.name: a for a in run.result.allocations}
+    segments: list[tuple[list[int], str, str | None]] = []
+    rest = ([0] * width, [0] * width)
+    for a in run.result.allocations:
+        if a.name not in colour:
+            for i, n in enumerate(node_ids):
+                rest[0][i] += a.placed.get(n, 0)
+                rest[1][i] += a.hugepages.get(n, 0)
+            rest[0][-1] += a.swapped
+    for name in shown:
+        task = by_name.get(name)
+        if task is not None:
+            segments.append(([task.placed.get(n, 0) for n in node_ids] + [task.swapped],
+                             colour[name], None))
+            segments.append(([task.hugepages.get(n, 0) for n in node_ids] + [0],
+                             colour[name], "//"))
+    segments.append((rest[0], _OTHERS, None))
+    segments.append((rest[1], _OTHERS, "//"))
+    return segments
+
+
+def _task_handles(runs: Sequence[Run], names: Sequence[str], shown: Sequence[str],
+                  colour: dict[str, str], others: bool) -> list[Any]:
+    """The legend's entries for the tasks: one per shown task (which runs OOM-killed it), one
+    for the others when their bars were drawn."""
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = []
+    killed_in = {n: [r.mode or "the run" for r in runs
+                     if any(v == n for _, v, _ in kills(r))] for n in shown}
+    for n in shown:
+        label = printable(n)
+        if killed_in[n]:
+            label += " — OOM-killed" + ("" if len(runs) == 1 else
+                                        f" ({', '.join(killed_in[n])})")
+        handles.append(Patch(facecolor=colour[n], label=label))
+    if others:
+        handles.append(Patch(facecolor=_OTHERS, label=f"{len(names) - len(shown)} more tasks"))
+    return handles
 
 
 def _nodeset_rows(ax: Any, rows: Sequence[str], tasksets: dict[str, tuple[frozenset[int], bool]],
@@ -442,7 +466,7 @@ def _steps(runs: Sequence[Run]) -> Figure:
         for nid in node_ids:
             free = host.node(nid).free
             taken = [0.0] + [_gib(free - sr.free_after.get(nid, free) + huge.get(nid, 0))
-                             for sr, huge in zip(results, pools)]
+                             for sr, huge in zip(results, pools, strict=False)]
             ax.plot(x, taken, color=node_colour[nid], marker=marker, markersize=4,
                     linewidth=1.6, zorder=3)
             ax.axhline(_gib(free + _pool_bytes(host.node(nid))), color=node_colour[nid],

@@ -9,7 +9,8 @@ JSON contract of one run (keys never change meaning; new keys may be added)::
                 "swapped_bytes", "failed_bytes", "oom": [<oom event>],
                 "free_after": {"<node>": bytes}, "swap_used_after_bytes"}],
      "allocations": [{"name", "requested_bytes", "placed": {"<node>": bytes},
-                      "swapped_bytes", "failed_bytes", "oom_killed", "hugepages": {"<node>": bytes}}],
+                      "swapped_bytes", "failed_bytes", "oom_killed",
+                      "hugepages": {"<node>": bytes}}],
      "nodes": [{"id", "free_bytes", "free_before_bytes", "total_bytes", "watermark_min_bytes",
                 "watermark_low_bytes", "reclaimable_bytes"}],
      "swap_used_bytes", "swap_free_before_bytes",
@@ -62,7 +63,8 @@ def run_to_dict(run: Run, *, steps: bool = True) -> dict[str, Any]:
     scenario, result = run.scenario, run.result
     host = scenario.host
     per_step = []
-    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels):
+    for sr, step, label in zip(result.steps if steps else (), scenario.steps, scenario.labels,
+                               strict=False):
         per_step.append({
             "index": sr.index,
             "name": sr.name,
@@ -104,7 +106,7 @@ def simulate_json(runs: Sequence[Run]) -> str:
     """The JSON document of *runs*: ``json.dumps(..., indent=2)`` of :func:`run_to_dict`'s,
     byte for byte, with each run's steps written by :func:`_steps_json` (json's indented
     encoder is pure Python, and a 10,000-step run holds half a million lines)."""
-    steps: dict[str, str] = {}
+    steps: dict[str, Run] = {}
 
     def lean(run: Run) -> dict[str, Any]:
         d = run_to_dict(run, steps=False)
@@ -182,7 +184,7 @@ def _steps_json(run: Run, indent: str) -> str:
     strings: dict[str, str] = {}     # names and labels repeat: encode each once
     policies: dict[tuple, str] = {}  # so do the lines a step's policy writes
     out = []
-    for row, step, label in zip(rows, scenario.steps, scenario.labels):
+    for row, step, label in zip(rows, scenario.steps, scenario.labels, strict=False):
         index, name, action, requested, placed, swapped, failed, oom, free, swap = row
         what = (step.action, step.policy, step.nodes, step.cpu_node, step.cpuset_mems,
                 step.hugepage_size)
@@ -208,7 +210,8 @@ def _steps_json(run: Run, indent: str) -> str:
             placed_text = _enc(_per_node(placed), key)
         out.append(
             f'{item}{{\n{key}"index": {index},\n{key}"name": {name_text},\n'
-            f'{key}"label": {label_text},\n{key}"action": {_ACTION_TEXT.get(action) or _string(action)},\n'
+            f'{key}"label": {label_text},\n'
+            f'{key}"action": {_ACTION_TEXT.get(action) or _string(action)},\n'
             f'{lines}'
             f'{key}"requested_bytes": {requested},\n'
             f'{key}"placed": {placed_text},\n'
@@ -308,7 +311,7 @@ def _steps_table(run: Run, color: bool) -> Grid:
     columns += [_right("Swapped"), _right("Failed"),
                 Column("OOM kill", overflow="wrap", floor=12)]
     rows = []
-    for sr, step, label in zip(result.steps, scenario.steps, scenario.labels):
+    for sr, step, label in zip(result.steps, scenario.steps, scenario.labels, strict=False):
         requested = size_text(sr.requested) if sr.action == "alloc" else (
             "all" if step.size is None else size_text(step.size))
         cells: list[Any] = [str(sr.index), printable(label), policy_text(step), requested]

@@ -240,7 +240,7 @@ def _fit(natural: list[int], least: list[int], room: int) -> list[int]:
         return natural
 
     def total(level: int) -> int:
-        return sum(max(m, min(w, level)) for w, m in zip(natural, least))
+        return sum(max(m, min(w, level)) for w, m in zip(natural, least, strict=True))
 
     lo, hi = 0, max(natural)
     while lo < hi:  # the highest level that fits
@@ -249,7 +249,7 @@ def _fit(natural: list[int], least: list[int], room: int) -> list[int]:
             lo = mid
         else:
             hi = mid - 1
-    widths = [max(m, min(w, lo)) for w, m in zip(natural, least)]
+    widths = [max(m, min(w, lo)) for w, m in zip(natural, least, strict=True)]
     spare = room - sum(widths)
     for i, w in enumerate(natural):
         if spare <= 0:
@@ -299,7 +299,7 @@ class Grid:
         """The table (or its parts, one after the other) fitted to *width*; ``None``: as wide
         as its cells."""
         n = len(self.columns)
-        natural, cells = zip(*(self._natural(i) for i in range(n)))
+        natural, cells = zip(*(self._natural(i) for i in range(n)), strict=True)
         if width is None or sum(natural) + 3 * n + 1 <= width:
             return self._draw(list(range(n)), list(natural), self.title, color)
         least = [self._least(i, cells[i]) for i in range(n)]
@@ -361,12 +361,12 @@ class Grid:
             return wrap_cell(text, w, commas=col.commas, fold=col.overflow == "fold")
 
         def row_lines(values: Sequence[str], edge: str, head: bool) -> list[str]:
-            cells = [cell_lines(v, c, w) for v, c, w in zip(values, cols, widths)]
+            cells = [cell_lines(v, c, w) for v, c, w in zip(values, cols, widths, strict=False)]
             height = max(len(c) for c in cells)
             out = []
             for k in range(height):
                 parts = []
-                for col, w, v, lines in zip(cols, widths, values, cells):
+                for col, w, v, lines in zip(cols, widths, values, cells, strict=False):
                     text = lines[k].replace(GLUE, " ") if k < len(lines) else ""
                     text = text.rjust(w) if col.justify == "right" else text.ljust(w)
                     style = "bold" if head else getattr(v, "style", None)

@@ -53,7 +53,7 @@ def _table(title: str, headers: list[tuple[str, str]], rows: list[list[str | Tex
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], max((len(x) for x in str(cell).split("\n")), default=0))
     table = Table(title=title, title_justify="left")
-    for (header, justify), w in zip(headers, widths):
+    for (header, justify), w in zip(headers, widths, strict=True):
         table.add_column(header, justify=justify, width=w, no_wrap=True)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*row)
@@ -103,7 +103,7 @@ def topology_text(host: Host, *, width: int | None = None, color: bool = False) 
         columns += [Column(str(n.id), "right") for n in host.nodes]
         dist = Grid("Distances", columns,
                     [[str(n.id), *(str(d) for d in row)]
-                     for n, row in zip(host.nodes, host.distances)])
+                     for n, row in zip(host.nodes, host.distances, strict=False)])
         out.append(dist.render(width, color))
     elif host.distances is not None:
         out.append(_plain_distances(host, width) + "\n")
@@ -136,7 +136,7 @@ def _plain_distances(host: Host, width: int) -> str:
             lines.append("")
         lines.append("node " + "".join(f"{n.id:>{cell}}" for n in block))
         lines += [f"{n.id:>4}:" + "".join(f"{d:>{cell}}" for d in row[start:start + per_block])
-                  for n, row in zip(host.nodes, host.distances)]
+                  for n, row in zip(host.nodes, host.distances, strict=False)]
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ one line naming the URI (exit code 2).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -113,10 +114,8 @@ class LibvirtSession(LibvirtConnection):
                                      "read; nothing changed (run the command again)")
             self._call(self.conn.defineXML, plan.new.decode("utf-8"))
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(backup)
-            except OSError:
-                pass
             raise
         self._verify(read, plan, backup)
         dom = self._lookup(read.uuid)

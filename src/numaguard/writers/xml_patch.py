@@ -111,10 +111,8 @@ def _not_writable(path: str, mode: int) -> SourceError:
 # --- the pinned directory -----------------------------------------------------------------------
 
 def _fsync_quietly(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory; the rename itself is done
+    with contextlib.suppress(OSError):  # some file systems cannot fsync a directory; the
+        os.fsync(fd)                    # rename itself is done
 
 
 def _unlink_at(name: str, dir_fd: int) -> None:

@@ -145,7 +145,7 @@ def guest(name: str, memory_gib: float, vcpus: int, *, cpuset: Ids = None,
         if isinstance(spec, Mapping):
             c = dict(spec)
         else:
-            c = dict(zip(("cpus", "memory_gib", "mode", "nodeset"), spec))
+            c = dict(zip(("cpus", "memory_gib", "mode", "nodeset"), spec, strict=False))
         cpol = policy
         if c.get("mode") is not None or c.get("nodeset") is not None:
             cpol = _policy(c.get("mode"), c.get("nodeset"), None)

@@ -15,7 +15,8 @@ def test_a_mode_changed_in_the_definition_is_a_pending_restart():
     assert len(found) == 1
     f = found[0]
     assert f.severity is Severity.INFO and f.guests == ("web",)
-    assert f.message.startswith("web runs with strict on node 0 but is defined with preferred on node 1")
+    assert f.message.startswith("web runs with strict on node 0 but is defined with "
+                                "preferred on node 1")
     assert f.evidence["differ"] == ["<memory>"]
 
 

@@ -242,8 +242,8 @@ def hugepages_short(ctx: Context) -> Iterator[Finding]:
             yield Finding(
                 "NG301", Severity.CRITICAL,
                 f"no hugepages of {size(page)} are reserved on any node ({why}), but "
-                f"{_who(demands)} {_need(demands)} {needed} of them ({size(needed * page)}): QEMU cannot "
-                "map the guest RAM and the guest does not start.",
+                f"{_who(demands)} {_need(demands)} {needed} of them ({size(needed * page)}): "
+                "QEMU cannot map the guest RAM and the guest does not start.",
                 guests=_guests(demands), nodes=tuple(sorted(add)),
                 evidence={"page_size_bytes": page, "pages_needed": needed,
                           "pages_reserved": 0, "pages_short": needed,
@@ -307,9 +307,9 @@ def hugepages_short(ctx: Context) -> Iterator[Finding]:
             ev["pages_in_use"] = used
             yield Finding(
                 "NG301", Severity.WARNING,
-                f"{_who(inside)} {_need(inside)} {oc.demand} hugepages of {size(page)} on {where}, but "
-                f"only {oc.capacity} are free there ({used} in use): any of these guests not "
-                "running yet cannot start now.",
+                f"{_who(inside)} {_need(inside)} {oc.demand} hugepages of {size(page)} on "
+                f"{where}, but only {oc.capacity} are free there ({used} in use): any of these "
+                "guests not running yet cannot start now.",
                 guests=_guests(inside), nodes=tuple(sorted(oc.nodes)), evidence=ev,
                 fix=_fix(_guests(inside)[0], page, totals, _plan(inside, free),
                          "so that enough pages are free"),
