@@ -29,7 +29,7 @@ from dataclasses import dataclass
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench import simulate_bench
+from bench import fleet_bench, simulate_bench
 from bench.timing import RUNS, median_seconds
 from tests.support.synth import synth_snapshot
 
@@ -182,6 +182,9 @@ def main() -> None:
         secs = process(floors, "topology", snap, "--format", "json", runs=3 * RUNS)
         rows.append(Row("numaguard topology (json)", "<= 1.5x import lxml.etree", secs,
                         secs <= 1.5 * paired()[1], paired()))
+        # fleet audit (issue 12): 200 snapshots, hosts/s, the per-host deadline's effect
+        for name, target, secs, ok, py in fleet_bench.rows(tmp):
+            rows.append(Row(name, target, secs, ok, None if py is None else (py, floors.lx)))
 
         split = where_the_time_goes(snap)
         hostile = [] if os.environ.get("BENCH_QUICK") == "1" else hostile_rows(tmp, floors)

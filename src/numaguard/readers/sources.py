@@ -450,6 +450,27 @@ def this_machine_facts() -> HostFacts:
     return HostFacts(kernel_release(LIVE_ROOT), numad_installed())
 
 
+def command_refs(inventory: Inventory) -> Any:
+    """How printed ``numaguard fix`` lines name the guests of *inventory*
+    (:class:`~numaguard.core.rules.CommandRefs`): by name on this machine, by name and ``-c
+    URI`` through libvirt; else by their domain XML file, plus ``--host SOURCE`` unless the
+    file lies in that snapshot's ``domains/``."""
+    from numaguard.core.rules import LIVE_REFS, CommandRefs
+
+    if inventory.uri is not None:
+        return CommandRefs(connect=inventory.uri)
+    if inventory.live:
+        return LIVE_REFS
+    host = inventory.host_source
+    paths = {g.name: g.source for g in inventory.guests if g.source}
+    if host is None:
+        return CommandRefs(None, paths)
+    domains = os.path.join(os.path.abspath(host), "domains")
+    folders = {os.path.dirname(p) for p in paths.values()}   # a snapshot: one folder
+    inside = all(os.path.abspath(folder) == domains for folder in folders)
+    return CommandRefs(None if inside else host, paths)
+
+
 # -- the Source interface -----------------------------------------------------------------------
 
 class Source:
