@@ -385,8 +385,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
     if verify_groups and found:
         orders = ctx.fallback
 
-        def reaudit(changed: tuple[Guest, ...]) -> tuple[Finding, ...]:
-            return audit(host, changed, ctx.options, only=only, fallback=orders,
+        def reaudit(changed: tuple[Guest, ...], rules: frozenset[str]) -> tuple[Finding, ...]:
+            return audit(host, changed, ctx.options, only=sorted(rules), fallback=orders,
                          verify_groups=0, live_guests=ctx.live_guests.values()).findings
 
         found = verify(found, ctx.guests, reaudit, verify_groups)
