@@ -1,0 +1,159 @@
+"""``numaguard audit``: every rule over the host and its guests; the exit code says the worst
+finding (``--fail-on``), or the Nagios plugin state with ``--nagios``."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
+from numaguard.cli.common import _incomplete, _known_rules, _unknown_rule
+from numaguard.errors import NumaguardError, ParseError
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+FAIL_ON = ("critical", "warning", "info", "never")
+
+
+def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
+    """AuditOptions keyword arguments from the command line; a bad value is a one-line error
+    naming its option."""
+    from numaguard.core.capacity import parse_reserve
+    from numaguard.units import parse_size
+
+    opts: dict[str, Any] = {}
+    if args.host_reserve is not None:
+        opts["host_reserve"] = parse_reserve(args.host_reserve)
+    try:
+        opts["min_headroom"] = parse_size(args.min_headroom)
+    except ParseError as exc:
+        raise ParseError(exc.reason, field="--min-headroom") from None
+    try:
+        ratio = float(args.cpu_overcommit)
+    except ValueError:
+        ratio = math.nan
+    if not (math.isfinite(ratio) and ratio > 0):
+        raise ParseError(f"invalid ratio {args.cpu_overcommit!r}: expected a positive number "
+                         "such as 1.5", field="--cpu-overcommit")
+    opts["cpu_overcommit_ratio"] = ratio
+    if getattr(args, "orders", None) is not None:
+        opts["random_orders"] = args.orders
+    return opts
+
+
+def _selected_rules(values: list[str] | None) -> list[str] | None:
+    """``--rule NG101 --rule ng102,NG103`` -> ["NG101", "NG102", "NG103"]."""
+    if not values:
+        return None
+    known = _known_rules()
+    wanted: list[str] = []
+    for item in (i.strip() for value in values for i in value.split(",")):
+        if item and item.upper() not in known:
+            raise ParseError(_unknown_rule(item, known), field="--rule")
+        if item and item.upper() not in wanted:
+            wanted.append(item.upper())
+    if not wanted:
+        raise ParseError("expected a rule ID such as NG101", field="--rule")
+    return wanted
+
+
+def _orders_count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 3:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected 0 to 999")
+    return int(text)
+
+
+def exit_code(worst: Any, fail_on: str) -> int:
+    """0 when no finding is at or above *fail_on* (``never``: always 0), else 1."""
+    from numaguard.core.findings import Severity
+
+    if fail_on == "never" or worst is None:
+        return EXIT_OK
+    return EXIT_FINDINGS if worst >= Severity.parse(fail_on) else EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from numaguard.core.rules import AuditOptions, audit_inventory
+    from numaguard.readers.sources import open_source
+
+    opts = _audit_options(args)  # options first: a typo fails before any reading
+    only = _selected_rules(args.rule)
+    if args.summary and args.format != "text":
+        raise NumaguardError("--summary goes with --format text")
+    connect = args.connect or []
+    if len(connect) > 1:
+        raise NumaguardError("one -c/--connect URI per audit (a fleet run is not here yet)")
+    inventory = open_source(args.sources, connect[0] if connect else None).read()
+    options = AuditOptions(refs=_command_refs(inventory), **opts)
+    result = audit_inventory(inventory, options, only=only)
+    incomplete = _incomplete("audit", inventory.problems, inventory.notes,
+                             len(inventory.guests)) if not args.nagios else 0
+    if args.nagios:   # the monitoring-plugin status line and state (report/nagios.py)
+        from numaguard.report.nagios import nagios_status
+
+        line, state = nagios_status(result)
+        if inventory.problems and state < 2:   # CRITICAL stays; else UNKNOWN: input missing
+            line = line.rstrip("\n") + f" (incomplete: {len(inventory.problems)} problem" \
+                f"{'s' if len(inventory.problems) != 1 else ''} reading the guests)\n"
+            state = 3
+        sys.stdout.write(line)
+        return state
+    _emit(result, args.format, "audit", module="audit",
+          **({"summary": True} if args.summary else {}))
+    return incomplete or exit_code(result.worst(), args.fail_on)
+
+
+def _command_refs(loaded: Any) -> Any:
+    """How printed ``numaguard fix`` lines name guests: by name on this machine, by name and
+    ``-c URI`` through libvirt; else by their domain XML file, plus ``--host SOURCE`` unless
+    the file lies in that snapshot's domains/."""
+    from numaguard.core.rules import LIVE_REFS, CommandRefs
+
+    if loaded.uri is not None:
+        return CommandRefs(connect=loaded.uri)
+    if loaded.live:
+        return LIVE_REFS
+    host = loaded.host_source
+    paths = {g.name: g.source for g in loaded.guests if g.source}
+    if host is None:
+        return CommandRefs(None, paths)
+    domains = os.path.join(os.path.abspath(host), "domains")
+    folders = {os.path.dirname(p) for p in paths.values()}   # a snapshot: one folder
+    inside = all(os.path.abspath(folder) == domains for folder in folders)
+    return CommandRefs(None if inside else host, paths)
+
+
+def _audit_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="snapshot dir, or a topology source plus domain XML files/folders "
+                        "(default: this machine)")
+    _connect_argument(p, many=True)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    output.add_argument("--nagios", action="store_true",
+                        help="be a Nagios/Icinga plugin: one status line with per-node "
+                             "headroom as performance data, exit 0 OK, 1 WARNING, 2 CRITICAL, "
+                             "3 UNKNOWN (--fail-on is not used)")
+    p.add_argument("--fail-on", choices=FAIL_ON, default="critical",
+                   help="exit 1 when a finding is at or above this severity (default: "
+                        "critical)")
+    p.add_argument("--host-reserve", metavar="SIZE|PCT",
+                   help="memory per node kept for the kernel and host processes, e.g. 2GiB "
+                        "or 8%% (default: max(1 GiB, 5%% of the node's MemTotal))")
+    p.add_argument("--min-headroom", metavar="SIZE", default="4GiB",
+                   help="warn when bound guests leave a node less than this (default: 4GiB)")
+    p.add_argument("--cpu-overcommit", metavar="RATIO", default="1.0",
+                   help="vCPUs pinned per hardware thread of a node before NG204 warns "
+                        "(default: 1.0)")
+    p.add_argument("--rule", action="append", metavar="ID",
+                   help="run only this rule (repeatable, or comma-separated)")
+    p.add_argument("--summary", action="store_true",
+                   help="print only the verdict and the per-node table (text format)")
+    p.add_argument("--orders", metavar="N", type=_orders_count, default=None,
+                   help="shuffled start orders NG110 simulates besides the named ones "
+                        "(default: 4)")

@@ -1,0 +1,42 @@
+"""What more than one command of :mod:`numaguard.cli` does: say what could not be read, and
+look rule IDs up (``audit --rule``, ``explain``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from numaguard.cli import EXIT_ERROR
+from numaguard.display import printable
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def _incomplete(command: str, problems: Sequence[Any], notes: Sequence[str], read: int) -> int:
+    """Say what could not be read (one line each) and what was skipped; ``EXIT_ERROR`` when
+    something could not be read (the output covers the rest), else 0."""
+    for note in notes:
+        sys.stderr.write(printable(f"numaguard {command}: {note}") + "\n")
+    if not problems:
+        return 0
+    for problem in problems:
+        sys.stderr.write(printable(f"numaguard {command}: {problem}") + "\n")
+    files = len({p.where for p in problems})
+    sys.stderr.write(printable(
+        f"numaguard {command}: input incomplete: {files} domain definition"
+        f"{'s' if files != 1 else ''} could not be read; the output covers the other "
+        f"{read} guest{'s' if read != 1 else ''} (exit 2)") + "\n")
+    return EXIT_ERROR
+
+
+def _known_rules() -> dict[str, Any]:
+    from numaguard.core.rules import all_rules
+
+    return {r.id: r for r in all_rules()}
+
+
+def _unknown_rule(rule_id: str, known: dict[str, Any]) -> str:
+    listing = ", ".join(known) if known else "none are registered"
+    return f"unknown rule {rule_id!r} (known: {listing})"
