@@ -62,6 +62,23 @@ def _selected_rules(values: list[str] | None) -> list[str] | None:
     return wanted
 
 
+def _workers_count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected 1 to 256")
+    return int(text)
+
+
+def _deadline(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 86_400):
+        raise argparse.ArgumentTypeError(f"invalid deadline {text!r}: expected seconds, "
+                                         "more than 0, at most 86400")
+    return value
+
+
 def _orders_count(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 3:
         raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected 0 to 999")
@@ -77,19 +94,52 @@ def exit_code(worst: Any, fail_on: str) -> int:
     return EXIT_FINDINGS if worst >= Severity.parse(fail_on) else EXIT_OK
 
 
+def _is_fleet(args: argparse.Namespace) -> bool:
+    """Many hosts: any ``--hosts FILE``, two ``-c URI`` or more, or two SOURCEs or more that
+    are all snapshots with a ``host/`` (several other SOURCEs make one host: a topology plus
+    guests from several places)."""
+    from numaguard.readers.sources import is_snapshot
+
+    connect = args.connect or []
+    if args.hosts or len(connect) > 1 or (connect and args.sources):
+        return True
+    return len(args.sources) > 1 and all(
+        os.path.isdir(s) and is_snapshot(s) and os.path.isdir(os.path.join(s, "host"))
+        for s in args.sources)
+
+
+def _audit_fleet(args: argparse.Namespace, opts: dict[str, Any], only: list[str] | None
+                 ) -> int:
+    from numaguard.cli import _use_color, _width
+    from numaguard.fleet import audit_fleet, targets_of
+
+    for flag, given in (("--nagios", args.nagios), ("--summary", args.summary),
+                        ("--format markdown", args.format == "markdown")):
+        if given:
+            raise NumaguardError(f"{flag} audits one host; a fleet run prints a summary table "
+                                 "(text) or one JSON document")
+    targets = targets_of(args.hosts or [], args.connect or [], args.sources)
+    return audit_fleet(targets, opts, only=only, fmt=args.format, fail_on=args.fail_on,
+                       workers=args.workers, deadline=args.deadline, junit_path=args.junit,
+                       width=_width(), color=_use_color())
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from numaguard.core.rules import AuditOptions, audit_inventory
-    from numaguard.readers.sources import open_source
+    from numaguard.readers.sources import command_refs, open_source
 
     opts = _audit_options(args)  # options first: a typo fails before any reading
     only = _selected_rules(args.rule)
     if args.summary and args.format != "text":
         raise NumaguardError("--summary goes with --format text")
+    if _is_fleet(args):
+        return _audit_fleet(args, opts, only)
+    if args.junit is not None or args.workers is not None:
+        raise NumaguardError("--junit and --workers go with a fleet run (--hosts FILE, "
+                             "several -c URI or several snapshots)")
     connect = args.connect or []
-    if len(connect) > 1:
-        raise NumaguardError("one -c/--connect URI per audit (a fleet run is not here yet)")
     inventory = open_source(args.sources, connect[0] if connect else None).read()
-    options = AuditOptions(refs=_command_refs(inventory), **opts)
+    options = AuditOptions(refs=command_refs(inventory), **opts)
     result = audit_inventory(inventory, options, only=only)
     incomplete = _incomplete("audit", inventory.problems, inventory.notes,
                              len(inventory.guests)) if not args.nagios else 0
@@ -108,31 +158,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return incomplete or exit_code(result.worst(), args.fail_on)
 
 
-def _command_refs(loaded: Any) -> Any:
-    """How printed ``numaguard fix`` lines name guests: by name on this machine, by name and
-    ``-c URI`` through libvirt; else by their domain XML file, plus ``--host SOURCE`` unless
-    the file lies in that snapshot's domains/."""
-    from numaguard.core.rules import LIVE_REFS, CommandRefs
-
-    if loaded.uri is not None:
-        return CommandRefs(connect=loaded.uri)
-    if loaded.live:
-        return LIVE_REFS
-    host = loaded.host_source
-    paths = {g.name: g.source for g in loaded.guests if g.source}
-    if host is None:
-        return CommandRefs(None, paths)
-    domains = os.path.join(os.path.abspath(host), "domains")
-    folders = {os.path.dirname(p) for p in paths.values()}   # a snapshot: one folder
-    inside = all(os.path.abspath(folder) == domains for folder in folders)
-    return CommandRefs(None if inside else host, paths)
-
-
 def _audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="snapshot dir, or a topology source plus domain XML files/folders "
                         "(default: this machine)")
     _connect_argument(p, many=True)
+    fleet = p.add_argument_group(
+        "fleet", "many hosts at once: --hosts FILE, -c URI more than once, or several "
+        "snapshot directories (docs/fleet.md)")
+    fleet.add_argument("--hosts", action="append", metavar="FILE",
+                       help="a file of hosts, one libvirt URI or snapshot path per line "
+                            "(# comments)")
+    fleet.add_argument("--workers", metavar="N", type=_workers_count,
+                       help="hosts audited at once (default: one per core; at least 8 with "
+                            "libvirt URIs)")
+    fleet.add_argument("--deadline", metavar="SECONDS", type=_deadline, default=60.0,
+                       help="the most one host may take; a host still running then is "
+                            "stopped and reported as timed out (default: 60)")
+    fleet.add_argument("--junit", metavar="FILE",
+                       help="also write a JUnit XML report for CI (one testcase per host)")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     output.add_argument("--nagios", action="store_true",

@@ -84,6 +84,7 @@ def _libvirt_world(uri: str, host_source: str | None) -> tuple[Any, str | None, 
     notes = list(inventory.notes) + [f"re-audit: skipped {p}" for p in inventory.problems]
     if host_source is not None:
         world, _, _ = fix_world(None, host_source)
+        assert world is not None        # an explicit --host that cannot be read raised
         inventory = dataclasses.replace(inventory, host=world.host, facts=world.facts,
                                         host_source=host_source)
     return inventory, None, notes

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cli.py)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (numaguard/cli/)
 if TYPE_CHECKING:
     from typing import Any
 
