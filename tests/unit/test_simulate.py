@@ -340,3 +340,32 @@ def test_new_step_is_the_dataclass_step(fields):
     step = Step(*fields)
     assert made == step and hash(made) == hash(step) and repr(made) == repr(step)
     assert type(made) is Step
+
+
+def test_a_retry_that_places_nothing_reclaims_in_batches(monkeypatch):
+    """An allocation that cannot use what reclaim frees (here an interleave set outside its
+    cpuset: the kernel refuses that mbind, but the engine must still end) swaps at least
+    RECLAIM_BATCH a round once a retry placed nothing — as the kernel's direct reclaim asks for
+    SWAP_CLUSTER_MAX pages a round — not its own 1 byte a round: Hypothesis found a case
+    that took ~10^8 rounds (over ten minutes)."""
+    from numaguard.core import simulate as engine
+
+    nodes = tuple(SimNode(i, MiB if i == 2 else 0, total=16 * GiB) for i in range(4))
+    host = SimHost(nodes, {i: tuple((i + k) % 4 for k in range(4)) for i in range(4)},
+                   swap_free=GiB)
+    rounds: list[int] = []
+    real = engine._State.swap_out
+    monkeypatch.setattr(engine._State, "swap_out",
+                        lambda self, where, amount: rounds.append(amount) or
+                        real(self, where, amount))
+    steps = [Step("t0", 64 * 1024, policy=Policy.BIND, nodes=frozenset({0, 1, 2}), cpu_node=0),
+             Step("t1", 1, policy=Policy.INTERLEAVE, nodes=frozenset({0}), cpu_node=0,
+                  cpuset_mems=frozenset({2}))]
+    result = simulate(host, steps)
+    t1 = result.steps[1]
+    assert t1.placed == {} and t1.failed == 1
+    assert len(rounds) <= 4            # a first 1-byte round, then one batch takes it all
+    monkeypatch.setattr(engine, "RECLAIM_BATCH", 1)      # the old rounds: one byte each
+    rounds.clear()
+    again = simulate(host, steps)
+    assert len(rounds) > 60_000 and again.steps[1].failed == 1

@@ -895,15 +895,19 @@ def _swap_loop(state: _State, task: _Task, plan: _Plan, amount: int,
     interleave = plan.interleave
     last: list[_Chunk] = []                  # what the previous retry placed
     last_sizes: list[tuple[int, int]] = []
+    stuck = False                            # the previous retry placed nothing
     while amount and state.swap_free:
-        out = state.swap_out(plan.reach, min(amount, state.swap_free))
+        want = max(amount, RECLAIM_BATCH) if stuck else amount
+        out = state.swap_out(plan.reach, min(want, state.swap_free))
         if not out:
             break
         swapped += out
         state.seq += 1  # what this retry takes never grows an older chunk (see _State.take)
         mark = len(task.chunks)
         turns: dict[int, int] = {}
+        before = amount
         amount = attempt(amount, "min", turns)
+        stuck = amount == before
         new = task.chunks[mark:]
         sizes = [(c[1], c[0]) for c in new]
         if _SKIP_SWAP_CYCLES and sizes == last_sizes and out == sum(b for _, b in sizes) \
@@ -922,6 +926,13 @@ def _swap_loop(state: _State, task: _Task, plan: _Plan, amount: int,
 
 #: The swap loop's shortcut (:func:`_steady_cycles`); tests switch it off to compare.
 _SKIP_SWAP_CYCLES = True
+
+#: What a round of the swap loop reclaims at least once a retry has placed nothing: the
+#: kernel's direct reclaim asks for SWAP_CLUSTER_MAX (32) pages a round (mm/vmscan.c
+#: ``try_to_free_pages``: ``.nr_to_reclaim = SWAP_CLUSTER_MAX``), so a request of a few bytes
+#: on a node below its watermark does not swap a few bytes a round — which took ~10^9 rounds
+#: for a 3-byte request 139 MB below the watermark (a Hypothesis case that hung).
+RECLAIM_BATCH = 32 * 4096
 
 
 def _steady_cycles(amount: int, swap_free: int, cycle: int, need: int) -> int:
