@@ -2,4 +2,5 @@
 
 from numaguard.cli import run
 
-run()
+if __name__ == "__main__":    # a spawned or forkserver worker imports it too
+    run()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import cast
 
 from numaguard.errors import UnitError
 from numaguard.model.guest import Guest
@@ -106,6 +107,16 @@ class MemoryUnit:
 
 
 def memory_units(guest: Guest) -> tuple[MemoryUnit, ...]:
+    """The guest's memory units (one per guest NUMA cell, else the whole guest), made once per
+    guest object (kept in its ``_units``: a guest is immutable)."""
+    units = guest._units
+    if units is None:
+        units = _memory_units(guest)
+        object.__setattr__(guest, "_units", units)
+    return cast("tuple[MemoryUnit, ...]", units)
+
+
+def _memory_units(guest: Guest) -> tuple[MemoryUnit, ...]:
     if guest.cells:
         return tuple(
             MemoryUnit(guest.name, c.id, c.memory, c.policy,

@@ -70,12 +70,17 @@ class Guest:
     #: vCPU -> CPUs of its first ``<vcpupin>`` (so that vcpu_cpus is a look-up, not a search:
     #: the rules ask about every vCPU of every guest)
     _pinned: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
+    #: what :func:`numaguard.core.capacity.memory_units` made of this guest, kept by it: an
+    #: audit asks once per rule pass, and verifying its fixes re-audits the host up to ten
+    #: times with every other guest unchanged (the same objects)
+    _units: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         pinned: dict[int, frozenset[int]] = {}
         for pin in self.pins:
             pinned.setdefault(pin.vcpu, pin.cpus)
         object.__setattr__(self, "_pinned", pinned)
+        object.__setattr__(self, "_units", None)
 
     def vcpu_cpus(self, vcpu: int) -> frozenset[int] | None:
         """Host CPUs a vCPU may run on: its vcpupin, else the ``<vcpu cpuset>``, else ``None``
