@@ -6,7 +6,7 @@ snapshots it needs under a temporary folder (tests/support/synth.py), the same a
 the benchmark: 16 nodes x 1,000 guests, 16 x 10,000 at the same density (``node_gib=2560``),
 and 64 and 256 nodes x 1,000 guests.
 
-Targets (issue 11): ``load_audit_input`` of the 16 x 1,000 snapshot <= 35 ms (about 110 ms
+Targets (issue 11): ``read_paths`` of the 16 x 1,000 snapshot <= 35 ms (about 110 ms
 before); 10,000 guests <= 11x the 1,000-guest figure; sysfs reading near-linear in nodes.
 ``python bench/read_bench.py [DIR]`` prints the rows with the scaling ratios (DIR keeps the
 snapshots for the next run).
@@ -45,16 +45,16 @@ def make_snapshots(tmp: str) -> dict[str, str]:
 
 
 def audit_input_rows(snaps: dict[str, str]) -> list[Row]:
-    """``load_audit_input([SNAP])``: host, guests and kernel facts, as ``numaguard audit``."""
-    from numaguard.readers.sources import load_audit_input
+    """``read_paths([SNAP])``: host, guests and kernel facts, as ``numaguard audit``."""
+    from numaguard.readers.sources import read_paths
 
     return [
         ("  in-process: audit input, 16 x 1,000 (target <= 35 ms)",
-         median_seconds(lambda: load_audit_input([snaps["n16"]]))),
+         median_seconds(lambda: read_paths([snaps["n16"]]))),
         ("  in-process: audit input, 16 x 10,000 (target <= 11x the 1,000)",
-         median_seconds(lambda: load_audit_input([snaps["n16-10k"]]), runs=max(3, RUNS // 2))),
+         median_seconds(lambda: read_paths([snaps["n16-10k"]]), runs=max(3, RUNS // 2))),
         ("  in-process: audit input, 256 x 1,000",
-         median_seconds(lambda: load_audit_input([snaps["n256"]]))),
+         median_seconds(lambda: read_paths([snaps["n256"]]))),
     ]
 
 

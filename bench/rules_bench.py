@@ -78,9 +78,9 @@ def known_prediction(host, guests) -> Iterator[None]:  # type: ignore[no-untyped
 def rules_seconds(snap: str, runs: int = RUNS) -> tuple[float, float]:
     """(every rule without the prediction, the whole in-process audit) for snapshot *snap*."""
     from numaguard.core.rules import audit
-    from numaguard.readers.sources import load_audit_input
+    from numaguard.readers.sources import read_paths
 
-    loaded = load_audit_input([snap])
+    loaded = read_paths([snap])
     host, guests = loaded.host, tuple(loaded.guests)
     whole = median_seconds(lambda: audit(host, guests), runs)
     with known_prediction(host, guests):

@@ -250,11 +250,11 @@ def where_the_time_goes(snap: str) -> list[tuple[str, float]]:
 
 def _parts(snap: str) -> list[tuple[str, float]]:
     from numaguard.core.rules import AuditOptions, Context, audit
-    from numaguard.readers.sources import load_audit_input, load_guests, load_host
+    from numaguard.readers.sources import load_guests, load_host, read_paths
     from numaguard.report.audit import audit_json, audit_text
     from numaguard.report.text import guests_text
 
-    loaded = load_audit_input([snap])
+    loaded = read_paths([snap])
     result = audit(loaded.host, loaded.guests)
     guests = loaded.guests
 
@@ -267,7 +267,7 @@ def _parts(snap: str) -> list[tuple[str, float]]:
         ("read + extract 1,000 domain XMLs", median_seconds(lambda: load_guests(snap))),
         ("read the 16-node sysfs tree", median_seconds(lambda: load_host(snap))),
         ("audit input (host + guests + kernel facts)",
-         median_seconds(lambda: load_audit_input([snap]))),
+         median_seconds(lambda: read_paths([snap]))),
         (f"NG110's {len(prediction.runs)} start orders ({kills:,} OOM kills)",
          median_seconds(predict)),
         (f"every rule, NG110 included ({len(result.findings):,} findings)",

@@ -169,14 +169,14 @@ def prediction_rows(snapshot: str | None = None) -> list[tuple[str, float]]:
     (the host and guests loaded once, outside the timing)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from numaguard.core.rules import AuditOptions, Context
-    from numaguard.readers.sources import load_audit_input
+    from numaguard.readers.sources import read_paths
     from tests.support.synth import synth_snapshot
 
     with tempfile.TemporaryDirectory() as tmp:
         if snapshot is None:
             snapshot = os.path.join(tmp, "n16")
             synth_snapshot(snapshot, nodes=16, guests=1000)
-        loaded = load_audit_input([snapshot])
+        loaded = read_paths([snapshot])
 
     def predict():
         return Context(loaded.host, loaded.guests, AuditOptions()).prediction
