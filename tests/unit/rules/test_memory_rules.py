@@ -284,3 +284,18 @@ def test_adding_capacity_never_creates_an_ng101_finding(specs, mems, node, extra
 def test_adding_a_strict_guest_never_removes_one(specs, mems, new):
     host = make_host(*mems)
     assert ng101_worst(host, [*specs, new]) >= ng101_worst(host, specs)
+
+
+def test_an_audit_of_rules_that_cannot_apply_runs_nothing():
+    """``Rule.applies``: an audit of only NG102 on guests with no implicit strict binding
+    finds nothing and runs none of the rules NG102 reads (NG101's simulation included); with
+    one, those rules run as before (the verdict's re-audits rely on both)."""
+    host = make_host(8, 8)
+    explicit = [g("a", 12, mode="strict", nodeset="0"), g("b", 4, mode="strict", nodeset="0")]
+    skipped = audit(host, explicit, only=["NG102"])
+    assert skipped.findings == () and skipped.prediction is None
+    implicit = [g("a", 12, nodeset="0"), g("b", 4, mode="strict", nodeset="0")]
+    ran = audit(host, implicit, only=["NG102"])
+    (f,) = ran.findings
+    assert f.rule == "NG102" and f.severity is Severity.CRITICAL   # NG101/NG103 ran for it
+    assert ran.prediction is not None

@@ -87,6 +87,10 @@ class Rule:
     check: Callable[[Context], Iterable[Finding]]
     #: rules that read other rules' findings run after them
     after: tuple[str, ...] = ()
+    #: a cheap test that is false only when ``check`` would find nothing here, whatever the
+    #: rules it reads found: an audit of only such rules then runs none of them (their
+    #: dependencies included) — verifying a group's change re-audits mostly NG102 alone
+    applies: Callable[[Context], bool] | None = None
 
     @property
     def doc(self) -> str:
@@ -100,7 +104,8 @@ class Rule:
 RULES: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, name: str, *, after: tuple[str, ...] = ()) -> Callable[
+def rule(rule_id: str, name: str, *, after: tuple[str, ...] = (),
+         applies: Callable[[Context], bool] | None = None) -> Callable[
         [Callable[[Context], Iterable[Finding]]], Callable[[Context], Iterable[Finding]]]:
     def register(fn: Callable[[Context], Iterable[Finding]]) -> Callable[
             [Context], Iterable[Finding]]:
@@ -108,7 +113,7 @@ def rule(rule_id: str, name: str, *, after: tuple[str, ...] = ()) -> Callable[
             raise ValueError(f"rule {rule_id} registered twice")
         if not fn.__doc__:
             raise ValueError(f"rule {rule_id} needs a docstring: it is its documentation")
-        RULES[rule_id] = Rule(rule_id, name, fn, after)
+        RULES[rule_id] = Rule(rule_id, name, fn, after, applies)
         return fn
     return register
 
@@ -118,9 +123,14 @@ class Context:
 
     def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions,
                  fallback: dict[int, tuple[int, ...]] | None = None,
-                 live_guests: Iterable[Guest] = ()) -> None:
+                 live_guests: Iterable[Guest] = (), focus: frozenset[str] | None = None
+                 ) -> None:
         self.host = host
         self.guests = tuple(guests)
+        #: the guests whose findings are wanted (``None``: all).  Only rules whose findings
+        #: for a guest depend on nothing but that guest and the findings of the rules they
+        #: read may skip the others (NG102); a re-audit that verifies a group sets it
+        self.focus = focus
         #: the running definitions libvirt reported (what QEMU was started with), by name
         self.live_guests = {g.name: g for g in live_guests}
         self.options = options
@@ -336,7 +346,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
           *, only: Iterable[str] | None = None,
           fallback: dict[int, tuple[int, ...]] | None = None,
           verify_groups: int | None = None,
-          live_guests: Iterable[Guest] = ()) -> AuditResult:
+          live_guests: Iterable[Guest] = (),
+          focus: frozenset[str] | None = None) -> AuditResult:
     """Run every rule (or those in *only*) and return their findings, worst first, grouped
     by the change that clears them.
 
@@ -357,13 +368,9 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
         simulation,
     )
 
-    ctx = Context(host, guests, options or AuditOptions(), fallback, live_guests)
+    ctx = Context(host, guests, options or AuditOptions(), fallback, live_guests, focus)
     wanted = set(only) if only is not None else None
-    needed = _with_dependencies(wanted)
-    for r in _ordered_rules():
-        if needed is not None and r.id not in needed:
-            continue
-        ctx.findings.extend(r.check(ctx))
+    kept = _findings(ctx, wanted)
     flow = ctx.bound_flow
     unplaced: dict[int, int] = {}
     for oc in flow.overcommits:
@@ -377,17 +384,16 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
                     flow.per_node.get(n.id, 0) + unplaced.get(n.id, 0))
         for n in host.nodes
     )
-    kept = tuple(sorted((f for f in ctx.findings if wanted is None or f.rule in wanted),
-                        key=Finding.sort_key))
     found = groups(kept)
     if verify_groups is None:
         verify_groups = VERIFY_GROUPS if len(ctx.guests) <= VERIFY_GUESTS else 0
     if verify_groups and found:
         orders = ctx.fallback
 
-        def reaudit(changed: tuple[Guest, ...], rules: frozenset[str]) -> tuple[Finding, ...]:
-            return audit(host, changed, ctx.options, only=sorted(rules), fallback=orders,
-                         verify_groups=0, live_guests=ctx.live_guests.values()).findings
+        def reaudit(changed: tuple[Guest, ...], rules: frozenset[str],
+                    focus: frozenset[str]) -> tuple[Finding, ...]:
+            again = Context(host, changed, ctx.options, orders, ctx.live_guests.values(), focus)
+            return _findings(again, set(rules))
 
         found = verify(found, ctx.guests, reaudit, verify_groups)
     played = ctx.__dict__.get("prediction")
@@ -406,6 +412,27 @@ def audit_inventory(inventory: Inventory, options: AuditOptions | None = None, *
                    min_free_kbytes=facts.min_free_kbytes, start_order=inventory.start_order)
     return audit(inventory.host, inventory.guests, opts, only=only, fallback=fallback,
                  live_guests=inventory.live_guests)
+
+
+def _findings(ctx: Context, wanted: set[str] | None) -> tuple[Finding, ...]:
+    """Run the rules *wanted* (``None``: all) and those they read, on *ctx*; the findings of
+    the wanted ones, worst first.  When every wanted rule has an ``applies`` test and none
+    applies, nothing runs: they would find nothing, whatever the rules they read found."""
+    if wanted is not None and not any(_may_apply(ctx, r) for r in wanted):
+        return ()
+    needed = _with_dependencies(wanted)
+    for r in _ordered_rules():
+        if needed is not None and r.id not in needed:
+            continue
+        ctx.findings.extend(r.check(ctx))
+    return tuple(sorted((f for f in ctx.findings if wanted is None or f.rule in wanted),
+                        key=Finding.sort_key))
+
+
+def _may_apply(ctx: Context, rule_id: str) -> bool:
+    found = RULES.get(rule_id)
+    test = found.applies if found is not None else None
+    return test is None or test(ctx)
 
 
 def _with_dependencies(wanted: set[str] | None) -> set[str] | None:

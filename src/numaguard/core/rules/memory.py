@@ -136,7 +136,19 @@ def strict_overcommit(ctx: Context) -> Iterator[Finding]:
         )
 
 
-@rule("NG102", "implicit-strict", after=("NG101", "NG103", "NG108"))
+def _implicit(u: MemoryUnit) -> bool:
+    """The unit's memory is bound with a nodeset and no mode (libvirt's silent strict)."""
+    p = u.policy
+    return p is not None and p.implicit_mode and p.placement is Placement.STATIC \
+        and p.nodeset is not None
+
+
+def _any_implicit(ctx: Context) -> bool:
+    focus = ctx.focus
+    return any(_implicit(u) for u in ctx.units if focus is None or u.guest in focus)
+
+
+@rule("NG102", "implicit-strict", after=("NG101", "NG103", "NG108"), applies=_any_implicit)
 def implicit_strict(ctx: Context) -> Iterator[Finding]:
     """A ``<numatune><memory>`` or ``<memnode>`` with a nodeset and no ``mode``: strict, silently.
 
@@ -150,11 +162,12 @@ def implicit_strict(ctx: Context) -> Iterator[Finding]:
     Fix: write the mode explicitly — ``preferred`` (or ``interleave`` over several nodes), as
     the article advises, or ``strict`` if the hard binding is really wanted.
     """
+    focus = ctx.focus       # each finding names one guest and reads only that guest's
     for u in ctx.units:
-        p = u.policy
-        if p is None or not p.implicit_mode or p.placement is not Placement.STATIC \
-                or p.nodeset is None:
+        if not _implicit(u) or (focus is not None and u.guest not in focus):
             continue
+        p = u.policy
+        assert p is not None and p.nodeset is not None
         related = ctx.findings_for(u.guest, "NG101", "NG103", "NG108")
         sev = max((f.severity for f in related), default=Severity.INFO)
         elem = "<memory>" if u.cell is None else f"<memnode cellid='{u.cell}'>"
