@@ -79,8 +79,10 @@ class HostReport:
     """What the fleet run learnt about one host.  ``worst``: the highest severity of its
     findings (:class:`numaguard.core.findings.Severity` value, ``None``: none);
     ``findings``: (severity value, one line) of each finding, worst first, for JUnit;
-    ``document``: its audit as :func:`numaguard.report.audit.audit_to_dict` makes it (JSON
-    output only)."""
+    ``document``: its audit as :func:`numaguard.report.audit.audit_to_dict` makes it, already
+    encoded as one line of JSON (:func:`numaguard.report.audit.item_json`; JSON output only):
+    one string crosses the pipe from the worker instead of a tree of dicts, and the parent,
+    which shares the cores with the workers, does not encode it again."""
 
     source: str
     status: str
@@ -94,7 +96,7 @@ class HostReport:
     findings: tuple[tuple[int, str], ...] = ()
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    document: dict[str, Any] | None = None
+    document: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -147,10 +149,10 @@ def _audit_host(target: str, options_kwargs: Mapping[str, Any], only: Sequence[s
         options = AuditOptions(refs=command_refs(inventory), **options_kwargs)
         result = audit_inventory(inventory, options, only=only)
         doc = None
-        if document:
-            from numaguard.report.audit import audit_to_dict
+        if document:   # encoded here, in the worker: the parent only splices the texts
+            from numaguard.report.audit import audit_to_dict, item_json
 
-            doc = audit_to_dict(result)
+            doc = item_json(audit_to_dict(result))
     except NumaguardError as exc:
         return HostReport(target, "error", time.perf_counter() - t0, _one_line(str(exc)))
     except Exception as exc:  # noqa: BLE001 - a bug: this host is reported, the others go on

@@ -84,3 +84,17 @@ def test_the_progress_bar_through_the_command_on_a_terminal(fleet_dir, tmp_path)
                           capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert b"auditing hosts" in done.stdout            # the bar, drawn on the terminal
+
+
+def test_the_spliced_json_is_the_documents_own_bytes(fleet_dir, tmp_path):  # noqa: F811
+    """Each worker encodes its host's audit; the parent splices the texts. The result is the
+    bytes ``lines_json`` writes for the whole document, hosts without an audit included."""
+    from numaguard.fleet import FleetResult, run_pool
+    from numaguard.report.audit import lines_json
+    from numaguard.report.fleet import fleet_json, fleet_to_dict
+
+    targets = [*snapshots(fleet_dir, 3), str(fleet_dir / "corrupt"), str(fleet_dir / "partial")]
+    reports = run_pool(targets, {}, document=True, workers=2, deadline=60)
+    result = FleetResult(tuple(reports), 1.0, 60.0, 2, "critical")
+    assert [r.document is None for r in reports] == [False, False, False, True, False]
+    assert fleet_json(result) == lines_json(fleet_to_dict(result))

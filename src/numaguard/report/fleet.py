@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import xml.etree.ElementTree as ET
 
@@ -105,27 +106,54 @@ def problem_lines(result: FleetResult) -> list[str]:
 # -- JSON ---------------------------------------------------------------------------------------
 
 def host_to_dict(h: HostReport) -> dict[str, Any]:
+    """The host's line of the document (its audit decoded again: for callers that want the
+    values; :func:`fleet_json` splices the worker's text instead)."""
+    return {**_host_fields(h), "audit": None if h.document is None else json.loads(h.document)}
+
+
+def _host_fields(h: HostReport) -> dict[str, Any]:
     return {"source": h.source, "status": h.status, "error": h.error,
             "seconds": None if h.seconds is None else round(h.seconds, 6),
-            "problems": list(h.problems), "notes": list(h.notes), "audit": h.document}
+            "problems": list(h.problems), "notes": list(h.notes)}
+
+
+def _host_json(h: HostReport) -> str:
+    """``item_json(host_to_dict(h))`` without decoding and encoding the audit again: the
+    fields, then ``"audit"`` (the last key) with the text the worker encoded."""
+    from numaguard.report.audit import item_json
+
+    fields = item_json(_host_fields(h))
+    return f"{fields[:-1]}, \"audit\": {h.document or 'null'}}}"
 
 
 def fleet_to_dict(result: FleetResult) -> dict[str, Any]:
+    return _fleet_doc(result, [host_to_dict(h) for h in result.hosts])
+
+
+def _fleet_doc(result: FleetResult, hosts: list[Any]) -> dict[str, Any]:
     from numaguard.report.jsonout import versioned
 
     return versioned({
         "fleet": {**totals(result), "fail_on": result.fail_on,
                   "deadline_seconds": result.deadline, "workers": result.workers,
                   "seconds": round(result.seconds, 6), "exit_code": result.exit_code()},
-        "hosts": [host_to_dict(h) for h in result.hosts],
+        "hosts": hosts,
     })
 
 
 def fleet_json(result: FleetResult) -> str:
-    """One document: top-level keys one per line, each host on a line of its own."""
-    from numaguard.report.audit import lines_json
+    """One document: top-level keys one per line, each host on a line of its own (the bytes
+    of ``lines_json(fleet_to_dict(result))``, with each host's audit spliced in as its worker
+    encoded it)."""
+    from numaguard.report.audit import item_json, lines_json
 
-    return lines_json(fleet_to_dict(result))
+    marker = "\x00host\x00"          # no source, error or note can hold a NUL: see printable
+    text = lines_json(_fleet_doc(result, [marker] * len(result.hosts)))
+    pieces = text.split(item_json(marker))
+    out = [pieces[0]]
+    for h, rest in zip(result.hosts, pieces[1:], strict=True):
+        out += [_host_json(h), rest]
+    return "".join(out)
 
 
 # -- JUnit XML ----------------------------------------------------------------------------------
