@@ -82,16 +82,19 @@ class Prediction:
 
 
 def play_orders(host: SimHost, step_map: Mapping[str, Sequence[tuple[Step, str]]],
-                orders: Iterable[StartOrder]) -> Prediction:
-    """Play every order; gather each victim's first kill and each guest's first failure."""
+                orders: Iterable[StartOrder], *, prefix: Sequence[Step] = ()) -> Prediction:
+    """Play every order; gather each victim's first kill and each guest's first failure.
+
+    *prefix*: steps played before every order's (the memory a live host's guests hold now,
+    :mod:`numaguard.core.whatif`)."""
     runs: list[OrderRun] = []
     first_kill: dict[tuple[str, str, str], tuple[OomEvent, StartOrder]] = {}
     killing: dict[tuple[str, str, str], list[str]] = {}
     first_fail: dict[str, tuple[int, StartOrder]] = {}
     failing: dict[str, list[str]] = {}
     for order in orders:
-        steps = [s for name in ordered_names(step_map, order.guests)
-                 for s, _ in step_map[name]]
+        steps = [*prefix, *(s for name in ordered_names(step_map, order.guests)
+                             for s, _ in step_map[name])]
         result = simulate(host, steps, record_steps=False)
         runs.append(OrderRun(order, result))
         for event in result.oom_events:

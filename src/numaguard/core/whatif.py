@@ -1,0 +1,117 @@
+"""The live what-if: from what a running host holds now, does anything get OOM-killed if every
+running guest grows to its full size now — and who (issue 13).
+
+The audit's prediction (NG110) plays every guest touching all its memory on an empty host.  On a
+live host that is not the question: the guests already hold memory, where the kernel put it
+(MemFree already counts it gone), and what matters is the rest.  So the host is taken back to
+before the guests (each node's MemFree plus what the running guests hold on it now), what they
+hold is put back first, on the very nodes it is on (one ``bind`` step per guest and node), and
+then each running guest touches what is still missing of its memory, under its own policy, in
+every start order the audit plays.
+
+Approximations (said, not hidden): a guest's figures include QEMU's own memory (5–15 MiB), so
+what is left to touch is that much smaller; what is left is spread over the guest's memory units
+(its NUMA cells) in proportion to their sizes; hugepage-backed memory is not replayed (the pools'
+free counts already say what is taken) and the rest of such a unit is taken from the pool; a
+guest that could not be read counts as holding nothing (its whole memory still to touch: the
+prediction errs on the side of a warning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+
+from numaguard.core.orders import StartOrder, start_orders
+from numaguard.core.predict import Prediction, play_orders
+from numaguard.core.scenario import guest_step_map, sim_host
+from numaguard.core.simulate import Policy, Step, new_step
+from numaguard.model.guest import Guest
+from numaguard.model.live import LiveState
+from numaguard.model.topology import Host
+
+
+def host_before_guests(host: Host, live: LiveState) -> Host:
+    """*host* with each node's free memory as it would be without the running guests' ordinary
+    memory: the live MemFree (from *live*, else the host's) plus what they hold there."""
+    held: dict[int, int] = {}
+    for g in live.guests:
+        for node_id, b in g.per_node:
+            held[node_id] = held.get(node_id, 0) + b
+    free_now = {n.id: n.mem_free for n in live.nodes}
+    nodes = []
+    for node in host.nodes:
+        free = free_now.get(node.id, node.mem_free)
+        if free is None:
+            nodes.append(node)
+            continue
+        nodes.append(dataclasses.replace(
+            node, mem_free=min(node.mem_total, free + held.get(node.id, 0))))
+    return dataclasses.replace(host, nodes=tuple(nodes))
+
+
+def held_steps(live: LiveState, running: Iterable[str]) -> list[Step]:
+    """What the running guests hold now, put back where it is: one step per guest and node."""
+    wanted = set(running)
+    steps = []
+    for g in live.guests:
+        if g.name not in wanted or g.error is not None:
+            continue
+        for n, b in sorted(g.per_node):
+            if b > 0:
+                steps.append(new_step(g.name, b, "alloc", Policy.BIND, frozenset({n}), n, None,
+                                      None, 0, "vma"))
+    return steps
+
+
+def growth_map(host: Host, guests: Sequence[Guest], live: LiveState
+               ) -> dict[str, list[tuple[Step, str]]]:
+    """Per running guest, the steps that touch what is still missing of its memory (its unit
+    steps, each scaled to the part not yet held; hugepage units less what it holds in
+    hugepages)."""
+    full = guest_step_map(host, guests)
+    out: dict[str, list[tuple[Step, str]]] = {}
+    for g in live.guests:
+        pairs = full.get(g.name)
+        if pairs is None:
+            continue
+        held = 0 if g.error is not None else sum(b for _, b in g.per_node)
+        held_huge = 0 if g.error is not None else sum(b for _, b in g.hugepages_per_node)
+        plain = [(s, lb) for s, lb in pairs if s.hugepage_size is None]
+        huge = [(s, lb) for s, lb in pairs if s.hugepage_size is not None]
+        steps = _scaled(plain, held) + _scaled(huge, held_huge)
+        if steps:
+            out[g.name] = steps
+    return out
+
+
+def _scaled(pairs: list[tuple[Step, str]], held: int) -> list[tuple[Step, str]]:
+    total = sum(s.size or 0 for s, _ in pairs)
+    left = max(0, total - held)
+    if not total or not left:
+        return []
+    out: list[tuple[Step, str]] = []
+    given = 0
+    for i, (s, label) in enumerate(pairs):
+        size = left - given if i == len(pairs) - 1 else (s.size or 0) * left // total
+        given += size
+        if size > 0:
+            out.append((dataclasses.replace(s, size=size), label))
+    return out
+
+
+def predict_live(host: Host, guests: Sequence[Guest], live: LiveState, *,
+                 orders: Sequence[StartOrder] | None = None,
+                 min_free_kbytes: int | None = None) -> Prediction:
+    """Who is OOM-killed (and whose allocation tips it) if every running guest of *live* grows
+    to its full size now, in every start order the audit plays (*orders*: the audit's, by
+    default those of :func:`~numaguard.core.orders.start_orders` over the running guests)."""
+    running = [g.name for g in live.guests]
+    by_name = {g.name: g for g in guests}
+    present = [by_name[n] for n in running if n in by_name]
+    if orders is None:
+        orders = start_orders(present)
+    before = host_before_guests(host, live)
+    simhost = sim_host(before, min_free_kbytes=min_free_kbytes)
+    return play_orders(simhost, growth_map(host, present, live), orders,
+                       prefix=held_steps(live, running))
