@@ -86,6 +86,7 @@ ERRORS = [
     (["explain", "NG101", "extra"], "unrecognized arguments: extra"),
     (["rules", "NG101"], "unrecognized arguments: NG101"),
     (["fix"], "required: GUEST|FILE"),
+    (["top", "-n", "0"], "invalid interval '0'"),
     (["fix", VM1, "--mode", "sideways"], "argument --mode"),
     # reader errors
     (["topology", "/nonexistent"], "/nonexistent: no such file"),
@@ -118,7 +119,8 @@ def test_every_error_names_its_sub_command(capsys, argv, needle):
 def test_every_sub_command_is_covered():
     commands = {a.dest for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions}
     assert {argv[0] for argv, _ in ERRORS} == {"topology", "guests", "snapshot", "audit",
-                                               "simulate", "explain", "rules", "fix"} == \
+                                               "simulate", "explain", "rules", "fix",
+                                               "top"} == \
         set(commands)
 
 

@@ -46,6 +46,7 @@ def build(directory: str) -> None:
     write_sysfs(os.path.join(directory, "host"), nodes, distances,
                 swap_total_kib=2 * GiB_KiB, swap_free_kib=2 * GiB_KiB, numa_balancing=1,
                 kernel_version=KERNEL)
+    write_live(os.path.join(directory, "host"))
     ddir = os.path.join(directory, "domains")
     os.makedirs(ddir)
     guests = {
@@ -60,6 +61,45 @@ def build(directory: str) -> None:
     for name, xml in guests.items():
         with open(os.path.join(ddir, f"{name}.xml"), "w") as fh:
             fh.write(xml)
+
+
+#: the running guests of the captured live state: name -> (libvirt id, QEMU pid, MiB per node)
+LIVE_GUESTS = {
+    "vm1": (1, 2101, {0: 200}),
+    "web-interleave": (2, 2102, {0: 128, 1: 128, 2: 128}),
+    "bigmem-preferred": (3, 2103, {0: 48}),
+}
+
+
+def write_live(host: str) -> None:
+    """What ``numaguard top`` and the exporter read on a running host (readers/live.py),
+    captured: three guests just started (db-hugepages is shut off), each with libvirt's pid
+    file, ``/proc/PID/cgroup`` without systemd and a cgroup v1 ``memory.numa_stat`` in 4 KiB
+    pages, a little page cache beside the anonymous memory that is counted.  Their memory fits
+    in what the nodes' meminfo shows as taken."""
+    for name, (gid, pid, mib) in LIVE_GUESTS.items():
+        run = os.path.join(host, "run", "libvirt", "qemu")
+        os.makedirs(run, exist_ok=True)
+        with open(os.path.join(run, f"{name}.pid"), "w") as fh:
+            fh.write(str(pid))
+        cgroup = f"/machine/qemu-{gid}-{name}.libvirt-qemu"
+        os.makedirs(os.path.join(host, "proc", str(pid)), exist_ok=True)
+        with open(os.path.join(host, "proc", str(pid), "cgroup"), "w") as fh:
+            fh.write(f"12:hugetlb:{cgroup}\n8:cpuset:{cgroup}/emulator\n4:memory:{cgroup}\n"
+                     "1:name=systemd:/\n0::/\n")
+        anon = {n: mib.get(n, 0) * 256 for n in range(4)}
+        cache = {n: 16 if anon[n] else 0 for n in range(4)}
+        zero = dict.fromkeys(range(4), 0)
+
+        def line(key: str, pages: dict[int, int]) -> str:
+            return f"{key}={sum(pages.values())} " + " ".join(f"N{n}={pages[n]}" for n in range(4))
+
+        lines = [line("total", {n: anon[n] + cache[n] for n in range(4)}),
+                 line("file", cache), line("anon", anon), line("unevictable", zero)]
+        folder = os.path.join(host, "sys", "fs", "cgroup", "memory", cgroup.lstrip("/"))
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "memory.numa_stat"), "w") as fh:
+            fh.write("\n".join(lines + [f"hierarchical_{x}" for x in lines]) + "\n")
 
 
 if __name__ == "__main__":

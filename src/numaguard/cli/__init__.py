@@ -295,6 +295,12 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      "summary of each node's capacity, bound memory and headroom, then every finding "
      "grouped by severity with its evidence and the change that fixes it."),
      AUDIT_EPILOG),
+    ("top", "top",
+     "show what each running guest holds on each node now, and who would be OOM-killed",
+     ("One bar per node (guests, host, free, strict pledges), the running guests' memory "
+      "per node with their locality, mode and nodeset, and the live what-if: who the kernel "
+      "would OOM-kill if every running guest grew to its full size now. Refreshes every -n "
+      "seconds; --once prints one frame.")),
     ("simulate", "simulate",
      "play allocations on the host: where pages land, swap, OOM kills",
      ("Follow the kernel's page allocator step by step (zonelist fallback, memory "

@@ -453,6 +453,7 @@ def _memory(kids: _Kids, root: etree._Element, col: _Collector, cell_mem: list[i
 def _hugepages(kids: _Kids, col: _Collector, ncells: int) -> list[HugepageBacking]:
     # --- hugepages (virDomainDefMemtuneValidate) --------------------------------------------
     hugepages: list[HugepageBacking] = []
+    owner: dict[int, HugepageBacking] = {}     # guest cell -> the first page that claims it
     hp_els = _grandchildren(kids, "memoryBacking", "hugepages")
     if hp_els:
         pages = list(hp_els[0].iterchildren("page"))
@@ -489,15 +490,21 @@ def _hugepages(kids: _Kids, col: _Collector, ncells: int) -> list[HugepageBackin
                         cells_set = None
             if size is None:
                 continue
-            for earlier in hugepages:
-                if earlier.cells is None and ns_attr is None:
-                    col.add("two hugepage sizes without nodeset; at most one may apply to "
-                            "every cell", "memoryBacking/hugepages/page", page)
-                elif earlier.cells and cells_set and earlier.cells & cells_set:
+            # each page against the pages before it, through what they claimed (one page
+            # without nodeset; each guest cell's first page): O(pages x cells), where a
+            # pairwise check made ~7 million problems of a fuzzed file with ~3,700 pages
+            if ns_attr is None and any(p.cells is None for p in hugepages):
+                col.add("two hugepage sizes without nodeset; at most one may apply to "
+                        "every cell", "memoryBacking/hugepages/page", page)
+            elif cells_set:
+                for earlier in dict.fromkeys(owner[c] for c in sorted(cells_set) if c in owner):
                     col.add(f"nodesets of hugepages of {earlier.size} and {size} bytes intersect",
                             "memoryBacking/hugepages/page/@nodeset", page)
             if ns_attr is None or cells_set is not None:
-                hugepages.append(HugepageBacking(size=size, cells=cells_set))
+                backing = HugepageBacking(size=size, cells=cells_set)
+                hugepages.append(backing)
+                for c in cells_set or ():
+                    owner.setdefault(c, backing)
     return hugepages
 
 

@@ -1,0 +1,93 @@
+"""``numaguard top``: what a running host holds now, per node and per guest, and who the live
+what-if says would be OOM-killed if every guest grew to its full size now (issue 13)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from numaguard.cli import EXIT_OK, _connect_argument, _paths, _width
+from numaguard.errors import NumaguardError
+
+TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def live_root(inventory: Any, source: Any) -> str:
+    """Where the live files are: this machine's ``/`` (no SOURCE, or a QEMU URI of this
+    machine), or a snapshot's captured ``host/`` tree; a remote URI has none here."""
+    from numaguard.readers.sources import (
+        LIVE_ROOT,
+        LibvirtSource,
+        LocalSource,
+        is_snapshot,
+        is_this_machine,
+    )
+
+    if isinstance(source, LocalSource):
+        return LIVE_ROOT
+    if isinstance(source, LibvirtSource):
+        if is_this_machine(source.uri):
+            return LIVE_ROOT
+        raise NumaguardError(f"{source.uri}: top reads the guests' memory from /proc and the "
+                             "cgroups of the machine it runs on: run it on that host, or on a "
+                             "snapshot taken there")
+    where = inventory.host_source
+    if where is not None and os.path.isdir(where) and is_snapshot(where):
+        return os.path.join(where, "host")
+    return where or LIVE_ROOT
+
+
+def frame(args: argparse.Namespace, width: int) -> str:
+    from numaguard.core.whatif import predict_live
+    from numaguard.readers.live import read_live
+    from numaguard.readers.sources import open_source
+    from numaguard.report.top import top_text
+
+    source = open_source(_paths(args.source), args.connect)
+    inventory = source.read()
+    # libvirt says who runs; files do not: every NAME.pid libvirt left in its run folder
+    guests = None if inventory.running is None else [(n, None) for n in sorted(inventory.running)]
+    live = read_live(live_root(inventory, source), guests)
+    prediction = predict_live(inventory.host, inventory.guests, live,
+                              min_free_kbytes=inventory.facts.min_free_kbytes)
+    return top_text(inventory, live, prediction, width=width)
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    if args.once:
+        sys.stdout.write(frame(args, _width()))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    with Live(Text(frame(args, console.width)), console=console, screen=False,
+              auto_refresh=False) as view:
+        while True:
+            time.sleep(args.interval)
+            view.update(Text(frame(args, console.width)), refresh=True)
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.2 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r}: expected seconds from "
+                                         "0.2 to 3600")
+    return value
+
+
+def _top_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", nargs="?", metavar="SOURCE",
+                   help="a snapshot with captured live files (default: this machine)")
+    _connect_argument(p)
+    p.add_argument("--once", action="store_true", help="print one frame and exit")
+    p.add_argument("-n", "--interval", metavar="SECS", type=_interval, default=2.0,
+                   help="seconds between frames (default: 2)")
