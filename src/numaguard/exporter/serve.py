@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.registry import Collector
 from prometheus_client.exposition import start_http_server
+from prometheus_client.registry import Collector
 
 from numaguard.errors import ParseError
 
