@@ -9,7 +9,7 @@ APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
 .PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table fuzz bytecode \
-  libvirtd-deps test-libvirtd test-libvirtd-bounded
+  libvirtd-deps test-libvirtd test-libvirtd-bounded test-prometheus
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,7 @@ demo: $(STAMP) bytecode
 test: lint $(STAMP) $(VENV)/.libvirt bytecode
 	$(VENV)/bin/pytest -q
 	@$(MAKE) --no-print-directory test-libvirtd-bounded
+	@$(MAKE) --no-print-directory test-prometheus
 
 # A real libvirtd with the QEMU driver (docs/libvirt.md): tests/support/libvirtd.py starts it
 # when the tests need it (or uses one that already answers on qemu:///system) and stops the one
@@ -77,6 +78,19 @@ test-libvirtd-bounded: $(STAMP) $(VENV)/.libvirt libvirtd-deps
 	@why=$$($(PY) -c 'from tests.support.libvirtd import unavailable; print(unavailable() or "")'); \
 	if [ -n "$$why" ]; then echo "real-libvirtd tests skipped: $$why"; \
 	else NUMAGUARD_LIBVIRTD=bounded $(VENV)/bin/pytest -q -p no:cacheprovider $(LIBVIRTD_TESTS); fi
+
+# The exporter with a real Prometheus, Alertmanager and node_exporter (~10 s; docs/exporter.md):
+# Debian's packages installed when root + apt are there, else one line saying why it skips.
+PROMETHEUS_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter
+test-prometheus: $(STAMP)
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(PROMETHEUS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	fi
+	@why=$$($(PY) -c 'from tests.exporter.promstack import unavailable; print(unavailable() or "")'); \
+	if [ -n "$$why" ]; then echo "real-Prometheus test skipped: $$why"; \
+	else NUMAGUARD_PROMETHEUS=1 timeout 300 $(VENV)/bin/pytest -q -p no:cacheprovider tests/exporter/test_prometheus.py; fi
 
 bench: $(STAMP) bytecode
 	$(PY) bench/run.py

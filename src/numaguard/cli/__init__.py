@@ -321,6 +321,17 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      ("Change one guest's NUMA memory tuning exactly: only <numatune> changes, every "
      "other byte of the domain XML is kept; the result is checked the way libvirt "
      "checks it, re-audited, and its effect explained."), FIX_EPILOG),
+    ("exporter", "exporter",
+     "serve the audit as Prometheus metrics (HTTP on loopback, or a node_exporter textfile)",
+     ("Read SOURCE (or -c URI) again and audit it at every scrape: per-node memory, bound "
+     "memory and headroom, each guest's policy, the findings and the OOM kills the audit "
+     "predicts, as numaguard_* metrics (docs/exporter.md).  Serves until SIGTERM."),
+     "exit codes:\n  0  stopped by SIGTERM, or the textfile written\n  2  bad input, "
+     "unreadable source, bad option value, or (--textfile) a failed read\n     (the file "
+     "then says numaguard_scrape_success 0)\n  3  internal error: a bug in numaguard\n\n"
+     "examples:\n  numaguard exporter examples/article-host\n  numaguard exporter -c "
+     "qemu:///system --listen 127.0.0.1:9177\n  numaguard exporter --textfile "
+     "/var/lib/prometheus/node-exporter/numaguard.prom\n"),
 )
 
 #: command name -> its module in this package
