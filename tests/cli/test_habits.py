@@ -87,6 +87,8 @@ ERRORS = [
     (["rules", "NG101"], "unrecognized arguments: NG101"),
     (["fix"], "required: GUEST|FILE"),
     (["top", "-n", "0"], "invalid interval '0'"),
+    (["exporter", "--listen", ":9177"], "--listen"),
+    (["exporter", "/nonexistent", "--textfile", "x.prom"], "/nonexistent: no such file"),
     (["fix", VM1, "--mode", "sideways"], "argument --mode"),
     # reader errors
     (["topology", "/nonexistent"], "/nonexistent: no such file"),
@@ -120,7 +122,7 @@ def test_every_sub_command_is_covered():
     commands = {a.dest for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions}
     assert {argv[0] for argv, _ in ERRORS} == {"topology", "guests", "snapshot", "audit",
                                                "simulate", "explain", "rules", "fix",
-                                               "top"} == \
+                                               "top", "exporter"} == \
         set(commands)
 
 

@@ -11,6 +11,8 @@ from numaguard.display import printable
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
 if TYPE_CHECKING:
+    from typing import Any
+
     from numaguard.model.inventory import Inventory
 
 
@@ -34,8 +36,10 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     def inventory() -> Inventory:
         return open_source(args.sources, args.connect).read()
 
-    inventory()   # a bad SOURCE or URI is one line and exit 2 now, not a failing scrape later
-    collector = NumaguardCollector(inventory, on_change=_scrape_changed)
+    source = open_source(args.sources, args.connect)
+    first = inventory()   # a bad SOURCE or URI is one line and exit 2 now, not a failing scrape
+    collector = NumaguardCollector(inventory, live=_live_reader(source, first),
+                                   on_change=_scrape_changed)
     registry = registry_for(collector)
     if args.textfile is not None:
         write_textfile(registry, args.textfile)
@@ -46,6 +50,26 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         _say(f"serving http://{shown}:{bound_port}/metrics")
 
     return serve_http(registry, host, port, ready)
+
+
+def _live_reader(source: Any, first: Inventory) -> Any:
+    """What reads the running guests' memory at each scrape, where this source has it (this
+    machine with libvirt's run folder, or a snapshot with captured live files), else ``None``
+    (the audit's metrics only)."""
+    from numaguard.readers.sources import has_live_files, live_root
+
+    root = live_root(source, first)
+    if root is None or not has_live_files(root):
+        return None
+
+    def read(inventory: Inventory) -> Any:
+        from numaguard.readers.live import read_live
+
+        guests = None if inventory.running is None else \
+            [(n, None) for n in sorted(inventory.running)]
+        return read_live(root, guests)
+
+    return read
 
 
 def _exporter_arguments(p: argparse.ArgumentParser) -> None:

@@ -4,7 +4,6 @@ what-if says would be OOM-killed if every guest grew to its full size now (issue
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -16,29 +15,16 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def live_root(inventory: Any, source: Any) -> str:
-    """Where the live files are: this machine's ``/`` (no SOURCE, or a QEMU URI of this
-    machine), or a snapshot's captured ``host/`` tree; a remote URI has none here."""
-    from numaguard.readers.sources import (
-        LIVE_ROOT,
-        LibvirtSource,
-        LocalSource,
-        is_snapshot,
-        is_this_machine,
-    )
+def _live_root(inventory: Any, source: Any) -> str:
+    from numaguard.readers.sources import LibvirtSource, live_root
 
-    if isinstance(source, LocalSource):
-        return LIVE_ROOT
-    if isinstance(source, LibvirtSource):
-        if is_this_machine(source.uri):
-            return LIVE_ROOT
-        raise NumaguardError(f"{source.uri}: top reads the guests' memory from /proc and the "
+    root = live_root(source, inventory)
+    if root is None:
+        where = source.uri if isinstance(source, LibvirtSource) else source.label
+        raise NumaguardError(f"{where}: top reads the guests' memory from /proc and the "
                              "cgroups of the machine it runs on: run it on that host, or on a "
                              "snapshot taken there")
-    where = inventory.host_source
-    if where is not None and os.path.isdir(where) and is_snapshot(where):
-        return os.path.join(where, "host")
-    return where or LIVE_ROOT
+    return root
 
 
 def frame(args: argparse.Namespace, width: int) -> str:
@@ -51,7 +37,7 @@ def frame(args: argparse.Namespace, width: int) -> str:
     inventory = source.read()
     # libvirt says who runs; files do not: every NAME.pid libvirt left in its run folder
     guests = None if inventory.running is None else [(n, None) for n in sorted(inventory.running)]
-    live = read_live(live_root(inventory, source), guests)
+    live = read_live(_live_root(inventory, source), guests)
     prediction = predict_live(inventory.host, inventory.guests, live,
                               min_free_kbytes=inventory.facts.min_free_kbytes)
     return top_text(inventory, live, prediction, width=width)

@@ -125,7 +125,7 @@ def _families(result: AuditResult, live: LiveState | None) -> Iterator[Metric]:
         yield from _live_families(result, live)
     yield _policy_family(result)
     yield _finding_family(result)
-    yield _kill_family(result)
+    yield _kill_family(result, live)
 
 
 def _node_families(result: AuditResult, live: LiveState | None) -> Iterator[Metric]:
@@ -219,13 +219,23 @@ def _finding_family(result: AuditResult) -> Metric:
     return info
 
 
-def _kill_family(result: AuditResult) -> Metric:
-    kills = _gauge("predicted_oom_kills", "start orders (of those the audit played, NG110) in "
-                   "which the kernel OOM-kills victim for trigger's allocation when every guest "
-                   "touches all its memory", ["victim", "trigger"])
+def _kill_family(result: AuditResult, live: LiveState | None) -> Metric:
+    """With a live state that has running guests, the live what-if (core/whatif.py: what they
+    hold now, then each grows to its full size); else the audit's NG110 (every guest touching
+    all its memory on an empty host)."""
+    kills = _gauge("predicted_oom_kills", "start orders in which the kernel OOM-kills victim "
+                   "for trigger's allocation: if every running guest grows to its full size "
+                   "now (live what-if), else when every guest touches all its memory (NG110)",
+                   ["victim", "trigger"])
     worst: dict[tuple[str, str], int] = {}
-    if result.prediction is not None:
-        for k in result.prediction.kills:
+    prediction = result.prediction
+    if live is not None and live.guests:
+        from numaguard.core.whatif import predict_live
+
+        prediction = predict_live(result.host, result.guests, live,
+                                  min_free_kbytes=result.options.min_free_kbytes)
+    if prediction is not None:
+        for k in prediction.kills:
             key = (k.victim, k.trigger)
             worst[key] = max(worst.get(key, 0), len(k.orders))
     for (victim, trigger), orders in sorted(worst.items()):

@@ -547,6 +547,25 @@ def with_free_memory(inventory: Inventory) -> Inventory:
     return replace(inventory, host=replace(inventory.host, nodes=nodes))
 
 
+def live_root(source: Source, inventory: Inventory) -> str | None:
+    """Where *source*'s live files are (``/proc``, the cgroups, libvirt's pid files:
+    :mod:`numaguard.readers.live`): ``/`` for this machine (no SOURCE, or a QEMU URI of
+    it), a snapshot's ``host/`` tree; ``None`` for a remote URI, or a path without them."""
+    if isinstance(source, LocalSource):
+        return LIVE_ROOT
+    if isinstance(source, LibvirtSource):
+        return LIVE_ROOT if is_this_machine(source.uri) else None
+    where = inventory.host_source
+    if where is not None and os.path.isdir(where) and is_snapshot(where):
+        where = os.path.join(where, "host")
+    return where if where is not None and os.path.isdir(where) else None
+
+
+def has_live_files(root: str, run_dir: str = "run/libvirt/qemu") -> bool:
+    """Whether *root* holds libvirt's run folder (its guests' pid files)."""
+    return os.path.isdir(os.path.join(root, run_dir))
+
+
 def is_this_machine(uri: str) -> bool:
     """Whether *uri* is the QEMU driver of this machine (libvirt's URI syntax,
     https://libvirt.org/uri.html: ``driver[+transport]://[user@][host][:port]/path``)."""
