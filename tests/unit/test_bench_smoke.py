@@ -29,3 +29,22 @@ def test_the_in_process_benchmarks_run(tmp_path):
                           env={**os.environ, "BENCH_RUNS": "1",
                                "PYTHONPATH": str(ROOT / "src")})
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_scrape_benchmark_tree_reads_back(tmp_path):
+    """bench/live_bench.py's generated live tree: both paths give the same per-node bytes."""
+    sys.path.insert(0, str(ROOT))
+    from bench.live_bench import live_tree
+    from numaguard.readers.live import read_live
+    from tests.support.synth import synth_snapshot
+
+    figures = []
+    for cgroup in (True, False):
+        snap = tmp_path / f"s{cgroup}"
+        synth_snapshot(str(snap), nodes=4, guests=6)
+        live_tree(str(snap), cgroup=cgroup)
+        state = read_live(str(snap / "host"))
+        assert all(g.error is None for g in state.guests) and len(state.guests) == 6
+        assert {g.source for g in state.guests} == {"cgroup-v2" if cgroup else "numa_maps"}
+        figures.append({g.name: g.per_node for g in state.guests})
+    assert figures[0] == figures[1]

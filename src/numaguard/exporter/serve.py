@@ -1,9 +1,11 @@
 """Where the collector's metrics go: an HTTP endpoint, or one textfile.
 
-* :func:`serve_http`: prometheus_client's own server (``start_http_server``: a threading WSGI
-  server answering ``/metrics``) on the address given — loopback by default; all interfaces
-  only when ``0.0.0.0`` or ``[::]`` is asked for by name.  It runs until SIGTERM (or Ctrl-C)
-  and then closes its socket.
+* :func:`serve_http`: prometheus_client's WSGI app (``make_wsgi_app``) on its threading WSGI
+  server (``ThreadingWSGIServer``, as its ``start_http_server`` does) on the address given —
+  loopback by default; all interfaces only when ``0.0.0.0`` or ``[::]`` is asked for by name —
+  with a listen backlog of :data:`BACKLOG` instead of socketserver's 5, so that many scrapers
+  connecting at once are queued, not dropped (200 at once waited seconds on SYN retries).  It
+  runs until SIGTERM (or Ctrl-C) and then closes its socket.
 * :func:`write_textfile`: the exposition text written once, atomically (a temporary file
   beside it, fsync, rename: :func:`numaguard.writers.xml_patch.write_atomic`), for
   node_exporter's textfile collector, which reads ``*.prom`` files from its
@@ -14,16 +16,21 @@ from __future__ import annotations
 
 import gc
 import signal
+import socket
 import threading
 from collections.abc import Callable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from numaguard.errors import ParseError
 
 DEFAULT_LISTEN = "127.0.0.1:9177"
+#: connections the kernel queues before the server accepts them (listen(2)'s backlog)
+BACKLOG = 512
 #: a textfile for node_exporter: readable by its (unprivileged) user
 TEXTFILE_MODE = 0o644
 
@@ -57,13 +64,32 @@ def write_textfile(registry: CollectorRegistry, path: str) -> None:
     write_atomic(path, generate_latest(registry), mode=TEXTFILE_MODE)
 
 
+class _Quiet(WSGIRequestHandler):
+    """No line on stderr per request (the server logs what changes, not every scrape)."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+def _start(host: str, port: int, registry: CollectorRegistry
+           ) -> tuple[WSGIServer, threading.Thread]:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server_class = type("NumaguardServer", (ThreadingWSGIServer,),
+                        {"address_family": family, "request_queue_size": BACKLOG})
+    server: WSGIServer = make_server(host, port, make_wsgi_app(registry), server_class,
+                         handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
 def serve_http(registry: CollectorRegistry, host: str, port: int,
                ready: Callable[[str, int], None] | None = None,
                stop: threading.Event | None = None) -> int:
     """Serve ``/metrics`` on *host*:*port* until SIGTERM, Ctrl-C or *stop* is set; 0 then.
 
     *ready* gets the address actually bound (port 0 picks a free one) once it answers."""
-    server, thread = start_http_server(port, addr=host, registry=registry)
+    server, thread = _start(host, port, registry)
     stop = stop or threading.Event()
     # the CLI pauses the cyclic collector for its one-shot commands; a server runs for days
     if not gc.isenabled():
