@@ -63,11 +63,9 @@ def _live_reader(source: Any, first: Inventory) -> Any:
         return None
 
     def read(inventory: Inventory) -> Any:
-        from numaguard.readers.live import read_live
+        from numaguard.readers.live import read_live, running_of
 
-        guests = None if inventory.running is None else \
-            [(n, None) for n in sorted(inventory.running)]
-        return read_live(root, guests)
+        return read_live(root, running_of(inventory))
 
     return read
 

@@ -29,15 +29,13 @@ def _live_root(inventory: Any, source: Any) -> str:
 
 def frame(args: argparse.Namespace, width: int) -> str:
     from numaguard.core.whatif import predict_live
-    from numaguard.readers.live import read_live
+    from numaguard.readers.live import read_live, running_of
     from numaguard.readers.sources import open_source
     from numaguard.report.top import top_text
 
     source = open_source(_paths(args.source), args.connect)
     inventory = source.read()
-    # libvirt says who runs; files do not: every NAME.pid libvirt left in its run folder
-    guests = None if inventory.running is None else [(n, None) for n in sorted(inventory.running)]
-    live = read_live(_live_root(inventory, source), guests)
+    live = read_live(_live_root(inventory, source), running_of(inventory))
     prediction = predict_live(inventory.host, inventory.guests, live,
                               min_free_kbytes=inventory.facts.min_free_kbytes)
     return top_text(inventory, live, prediction, width=width)

@@ -150,3 +150,16 @@ def vcpu_host_cpus(guest: Guest, vcpus: frozenset[int]) -> frozenset[int] | None
 
 def is_mode(unit: MemoryUnit, *modes: MemoryMode) -> bool:
     return unit.policy is not None and unit.policy.mode in modes
+
+
+def home_nodes(host: Host, guest: Guest) -> frozenset[int] | None:
+    """The nodes a guest's memory belongs on, for its locality: the union of its policies'
+    nodesets, else the nodes of the host CPUs its vCPUs are pinned to (vcpupin / ``<vcpu
+    cpuset>``); ``None`` when neither is known (a vCPU that may run anywhere)."""
+    bound = [p.nodeset for p in guest.policies if p is not None and p.nodeset is not None]
+    if bound:
+        return frozenset().union(*bound)
+    cpus = vcpu_host_cpus(guest, frozenset(range(guest.vcpus)))
+    if not cpus:
+        return None
+    return host.nodes_of_cpus(cpus) or None

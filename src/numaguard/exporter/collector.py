@@ -46,11 +46,10 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
+from numaguard.core.capacity import home_nodes
 from numaguard.core.rules import AuditResult, audit_inventory
-from numaguard.model.guest import Guest
 from numaguard.model.inventory import Inventory
 from numaguard.model.live import LiveState
-from numaguard.model.topology import Host
 
 PREFIX = "numaguard_"
 
@@ -191,27 +190,10 @@ def _live_families(result: AuditResult, live: LiveState) -> Iterator[Metric]:
         for n in node_ids:
             memory.add_metric([g.name, str(n)], g.on(n))
         defined = guests.get(g.name)
-        ratio = g.locality(_home_nodes(result.host, defined) if defined is not None else None)
+        ratio = g.locality(home_nodes(result.host, defined) if defined is not None else None)
         if ratio is not None:
             locality.add_metric([g.name], ratio)
     yield from (memory, locality, error)
-
-
-def _home_nodes(host: Host, guest: Guest) -> frozenset[int] | None:
-    """The nodes a guest's memory belongs on: the union of its policies' nodesets, else the
-    nodes of its vCPUs' CPUs (vcpupin / ``<vcpu cpuset>``); ``None`` when neither is known
-    (a vCPU that may run anywhere)."""
-    bound = [p.nodeset for p in guest.policies if p is not None and p.nodeset is not None]
-    if bound:
-        return frozenset().union(*bound)
-    cpus: set[int] = set()
-    for vcpu in range(guest.vcpus):
-        pinned = guest.vcpu_cpus(vcpu)
-        if pinned is None:
-            return None
-        cpus |= pinned
-    nodes = frozenset(n.id for n in host.nodes if n.cpus & cpus)
-    return nodes or None
 
 
 def _policy_family(result: AuditResult) -> Metric:

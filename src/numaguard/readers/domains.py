@@ -151,3 +151,10 @@ def none_readable(paths: list[str], reason: str = "permission denied",
 def read_domain_dir(folder: str) -> list[Guest]:
     listed = list_domain_files_keyed(folder)
     return read_domain_files([f.path for f in listed], listed={f.path for f in listed if f.plain})
+
+
+def read_domain_dir_partial(folder: str) -> tuple[list[Guest], list[Problem]]:
+    """:func:`read_domain_files_partial` of every ``*.xml`` of *folder*."""
+    listed = list_domain_files_keyed(folder)
+    return read_domain_files_partial([f.path for f in listed],
+                                     listed={f.path for f in listed if f.plain})

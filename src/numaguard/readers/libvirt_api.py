@@ -232,7 +232,7 @@ class LibvirtReader(LibvirtConnection):
         problems: list[Problem] = []
         guests: list[Guest] = []
         live_guests: list[Guest] = []
-        started: list[tuple[int, str]] = []
+        started: list[DomainXMLs] = []
         for d in self.domain_xmls(domains, notes):
             label = self.label(d.name)
             guest = self._guest(d.persistent, label, problems)
@@ -244,13 +244,20 @@ class LibvirtReader(LibvirtConnection):
                 if live is not None:
                     live_guests.append(live)
             if d.running:
-                started.append((-1 if d.id is None else d.id, d.name))
-        ordered = self._call(self.conn.getType) in _ORDERED_DRIVERS
+                started.append(d)
         return Inventory(
             host, guests=tuple(guests), facts=facts, origin=self.uri, uri=self.uri, live=True,
-            running=frozenset(name for _, name in started),
-            start_order=tuple(name for _, name in sorted(started)) if ordered else None,
+            running=frozenset(d.name for d in started),
+            start_order=self.start_order(started),
             live_guests=tuple(live_guests), notes=tuple(notes), problems=tuple(problems))
+
+    def start_order(self, running: Iterable[DomainXMLs]) -> tuple[str, ...] | None:
+        """The running domains, oldest first, by domain ID for the drivers whose ID counter
+        only grows (the module docstring); ``None`` for other drivers."""
+        if self._call(self.conn.getType) not in _ORDERED_DRIVERS:
+            return None
+        return tuple(d.name for d in sorted(running, key=lambda d: (
+            -1 if d.id is None else d.id, d.name)))
 
     @staticmethod
     def _guest(xml: bytes, label: str, problems: list[Problem]) -> Guest | None:

@@ -52,6 +52,7 @@ from collections.abc import Iterable
 
 from numaguard.errors import NumaguardError, ParseError, SourceError
 from numaguard.limits import MAX_NODES, decimal
+from numaguard.model.inventory import Inventory
 from numaguard.model.live import GuestLive, LiveState, NodeLive
 from numaguard.readers.files import read_text
 from numaguard.readers.sysfs import PAGE_SIZE, _parse_meminfo, _parse_node_meminfo
@@ -418,3 +419,12 @@ def _share(count: int, pages: dict[int, int]) -> dict[int, int]:
 def _pairs(per_node: dict[int, int]) -> tuple[tuple[int, int], ...]:
     """Sorted ``(node, bytes)``, nodes holding nothing left out."""
     return tuple(sorted((n, b) for n, b in per_node.items() if b))
+
+
+def running_of(inventory: Inventory) -> list[tuple[str, int | None]] | None:
+    """What to pass :func:`read_live` as *guests* for *inventory*: the guests libvirt says run
+    (their PIDs from libvirt's pid files), or ``None`` when the source cannot tell (files): every
+    ``NAME.pid`` libvirt left in its run folder."""
+    if inventory.running is None:
+        return None
+    return [(name, None) for name in sorted(inventory.running)]

@@ -159,11 +159,7 @@ def load_guests(source: str | None) -> list[Guest]:
 def load_guests_partial(source: str | None) -> tuple[list[Guest], tuple[Problem, ...]]:
     """:func:`load_guests`, going past the files of a folder that cannot be read (each is a
     :class:`~numaguard.model.inventory.Problem`); a file named on its own may not fail."""
-    from numaguard.readers.domains import (
-        list_domain_files_keyed,
-        read_domain_file,
-        read_domain_files_partial,
-    )
+    from numaguard.readers.domains import read_domain_dir_partial, read_domain_file
 
     if source is None:
         if not os.path.isdir(LIBVIRT_QEMU_DIR):
@@ -177,9 +173,7 @@ def load_guests_partial(source: str | None) -> tuple[list[Guest], tuple[Problem,
         if not os.path.exists(source):
             raise SourceError(source, "no such file or directory")
         return [read_domain_file(source)], ()
-    listed = list_domain_files_keyed(folder)
-    guests, problems = read_domain_files_partial(
-        [f.path for f in listed], listed={f.path for f in listed if f.plain})
+    guests, problems = read_domain_dir_partial(folder)
     return guests, tuple(problems)
 
 
@@ -417,27 +411,21 @@ LIVE_DIR = "live"
 
 
 def _live_guests(snapshot: str) -> tuple[list[Guest], list[Problem]]:
-    from numaguard.readers.domains import list_domain_files_keyed, read_domain_files_partial
+    from numaguard.readers.domains import read_domain_dir_partial
 
     folder = os.path.join(snapshot, LIVE_DIR)
-    if not os.path.isdir(folder):
-        return [], []
-    listed = list_domain_files_keyed(folder)
-    return read_domain_files_partial([f.path for f in listed],
-                                     listed={f.path for f in listed if f.plain})
+    return read_domain_dir_partial(folder) if os.path.isdir(folder) else ([], [])
 
 
 def read_this_machine() -> Inventory:
     """This machine without libvirt: ``/sys``, ``/proc``, ``/etc/libvirt/qemu``, numad."""
-    from numaguard.readers.domains import list_domain_files_keyed, read_domain_files_partial
+    from numaguard.readers.domains import read_domain_dir_partial
 
     host = load_host(None)
     if not os.path.isdir(LIBVIRT_QEMU_DIR):
         raise SourceError(LIBVIRT_QEMU_DIR, "no such directory (is libvirt installed here? "
                           "name a snapshot, a domain XML or a folder of them)")
-    listed = list_domain_files_keyed(LIBVIRT_QEMU_DIR)
-    guests, problems = read_domain_files_partial(
-        [f.path for f in listed], listed={f.path for f in listed if f.plain})
+    guests, problems = read_domain_dir_partial(LIBVIRT_QEMU_DIR)
     return Inventory(host, tuple(guests), this_machine_facts(), live=True,
                      problems=tuple(problems))
 

@@ -3,8 +3,9 @@
 A bar per node — guests' memory, the host's own (everything else taken: the kernel, page cache,
 other processes), free — with the memory strictly bound to it marked (``|`` at the sum of the
 strict/restrictive pledges: what the guests may claim there and nowhere else); a table of the
-running guests with their memory per node, the share of it on their own nodes (the nodes their
-vCPUs are pinned to, else their binding), their mode and nodeset; and what the live what-if
+running guests with their memory per node, the share of it on their own nodes (their binding,
+else the nodes their vCPUs are pinned to: :func:`~numaguard.core.capacity.home_nodes`, as the
+exporter's locality), their mode and nodeset; and what the live what-if
 predicts (:mod:`numaguard.core.whatif`): who is OOM-killed if every running guest grows to its
 full size now.  Plain text, fitted to the width (80 columns at least); bytes become MiB/GiB only
 here.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from numaguard.core.capacity import memory_units, vcpu_host_cpus
+from numaguard.core.capacity import home_nodes, memory_units
 from numaguard.core.predict import Prediction
 from numaguard.cpuset import format_bitmap
 from numaguard.display import printable
@@ -26,20 +27,6 @@ from numaguard.units import format_bytes
 
 MiB = 1024**2
 GUEST, HOST, FREE, PLEDGE = "█", "▒", "░", "|"
-
-
-def own_nodes(inventory: Inventory, guest: Guest) -> frozenset[int] | None:
-    """The nodes a guest's memory should be on: those of the host CPUs its vCPUs may run on,
-    when they are pinned; else its static nodeset; else ``None`` (anywhere is local)."""
-    cpus = vcpu_host_cpus(guest, frozenset(range(guest.vcpus)))
-    if cpus:
-        return frozenset(inventory.host.nodes_of_cpus(cpus))
-    nodes: set[int] = set()
-    for u in memory_units(guest):
-        if u.static_nodeset is None:
-            return None
-        nodes |= u.static_nodeset
-    return frozenset(nodes) or None
 
 
 def pledged(inventory: Inventory) -> dict[int, int]:
@@ -112,7 +99,7 @@ def guest_table(inventory: Inventory, live: LiveState, width: int) -> str:
         if g.error is not None:
             rows.append([printable(g.name), "-", "-", "-", "-", printable(g.error)])
             continue
-        local = g.locality(own_nodes(inventory, guest)) if guest is not None else None
+        local = g.locality(home_nodes(inventory.host, guest)) if guest is not None else None
         mode, nodeset = _policy(guest)
         rows.append([printable(g.name), _per_node(g), f"{g.resident // MiB:,}",
                      "-" if local is None else f"{100 * local:.0f}%", mode, nodeset])

@@ -442,7 +442,7 @@ def _libvirt_domains(uri: str) -> _Remote:
         capabilities = reader.capabilities()
         nodes = len(reader.host().nodes)
         xmls = list(reader.domain_xmls(notes=notes))
-        order = reader.read().start_order if any(x.running for x in xmls) else None
+        order = reader.start_order([x for x in xmls if x.running]) or None
     return _Remote(capabilities, nodes, [(x.name, x.persistent, x.live) for x in xmls],
                    frozenset(x.name for x in xmls if x.running), order, notes)
 
