@@ -140,14 +140,15 @@ def audit_host(target: str, options_kwargs: Mapping[str, Any], only: Sequence[st
 def _audit_host(target: str, options_kwargs: Mapping[str, Any], only: Sequence[str] | None,
                 document: bool) -> HostReport:
     from numaguard.core.rules import AuditOptions, audit_inventory
-    from numaguard.readers.sources import LibvirtSource, PathSource, command_refs
+    from numaguard.readers.sources import LibvirtSource, PathSource, command_refs, live_state
 
     t0 = time.perf_counter()
     try:
         source = LibvirtSource(target) if is_uri(target) else PathSource([target])
         inventory = source.read()
         options = AuditOptions(refs=command_refs(inventory), **options_kwargs)
-        result = audit_inventory(inventory, options, only=only)
+        result = audit_inventory(inventory, options, only=only,
+                                 live=live_state(source, inventory))
         doc = None
         if document:   # encoded here, in the worker: the parent only splices the texts
             from numaguard.report.audit import audit_to_dict, item_json

@@ -7,6 +7,7 @@ import pathlib
 import re
 import shutil
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -229,14 +230,22 @@ def test_bad_options_are_one_line(capsys, args, key):
 
 # -- snapshots -----------------------------------------------------------------------------------
 
-def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys):
+def without_live(tmp_path: Path) -> Path:
+    """A copy of the article host without its captured live files (libvirt's run folder): a
+    snapshot of the definitions alone, every guest touching its memory from nothing."""
+    snap = tmp_path / "article-host"
+    shutil.copytree(ARTICLE, snap, ignore=shutil.ignore_patterns("run"))
+    return snap
+
+
+def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys, tmp_path):
     """Issue 10: no recorded start order: unbound guests first, then bound ones, each largest
     first (the audit's ``bound-last``); ``--order name`` is the old name order."""
-    rc, doc = run_json(capsys, ARTICLE)
+    rc, doc = run_json(capsys, without_live(tmp_path))
     check_conservation(doc)
     names = [s["name"] for s in doc["steps"]]
     assert names == ["bigmem-preferred", "web-interleave", "vm1", "db-hugepages"]
-    _, by_name = run_json(capsys, ARTICLE, "--order", "name")
+    _, by_name = run_json(capsys, without_live(tmp_path / "2"), "--order", "name")
     assert [s["name"] for s in by_name["steps"]] == sorted(names)
     steps = {s["name"]: s for s in doc["steps"]}
     assert (steps["vm1"]["policy"], steps["vm1"]["nodes"], steps["vm1"]["cpuset_mems"]) == \
@@ -260,9 +269,9 @@ def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys):
 def test_renaming_a_guest_does_not_change_who_dies(capsys, tmp_path):
     """Issue 10: a snapshot's guests were simulated in name order, so renaming one changed who
     died.  Renamed so that name order flips, the same guest (by its new name) dies."""
-    _, before = run_json(capsys, ARTICLE)
+    _, before = run_json(capsys, without_live(tmp_path))
     snap = tmp_path / "renamed"
-    shutil.copytree(ARTICLE, snap)
+    shutil.copytree(ARTICLE, snap, ignore=shutil.ignore_patterns("run"))
     for f in (snap / "domains").iterdir():
         text = f.read_text()
         name = re.search(r"<name>([^<]+)</name>", text).group(1)
@@ -271,6 +280,33 @@ def test_renaming_a_guest_does_not_change_who_dies(capsys, tmp_path):
     assert [e["victim"][::-1] for e in after["oom_events"]] == \
         [e["victim"] for e in before["oom_events"]] != []
     assert [s["name"][::-1] for s in after["steps"]] == [s["name"] for s in before["steps"]]
+
+
+def test_a_snapshot_with_live_files_starts_from_what_the_guests_hold(capsys, tmp_path):
+    """Issue 13: the article host's captured live files say vm1, web-interleave and
+    bigmem-preferred run: the simulation puts back what each holds now, on its nodes (bind,
+    whatever mode --compare plays), from the host before them (MemFree plus what they hold),
+    then every guest grows by what it lacks; db-hugepages (shut off) starts in full."""
+    rc, doc = run_json(capsys, ARTICLE)
+    _, static = run_json(capsys, without_live(tmp_path))
+    held = [s for s in doc["steps"] if s["label"].endswith(" holds now")]
+    assert [(s["name"], s["policy"], s["nodes"], s["requested_bytes"]) for s in held] == [
+        ("bigmem-preferred", "bind", [0], 48 * MiB), ("vm1", "bind", [0], 200 * MiB),
+        ("web-interleave", "bind", [0], 128 * MiB), ("web-interleave", "bind", [1], 128 * MiB),
+        ("web-interleave", "bind", [2], 128 * MiB)]
+    grow = {s["name"]: s["requested_bytes"] for s in doc["steps"][len(held):]}
+    full = {s["name"]: s["requested_bytes"] for s in static["steps"]}
+    assert grow == {"vm1": full["vm1"] - 200 * MiB, "db-hugepages": full["db-hugepages"],
+                    "web-interleave": full["web-interleave"] - 384 * MiB,
+                    "bigmem-preferred": full["bigmem-preferred"] - 48 * MiB}
+    before = {n["id"]: n["free_before_bytes"] for n in doc["nodes"]}
+    was = {n["id"]: n["free_before_bytes"] for n in static["nodes"]}
+    assert before == {0: was[0] + 376 * MiB, 1: was[1] + 128 * MiB, 2: was[2] + 128 * MiB,
+                      3: was[3]}
+    assert doc["scenario"]["name"] == "article-host (live: bound-last growth order)"
+    _, modes = run_json(capsys, ARTICLE, "--compare", "interleave")
+    assert [s["policy"] for s in modes["compare"]["interleave"]["steps"][:len(held)]] == \
+        ["bind"] * len(held)
 
 
 def test_order_goes_with_a_snapshot(capsys):

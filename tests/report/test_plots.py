@@ -5,6 +5,7 @@ written here.  Structure only (bars, markers, lines, texts), no pixels."""
 import json
 import os
 import pathlib
+import shutil
 import stat
 import subprocess
 import sys
@@ -202,7 +203,9 @@ def test_each_bound_guests_nodeset_is_marked(capsys):
 
 def test_svg_carries_the_truth(tmp_path, capsys):
     target = tmp_path / "end.svg"
-    rc = cli.main(["simulate", str(ARTICLE), "--plot", str(target), "--order", "name"])
+    snap = tmp_path / "article-host"   # the definitions alone: every guest from nothing
+    shutil.copytree(ARTICLE, snap, ignore=shutil.ignore_patterns("run"))
+    rc = cli.main(["simulate", str(snap), "--plot", str(target), "--order", "name"])
     capsys.readouterr()
     assert rc == 1
     svg = target.read_text()

@@ -32,7 +32,7 @@ def test_a_frame_fits_its_width_and_shows_every_node_and_guest(width):
     for g in inv.guests:
         assert g.name in text
     assert "no such file" in text                      # the guest that could not be read
-    assert "If every running guest grows to its full size now" in text
+    assert "If every guest grows to its full size now" in text
 
 
 def test_the_bar_splits_guests_host_and_free_and_marks_the_pledge():

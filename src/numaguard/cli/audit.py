@@ -126,7 +126,7 @@ def _audit_fleet(args: argparse.Namespace, opts: dict[str, Any], only: list[str]
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from numaguard.core.rules import AuditOptions, audit_inventory
-    from numaguard.readers.sources import command_refs, open_source
+    from numaguard.readers.sources import command_refs, live_state, open_source
 
     opts = _audit_options(args)  # options first: a typo fails before any reading
     only = _selected_rules(args.rule)
@@ -138,9 +138,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise NumaguardError("--junit and --workers go with a fleet run (--hosts FILE, "
                              "several -c URI or several snapshots)")
     connect = args.connect or []
-    inventory = open_source(args.sources, connect[0] if connect else None).read()
+    source = open_source(args.sources, connect[0] if connect else None)
+    inventory = source.read()
     options = AuditOptions(refs=command_refs(inventory), **opts)
-    result = audit_inventory(inventory, options, only=only)
+    result = audit_inventory(inventory, options, only=only,
+                             live=live_state(source, inventory))
     incomplete = _incomplete("audit", inventory.problems, inventory.notes,
                              len(inventory.guests)) if not args.nagios else 0
     if args.nagios:   # the monitoring-plugin status line and state (report/nagios.py)

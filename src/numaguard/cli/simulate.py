@@ -46,11 +46,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
              if path is not None]
     if args.connect is not None:
         from numaguard.readers.scenario import inventory_scenario
-        from numaguard.readers.sources import open_source
+        from numaguard.readers.sources import live_state, open_source
 
         if args.source is not None:
             raise NumaguardError("give a SOURCE or -c/--connect, not both")
-        scenario = inventory_scenario(open_source((), args.connect).read(), order=args.order)
+        source = open_source((), args.connect)
+        inventory = source.read()
+        scenario = inventory_scenario(inventory, order=args.order,
+                                      live=live_state(source, inventory))
     elif args.source is None:
         raise NumaguardError("give a scenario .toml file, a snapshot dir or -c/--connect URI")
     else:

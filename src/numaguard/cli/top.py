@@ -28,7 +28,7 @@ def _live_root(inventory: Any, source: Any) -> str:
 
 
 def frame(args: argparse.Namespace, width: int) -> str:
-    from numaguard.core.whatif import predict_live
+    from numaguard.core.rules import audit_inventory
     from numaguard.readers.live import read_live, running_of
     from numaguard.readers.sources import open_source
     from numaguard.report.top import top_text
@@ -36,8 +36,8 @@ def frame(args: argparse.Namespace, width: int) -> str:
     source = open_source(_paths(args.source), args.connect)
     inventory = source.read()
     live = read_live(_live_root(inventory, source), running_of(inventory))
-    prediction = predict_live(inventory.host, inventory.guests, live,
-                              min_free_kbytes=inventory.facts.min_free_kbytes)
+    # the audit's live prediction (NG110 on a live host): the same as `audit` and the exporter
+    prediction = audit_inventory(inventory, only=("NG110",), live=live).prediction
     return top_text(inventory, live, prediction, width=width)
 
 

@@ -40,12 +40,16 @@ class Scenario:
     steps: tuple[Step, ...]
     labels: tuple[str, ...]
     source: str | None = None
+    #: the first *held* steps put back what a live host's guests hold now (core/whatif.py):
+    #: where it is, whatever mode the rest is played in
+    held: int = 0
 
     def run(self) -> SimResult:
         return simulate(self.host, self.steps)
 
     def with_mode(self, mode: str) -> Scenario:
-        return replace(self, steps=tuple(with_mode(s, mode) for s in self.steps))
+        return replace(self, steps=self.steps[:self.held] + tuple(
+            with_mode(s, mode) for s in self.steps[self.held:]))
 
 
 @dataclass(frozen=True, slots=True)

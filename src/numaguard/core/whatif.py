@@ -1,13 +1,15 @@
 """The live what-if: from what a running host holds now, does anything get OOM-killed if every
-running guest grows to its full size now — and who (issue 13).
+guest reaches its full size now — the running ones growing, the shut-off ones starting — and
+who (issue 13).
 
 The audit's prediction (NG110) plays every guest touching all its memory on an empty host.  On a
 live host that is not the question: the guests already hold memory, where the kernel put it
 (MemFree already counts it gone), and what matters is the rest.  So the host is taken back to
 before the guests (each node's MemFree plus what the running guests hold on it now), what they
 hold is put back first, on the very nodes it is on (one ``bind`` step per guest and node), and
-then each running guest touches what is still missing of its memory, under its own policy, in
-every start order the audit plays.
+then each running guest touches what is still missing of its memory and each guest that is not
+running all of it, under its own policy, in every order the audit plays (over all its guests,
+as offline: the order decides who dies).
 
 Approximations (said, not hidden): a guest's figures include QEMU's own memory (5–15 MiB), so
 what is left to touch is that much smaller; what is left is spread over the guest's memory units
@@ -24,8 +26,8 @@ from collections.abc import Iterable, Sequence
 
 from numaguard.core.orders import StartOrder, start_orders
 from numaguard.core.predict import Prediction, play_orders
-from numaguard.core.scenario import guest_step_map, sim_host
-from numaguard.core.simulate import Policy, Step, new_step
+from numaguard.core.scenario import guest_step_map, ordered_names, sim_host
+from numaguard.core.simulate import Policy, SimHost, Step, new_step
 from numaguard.model.guest import Guest
 from numaguard.model.live import LiveState
 from numaguard.model.topology import Host
@@ -100,18 +102,43 @@ def _scaled(pairs: list[tuple[Step, str]], held: int) -> list[tuple[Step, str]]:
     return out
 
 
+def live_step_map(host: Host, guests: Sequence[Guest], live: LiveState
+                  ) -> dict[str, list[tuple[Step, str]]]:
+    """Per guest, what it still touches from now: a running guest what is missing of its memory
+    (:func:`growth_map`), a guest that is not running all of it (it starts)."""
+    running = {g.name for g in live.guests}
+    out = guest_step_map(host, [g for g in guests if g.name not in running])
+    out.update(growth_map(host, [g for g in guests if g.name in running], live))
+    return out
+
+
+def play_live(simhost: SimHost, host: Host, guests: Sequence[Guest], live: LiveState,
+              orders: Iterable[StartOrder]) -> Prediction:
+    """:func:`play_orders` from *live*: what the running guests hold put back first, then in
+    every order each guest reaching its full size (*simhost*: :func:`host_before_guests`'s)."""
+    return play_orders(simhost, live_step_map(host, guests, live), orders,
+                       prefix=held_steps(live, [g.name for g in live.guests]))
+
+
+def live_steps(host: Host, guests: Sequence[Guest], live: LiveState,
+               order: Sequence[str] | None) -> tuple[list[tuple[Step, str]], int]:
+    """What ``numaguard simulate`` plays on a live host: what the running guests hold put back
+    (labelled ``NAME holds now``), then every guest reaching its full size in *order*; and how
+    many of the steps are the held ones."""
+    held = [(s, f"{s.name} holds now") for s in held_steps(live, [g.name for g in live.guests])]
+    per_guest = live_step_map(host, guests, live)
+    return held + [p for name in ordered_names(per_guest, order) for p in per_guest[name]], \
+        len(held)
+
+
 def predict_live(host: Host, guests: Sequence[Guest], live: LiveState, *,
                  orders: Sequence[StartOrder] | None = None,
                  min_free_kbytes: int | None = None) -> Prediction:
-    """Who is OOM-killed (and whose allocation tips it) if every running guest of *live* grows
-    to its full size now, in every start order the audit plays (*orders*: the audit's, by
-    default those of :func:`~numaguard.core.orders.start_orders` over the running guests)."""
-    running = [g.name for g in live.guests]
-    by_name = {g.name: g for g in guests}
-    present = [by_name[n] for n in running if n in by_name]
+    """Who is OOM-killed (and whose allocation tips it) if from what *live* holds now every
+    guest reaches its full size — the running ones growing, the others starting — in every
+    order the audit plays (*orders*: by default :func:`~numaguard.core.orders.start_orders`
+    over *guests*).  The audit's NG110 on a live host (core/rules: ``Context.prediction``)."""
     if orders is None:
-        orders = start_orders(present)
-    before = host_before_guests(host, live)
-    simhost = sim_host(before, min_free_kbytes=min_free_kbytes)
-    return play_orders(simhost, growth_map(host, present, live), orders,
-                       prefix=held_steps(live, running))
+        orders = start_orders(guests)
+    simhost = sim_host(host_before_guests(host, live), min_free_kbytes=min_free_kbytes)
+    return play_live(simhost, host, guests, live, orders)

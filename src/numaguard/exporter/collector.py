@@ -127,8 +127,8 @@ class NumaguardCollector:
         families: list[Metric] = []
         try:
             inventory = self._inventory()
-            result = audit_inventory(inventory)
             live = self._live(inventory) if self._live is not None else None
+            result = audit_inventory(inventory, live=live)
             families = list(_families(result, live))
             error = None
         except Exception as exc:  # a scrape never fails with a 500
@@ -150,7 +150,7 @@ def _families(result: AuditResult, live: LiveState | None) -> Iterator[Metric]:
         yield from _live_families(result, live)
     yield _policy_family(result)
     yield _finding_family(result)
-    yield _kill_family(result, live)
+    yield _kill_family(result)
 
 
 def _node_families(result: AuditResult, live: LiveState | None) -> Iterator[Metric]:
@@ -227,7 +227,7 @@ def _finding_family(result: AuditResult) -> Metric:
     return info
 
 
-def _kill_family(result: AuditResult, live: LiveState | None) -> Metric:
+def _kill_family(result: AuditResult) -> Metric:
     """With a live state that has running guests, the live what-if (core/whatif.py: what they
     hold now, then each grows to its full size); else the audit's NG110 (every guest touching
     all its memory on an empty host)."""
@@ -236,12 +236,7 @@ def _kill_family(result: AuditResult, live: LiveState | None) -> Metric:
                    "now (live what-if), else when every guest touches all its memory (NG110)",
                    ["victim", "trigger"])
     worst: dict[tuple[str, str], int] = {}
-    prediction = result.prediction
-    if live is not None and live.guests:
-        from numaguard.core.whatif import predict_live
-
-        prediction = predict_live(result.host, result.guests, live,
-                                  min_free_kbytes=result.options.min_free_kbytes)
+    prediction = result.prediction   # the live what-if when the audit had a live state
     if prediction is not None:
         for k in prediction.kills:
             key = (k.victim, k.trigger)

@@ -43,11 +43,13 @@ from typing import Any
 
 from numaguard.core.scenario import Scenario, guest_steps, sim_host
 from numaguard.core.simulate import Policy, SimHost, Step, new_step
+from numaguard.core.whatif import host_before_guests
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
 from numaguard.errors import ParseError, SourceError
 from numaguard.limits import MAX_NODES, shorten
 from numaguard.model.guest import Guest
 from numaguard.model.inventory import Inventory
+from numaguard.model.live import LiveState
 from numaguard.model.topology import Host, HostHugepages, Node
 from numaguard.readers import scenario_toml
 from numaguard.readers.files import read_bytes
@@ -414,25 +416,49 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
     guests = load_guests(directory)
     meta = read_snapshot_meta(directory) if is_snapshot(directory) else None
     recorded = meta.start_order if meta is not None else None
+    live = _snapshot_live(directory, meta.running if meta is not None else None)
+    if live is not None:
+        sim = sim_host(host_before_guests(host, live),
+                       min_free_kbytes=_snapshot_min_free_kbytes(directory))
     return _guests_scenario(host, sim, guests, recorded, order, label, where,
-                            (directory, "domains/ is empty"))
+                            (directory, "domains/ is empty"), live)
 
 
-def inventory_scenario(inventory: Inventory, *, order: str | None = None) -> Scenario:
+def _snapshot_live(directory: str, running: tuple[str, ...] | None) -> LiveState | None:
+    """A snapshot's captured live state (its ``host/`` has libvirt's run folder), if any."""
+    from numaguard.readers.live import read_live
+    from numaguard.readers.sources import has_live_files
+
+    root = os.path.join(directory, "host")
+    if not os.path.isdir(root) or not has_live_files(root):
+        return None
+    state = read_live(root, None if running is None else [(n, None) for n in sorted(running)])
+    return state if state.guests else None
+
+
+def inventory_scenario(inventory: Inventory, *, order: str | None = None,
+                       live: LiveState | None = None) -> Scenario:
     """What :func:`load_scenario` makes of a snapshot, for an inventory read from anywhere
     (``numaguard simulate -c URI``): its guests touching their memory one after another in
     start order *order* (default: the order the guests were started in, when the source
-    knows it, else ``bound-last``)."""
+    knows it, else ``bound-last``); from what the running guests hold now with *live*."""
     host = inventory.host
-    sim = sim_host(host, min_free_kbytes=inventory.facts.min_free_kbytes)
+    if live is not None and not live.guests:
+        live = None
+    sim = sim_host(host if live is None else host_before_guests(host, live),
+                   min_free_kbytes=inventory.facts.min_free_kbytes)
     return _guests_scenario(host, sim, list(inventory.guests), inventory.start_order, order,
                             inventory.origin, inventory.origin,
-                            (inventory.origin, "no domains there"))
+                            (inventory.origin, "no domains there"), live)
 
 
 def _guests_scenario(host: Host, sim: SimHost, guests: list[Guest],
                      recorded: tuple[str, ...] | None, order: str | None, label: str,
-                     where: str, empty: tuple[str, str]) -> Scenario:
+                     where: str, empty: tuple[str, str],
+                     live: LiveState | None = None) -> Scenario:
+    """The guests in start order *order*; on a live host (*live*) what the running guests hold
+    now first, then every guest growing to its full size in that order (core/whatif.py, as the
+    audit's NG110 plays it there)."""
     from numaguard.core.orders import named_order
 
     if order is None:
@@ -441,13 +467,20 @@ def _guests_scenario(host: Host, sim: SimHost, guests: list[Guest],
         start = named_order(guests, order, recorded=recorded)
     except ValueError as exc:
         raise ParseError(str(exc), field="--order") from None
-    pairs = guest_steps(host, guests, start.guests)
-    label = f"{label} ({start.name} start order)"
+    held = 0
+    if live is None:
+        pairs = guest_steps(host, guests, start.guests)
+        label = f"{label} ({start.name} start order)"
+    else:
+        from numaguard.core.whatif import live_steps
+
+        pairs, held = live_steps(host, guests, live, start.guests)
+        label = f"{label} (live: {start.name} growth order)"
     if not pairs:
         raise SourceError(empty[0], f"no guests to simulate ({empty[1]}) and no [[step]] "
                           "given")
     return Scenario(label, sim, tuple(s for s, _ in pairs), tuple(lb for _, lb in pairs),
-                    where)
+                    where, held)
 
 
 def _snapshot_min_free_kbytes(directory: str) -> int | None:

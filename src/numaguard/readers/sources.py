@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # annotations only: `topology` reads no guests (~4 ms of impo
     from typing import Any
 
     from numaguard.model.guest import Guest
+    from numaguard.model.live import LiveState
     from numaguard.readers.domains import ListedFile
 
 LIVE_ROOT = "/"
@@ -598,3 +599,16 @@ def open_source(paths: list[str] | tuple[str, ...] = (), connect: str | None = N
         return PathSource(paths)
     uri = default_uri(os.environ if environ is None else environ)
     return LibvirtSource(uri) if uri is not None else LocalSource()
+
+
+def live_state(source: Source, inventory: Inventory) -> LiveState | None:
+    """What *source*'s running guests hold now (:func:`numaguard.readers.live.read_live`),
+    where it has live files (:func:`live_root` with libvirt's run folder): this machine, a QEMU
+    URI of it, a snapshot with captured live files; ``None`` elsewhere (a remote URI, plain
+    domain XML files)."""
+    root = live_root(source, inventory)
+    if root is None or not has_live_files(root):
+        return None
+    from numaguard.readers.live import read_live, running_of
+
+    return read_live(root, running_of(inventory))

@@ -309,6 +309,7 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
         "groups": _groups_json(result),
         "verdict": _verdict_json(result),
         "orders": [{"name": o.name, "aliases": list(o.aliases)} for o in result.orders],
+        **({"live": _live_json(result)} if result.live is not None else {}),
         "summary": counts(result),
         "options": {
             "host_reserve": reserve_text(o.host_reserve),
@@ -319,6 +320,15 @@ def audit_to_dict(result: AuditResult) -> dict[str, Any]:
             "random_orders": o.random_orders,
         },
     })
+
+
+def _live_json(result: AuditResult) -> dict[str, Any]:
+    """What the simulation started from on a live host: each running guest's resident bytes
+    per node (or why it could not be read); the orders are growth orders over them."""
+    assert result.live is not None
+    return {"guests": [{"name": g.name, "held_bytes": {str(n): b for n, b in g.per_node},
+                        "hugepage_bytes": {str(n): b for n, b in g.hugepages_per_node},
+                        "error": g.error} for g in result.live.guests]}
 
 
 def _groups_json(result: AuditResult) -> list[dict[str, Any]]:
@@ -452,19 +462,22 @@ def risk_line(r: AtRisk) -> str:
     f = r.finding
     ev = f.evidence
     clears = _clears(r.group) if r.group is not None else ""
+    word = "growth orders" if ev.get("growth") else "start orders"
     if "victim" not in ev:       # memory that cannot be placed at all
         guest = f.guests[0]
         return (f"{guest} — {format_bytes(int(ev['failed_bytes']))} of its memory cannot be "
-                f"placed (in {ev['orders_failing']} of {ev['orders_tried']} start orders)"
+                f"placed (in {ev['orders_failing']} of {ev['orders_tried']} {word})"
                 f"{clears}")
     victim, trigger = str(ev["victim"]), str(ev["trigger"])
-    orders = f"{ev['orders_killing']} of {ev['orders_tried']} start orders"
+    orders = f"{ev['orders_killing']} of {ev['orders_tried']} {word}"
     if ev["constraint"] == "global":
         short = next((x for x in (r.group.findings if r.group else ()) if x.rule == "NG111"
                       and "shortfall_bytes" in x.evidence), None)
         by = f" by {format_bytes(int(short.evidence['shortfall_bytes']))}" if short else ""
-        return (f"host — out of memory{by} — {victim} will be OOM-killed when every guest "
-                f"touches its memory ({orders}){clears}")
+        when = ("every guest grows to its full size from now" if ev.get("growth") else
+                "every guest touches its memory")
+        return (f"host — out of memory{by} — {victim} will be OOM-killed when {when} "
+                f"({orders}){clears}")
     binding = str(ev.get("binding", f"bound to {_ids(f.nodes)}"))
     if victim == trigger:
         return (f"{victim} — {binding} — {victim} will be OOM-killed as it grows ({orders})"
@@ -487,8 +500,17 @@ def verdict_lines(result: AuditResult, width: int | None = None) -> list[str]:
     if len(risks) > TEXT_GUESTS:
         lines.append(f"… and {len(risks) - TEXT_GUESTS} more at risk (--format json lists all)")
     n_orders = len(result.orders)
-    sim = (f"simulated: every guest touching all its memory in {_plural(n_orders, 'start order')}"
-           if n_orders else "not simulated (NG110 not run)")
+    if not n_orders:
+        sim = "not simulated (NG110 not run)"
+    elif result.live is not None:
+        names = {g.name for g in result.guests}
+        running = sum(1 for g in result.live.guests if g.name in names)
+        sim = (f"simulated: every guest growing to its full size from what the "
+               f"{_plural(running, 'running guest')} hold now, in "
+               f"{_plural(n_orders, 'growth order')}")
+    else:
+        sim = ("simulated: every guest touching all its memory in "
+               f"{_plural(n_orders, 'start order')}")
     victims = sorted({str(r.finding.evidence.get("victim", r.finding.guests[0]))
                       for r in risks})
     if victims:

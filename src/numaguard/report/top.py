@@ -116,19 +116,19 @@ def prediction_lines(prediction: Prediction | None, width: int) -> list[str]:
         return []
     runs = len(prediction.runs)
     if not prediction.kills and not prediction.failures:
-        return term.wrap(f"If every running guest grows to its full size now: no OOM kill "
-                         f"predicted ({runs} start order{'s' if runs != 1 else ''} played).",
-                         width)
-    lines = ["If every running guest grows to its full size now:"]
+        return term.wrap("If every guest grows to its full size now (shut-off ones starting): "
+                         f"no OOM kill predicted ({runs} growth order{'s' if runs != 1 else ''} "
+                         "played).", width)
+    lines = ["If every guest grows to its full size now (shut-off ones starting):"]
     for k in prediction.kills:
         who = (f"when {printable(k.trigger)} grows" if k.trigger and k.constraint != "global"
                else "when the host runs out of memory")
         lines += term.wrap(f"{printable(k.victim)} is OOM-killed {who} ({k.constraint}, "
-                           f"{len(k.orders)} of {runs} start orders)", width, indent="  ",
+                           f"{len(k.orders)} of {runs} growth orders)", width, indent="  ",
                            subsequent="    ")
     for f in prediction.failures:
         lines += term.wrap(f"{printable(f.guest)}: {format_bytes(f.failed_bytes)} cannot be "
-                           f"placed ({len(f.orders)} of {runs} start orders)", width,
+                           f"placed ({len(f.orders)} of {runs} growth orders)", width,
                            indent="  ", subsequent="    ")
     return lines
 

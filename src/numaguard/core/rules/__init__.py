@@ -28,8 +28,10 @@ from numaguard.core.predict import Prediction, play_orders
 from numaguard.core.scenario import guest_step_map, sim_host
 from numaguard.core.simulate import SimHost
 from numaguard.core.verdict import AtRisk, Group, at_risk, groups, verify
+from numaguard.core.whatif import host_before_guests, play_live
 from numaguard.model.guest import Guest
 from numaguard.model.inventory import Inventory
+from numaguard.model.live import LiveState
 from numaguard.model.topology import Host
 from numaguard.units import GiB
 
@@ -123,10 +125,13 @@ class Context:
 
     def __init__(self, host: Host, guests: Iterable[Guest], options: AuditOptions,
                  fallback: dict[int, tuple[int, ...]] | None = None,
-                 live_guests: Iterable[Guest] = (), focus: frozenset[str] | None = None
-                 ) -> None:
+                 live_guests: Iterable[Guest] = (), focus: frozenset[str] | None = None,
+                 live: LiveState | None = None) -> None:
         self.host = host
         self.guests = tuple(guests)
+        #: what the running guests hold now, when the source is live (or a snapshot of one
+        #: with its live files): the simulation then starts from it (core/whatif.py)
+        self.live = live if live is not None and live.guests else None
         #: the guests whose findings are wanted (``None``: all).  Only rules whose findings
         #: for a guest depend on nothing but that guest and the findings of the rules they
         #: read may skip the others (NG102); a re-audit that verifies a group sets it
@@ -216,8 +221,10 @@ class Context:
 
     @cached_property
     def sim_host(self) -> SimHost:
-        """The host as ``numaguard simulate`` sees it."""
-        return sim_host(self.host, fallback=self.fallback,
+        """The host as ``numaguard simulate`` sees it; on a live host as it was before the
+        running guests took their memory (MemFree already counts it gone)."""
+        host = self.host if self.live is None else host_before_guests(self.host, self.live)
+        return sim_host(host, fallback=self.fallback,
                         min_free_kbytes=self.options.min_free_kbytes)
 
     @cached_property
@@ -225,10 +232,29 @@ class Context:
         return start_orders(self.guests, recorded=self.options.start_order,
                             random_orders=self.options.random_orders)
 
+    @property
+    def order_word(self) -> str:
+        """What an order of :attr:`orders` is: guests starting, or (live) guests growing."""
+        return "start order" if self.live is None else "growth order"
+
+    @property
+    def simulated(self) -> str:
+        """How the simulation was played, for the end of a finding."""
+        if self.live is None:
+            return "Simulated with every guest touching all its memory"
+        n = sum(1 for g in self.live.guests if g.name in self.guest_by_name)
+        return (f"Simulated from what the {n} running guest{'s' if n != 1 else ''} hold now, "
+                "every guest growing to its full size (shut-off ones starting)")
+
     @cached_property
     def prediction(self) -> Prediction:
-        """Every guest touching all its memory, in every start order (NG110)."""
-        return play_orders(self.sim_host, guest_step_map(self.host, self.guests), self.orders)
+        """Every guest touching all its memory, in every start order (NG110); on a live host
+        from what the running guests hold now, every guest growing to its full size
+        (:func:`~numaguard.core.whatif.predict_live`)."""
+        if self.live is None:
+            return play_orders(self.sim_host, guest_step_map(self.host, self.guests),
+                               self.orders)
+        return play_live(self.sim_host, self.host, self.guests, self.live, self.orders)
 
     @cached_property
     def _bound_by_nodeset(self) -> dict[frozenset[int], list[int]]:
@@ -302,6 +328,8 @@ class AuditResult:
     groups: tuple[Group, ...] = field(default=())
     #: what the simulator predicted in every start order NG110 played (None: NG110 not run)
     prediction: Prediction | None = None
+    #: the live state the simulation started from (``None``: every guest from nothing)
+    live: LiveState | None = None
 
     @property
     def orders(self) -> tuple[StartOrder, ...]:
@@ -347,7 +375,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
           fallback: dict[int, tuple[int, ...]] | None = None,
           verify_groups: int | None = None,
           live_guests: Iterable[Guest] = (),
-          focus: frozenset[str] | None = None) -> AuditResult:
+          focus: frozenset[str] | None = None,
+          live: LiveState | None = None) -> AuditResult:
     """Run every rule (or those in *only*) and return their findings, worst first, grouped
     by the change that clears them.
 
@@ -358,7 +387,8 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
     *verify_groups*: how many groups to verify by auditing again with their change applied
     (default :data:`VERIFY_GROUPS` up to :data:`VERIFY_GUESTS` guests, else none).
     *live_guests*: the running definitions, where the source has them (libvirt): NG112 compares
-    them with the persistent ones.
+    them with the persistent ones.  *live*: what the running guests hold now, where the source
+    has it (readers/live.py): NG110 and NG111 then start from it (:attr:`Context.prediction`).
     """
     from numaguard.core.rules import (  # noqa: F401  (register)
         cpu,
@@ -368,7 +398,7 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
         simulation,
     )
 
-    ctx = Context(host, guests, options or AuditOptions(), fallback, live_guests, focus)
+    ctx = Context(host, guests, options or AuditOptions(), fallback, live_guests, focus, live)
     wanted = set(only) if only is not None else None
     kept = _findings(ctx, wanted)
     flow = ctx.bound_flow
@@ -392,26 +422,28 @@ def audit(host: Host, guests: Iterable[Guest], options: AuditOptions | None = No
 
         def reaudit(changed: tuple[Guest, ...], rules: frozenset[str],
                     focus: frozenset[str]) -> tuple[Finding, ...]:
-            again = Context(host, changed, ctx.options, orders, ctx.live_guests.values(), focus)
+            again = Context(host, changed, ctx.options, orders, ctx.live_guests.values(), focus,
+                            ctx.live)
             return _findings(again, set(rules))
 
         found = verify(found, ctx.guests, reaudit, verify_groups)
     played = ctx.__dict__.get("prediction")
-    return AuditResult(host, ctx.guests, ctx.options, nodes, kept, found, played)
+    return AuditResult(host, ctx.guests, ctx.options, nodes, kept, found, played, ctx.live)
 
 
 def audit_inventory(inventory: Inventory, options: AuditOptions | None = None, *,
                     only: Iterable[str] | None = None,
-                    fallback: dict[int, tuple[int, ...]] | None = None) -> AuditResult:
+                    fallback: dict[int, tuple[int, ...]] | None = None,
+                    live: LiveState | None = None) -> AuditResult:
     """:func:`audit` of what a source read: the inventory's host facts (kernel release, numad,
     ``vm.min_free_kbytes``) and recorded start order replace those of *options*, and its
-    running definitions go to NG112."""
+    running definitions go to NG112; *live*, what its running guests hold now."""
     facts = inventory.facts
     opts = replace(options or AuditOptions(), kernel_release=facts.kernel_release,
                    numad_installed=facts.numad_installed,
                    min_free_kbytes=facts.min_free_kbytes, start_order=inventory.start_order)
     return audit(inventory.host, inventory.guests, opts, only=only, fallback=fallback,
-                 live_guests=inventory.live_guests)
+                 live_guests=inventory.live_guests, live=live)
 
 
 def _findings(ctx: Context, wanted: set[str] | None) -> tuple[Finding, ...]:

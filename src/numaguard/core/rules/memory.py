@@ -548,7 +548,7 @@ def preferred_spill(ctx: Context) -> Iterator[Finding]:
             where = "no other node: the host has no room left for it"
         risk = ("; when every guest touches its memory the simulator predicts it is "
                 "OOM-killed (NG110)" if dies else
-                " — no OOM risk in the simulated start orders, but remote memory")
+                f" — no OOM risk in the simulated {ctx.order_word}s, but remote memory")
         yield Finding(
             "NG109", Severity.INFO,
             f"{u.label} ({size(u.size)} preferred on {nodes_text(ns)}) does not fit there "

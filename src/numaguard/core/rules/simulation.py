@@ -117,7 +117,7 @@ def _kill_fix(ctx: Context, kill: Kill) -> Fix | None:
 
 def _orders_text(ctx: Context, names: tuple[str, ...]) -> str:
     tried = len(ctx.orders)
-    return f"{len(names)} of the {tried} start order{'s' if tried > 1 else ''} tried"
+    return f"{len(names)} of the {tried} {ctx.order_word}{'s' if tried > 1 else ''} tried"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +152,8 @@ def _kill_findings(ctx: Context) -> Iterator[Finding]:
     order's label, the cause of the kills of one binding and its fix — is made once per
     audit: a large over-committed host has thousands of kills."""
     tried = len(ctx.orders)
-    of_tried = f" of the {tried} start order{'s' if tried > 1 else ''} tried"
+    of_tried = f" of the {tried} {ctx.order_word}{'s' if tried > 1 else ''} tried"
+    simulated = ctx.simulated
     sizes: dict[str, str] = {}
     labels: dict[int, str] = {}   # by id(): hashing an order hashes its guests
     causes: dict[tuple[str, str, tuple[int, ...]], _Cause] = {}
@@ -202,11 +203,13 @@ def _kill_findings(ctx: Context) -> Iterator[Finding]:
                 head = (f"{victim} ({vsize}) will be OOM-killed as it grows: it is "
                         f"{cause.binding} and {where} cannot hold it")
         evidence["order"] = label
+        if ctx.live is not None:
+            evidence["growth"] = True   # played from what the running guests hold now
         evidence["orders_killing"] = len(kill.orders)
         evidence["orders_tried"] = tried
         yield Finding("NG110", Severity.CRITICAL,
-                      f"{head}.  Simulated with every guest touching all its memory: killed "
-                      f"in {len(kill.orders)}{of_tried} (first: {label}).",
+                      f"{head}.  {simulated}: killed in {len(kill.orders)}{of_tried} "
+                      f"(first: {label}).",
                       guests, nodes, evidence, cause.fix)
 
 
@@ -216,8 +219,7 @@ def failure_message(ctx: Context, f: Failure) -> str:
     why = ("its hugepage pools are short (see NG301)" if pages else
            "no node it may use has room and no task is left to kill")
     return (f"{f.guest}: {size(f.failed_bytes)} of its memory cannot be placed — {why}.  "
-            f"Simulated with every guest touching all its memory: in "
-            f"{_orders_text(ctx, f.orders)} (first: {f.order.label}).")
+            f"{ctx.simulated}: in {_orders_text(ctx, f.orders)} (first: {f.order.label}).")
 
 
 @rule("NG110", "simulated-oom-kill")
@@ -241,6 +243,15 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
     QEMU under an emulated-NUMA kernel: a guest bound to node 1 was killed for node 0's OOM,
     freeing nothing there, and then the guest that asked died too.
 
+    On a live host (this machine, a libvirt URI of it, or a snapshot with its captured live
+    files) the question is what happens from now: the host is taken back to before the running
+    guests (each node's MemFree plus what they hold there), what each running guest holds is
+    put back on the nodes it is on (``/proc``, its memory cgroup: readers/live.py), and then
+    each grows to its full size under its own policy, in the same kinds of orders over the
+    running guests ("growth orders").  Shut-off guests are not played (NG101/NG111 still count
+    them); what a guest holds includes QEMU's own memory, so the rest it may still touch is
+    that much smaller (core/whatif.py).
+
     Severity: always **critical**.
 
     Fix: for a kill under a strict binding (constraint ``memory-policy`` or ``cpuset``), the
@@ -260,6 +271,7 @@ def simulated_oom(ctx: Context) -> Iterator[Finding]:
             "NG110", Severity.CRITICAL, failure_message(ctx, failure),
             guests=(failure.guest,),
             evidence={"failed_bytes": failure.failed_bytes, "order": failure.order.label,
+                      **({"growth": True} if ctx.live is not None else {}),
                       "orders_failing": len(failure.orders), "orders_tried": len(ctx.orders)},
             fix=fix)
 
@@ -330,13 +342,14 @@ def _fate(ctx: Context, guests: frozenset[str]) -> str:
                 seen.add(id(k))
                 kills.append(k)
     n = len(ctx.orders)
+    word = ctx.order_word
     if not kills:
-        return (f"the simulator kills no one for them in the {n} start order"
+        return (f"the simulator kills no one for them in the {n} {word}"
                 f"{'s' if n != 1 else ''} it tried (swap and the other nodes absorb it)")
     parts = []
     for k in kills[:3]:
         who = (f"{k.victim} is OOM-killed when {k.trigger} grows" if k.innocent
                else f"{k.victim} is OOM-killed as it grows")
-        parts.append(f"{who} ({len(k.orders)} of {n} start orders)")
+        parts.append(f"{who} ({len(k.orders)} of {n} {word}s)")
     more = f", and {len(kills) - 3} more kills" if len(kills) > 3 else ""
     return "the simulator predicts: " + "; ".join(parts) + more + " (NG110)"
