@@ -538,12 +538,22 @@ def with_free_memory(inventory: Inventory) -> Inventory:
 
 def live_root(source: Source, inventory: Inventory) -> str | None:
     """Where *source*'s live files are (``/proc``, the cgroups, libvirt's pid files:
-    :mod:`numaguard.readers.live`): ``/`` for this machine (no SOURCE, or a QEMU URI of
-    it), a snapshot's ``host/`` tree; ``None`` for a remote URI, or a path without them."""
+    :mod:`numaguard.readers.live`): ``/`` for this machine (no SOURCE, or its system QEMU
+    driver: ``qemu:///system``, ``qemu+unix:///system``), a snapshot's ``host/`` tree; ``None``
+    for a remote URI, another driver of this machine, or a path without them.
+
+    Only the system driver keeps its pid files in ``/run/libvirt/qemu`` (the run folder
+    :func:`numaguard.readers.live.read_live` reads); ``qemu:///session`` keeps them in
+    ``$XDG_RUNTIME_DIR/libvirt/qemu/run`` (libvirt's src/qemu/qemu_conf.c
+    ``virQEMUDriverConfigNew``: ``stateDir``), where a session guest named like a system one
+    would be read as the system one's process."""
     if isinstance(source, LocalSource):
         return LIVE_ROOT
     if isinstance(source, LibvirtSource):
-        return LIVE_ROOT if is_this_machine(source.uri) else None
+        from urllib.parse import urlsplit
+
+        system = urlsplit(source.uri).path.rstrip("/") == "/system"
+        return LIVE_ROOT if is_this_machine(source.uri) and system else None
     where = inventory.host_source
     if where is not None and os.path.isdir(where) and is_snapshot(where):
         where = os.path.join(where, "host")
