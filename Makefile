@@ -92,7 +92,15 @@ test-prometheus: $(STAMP)
 	if [ -n "$$why" ]; then echo "real-Prometheus test skipped: $$why"; \
 	else NUMAGUARD_PROMETHEUS=1 timeout 300 $(VENV)/bin/pytest -q -p no:cacheprovider tests/exporter/test_prometheus.py; fi
 
+# numastat -p beside the exporter's scrape (bench/live_bench.py, bench/numastat_tree.py):
+# Debian's numactl installed when root + apt are there; its row says why it did not run otherwise.
+BENCH_PACKAGES := numactl
 bench: $(STAMP) bytecode
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	fi
 	$(PY) bench/run.py
 
 # The kernel oracle (slow, not part of `make test`): boots Debian's 6.1 kernel under qemu (TCG)

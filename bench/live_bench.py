@@ -3,7 +3,13 @@ snapshot with generated live files), one full scrape (read the inventory, the li
 render the page), over the cgroup path (``memory.numa_stat``) and the numa_maps path (the same
 guests without ``memory.numa_stat``: ``/proc/PID/numa_maps`` of ~200 mappings each, QEMU's
 typical count), in process; the 95th percentile over the runs and the page's series count.
-``numastat -p`` cannot read a generated tree (it reads the live /proc), so it is not beside them.
+
+Beside them, ``numastat -p`` on the numa_maps tree's 500 PIDs: one whole ``numastat -p PID PID
+…`` process per run, inside a private mount namespace where the tree's ``proc/`` is /proc
+(bench/numastat_tree.py; root).  Its per-node MiB are checked against numaguard's numa_maps
+figures plus the libraries' page cache numastat counts and numaguard does not; a difference
+stops the benchmark.  The files are generated: neither numa_maps row includes the kernel's
+page-table walk a live ``/proc/PID/numa_maps`` costs (~23 ms per GiB of guest, docs/live.md).
 
     PYTHONPATH=src .venv/bin/python bench/live_bench.py
 """
@@ -16,19 +22,25 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import numastat_tree
 from bench.timing import RUNS
 from tests.support.synth import synth_snapshot
 
 GUESTS, NODES = 500, 16
 MAPPINGS = 200   # QEMU maps its binary, ~50 libraries, guest RAM, heaps, stacks
+LIB_MAPPED, LIB_ANON = 40, 3   # pages of each library mapping: mapped (page cache), anon (CoW)
+PAGE = 4096
 
 
 def live_tree(snapshot: str, *, cgroup: bool) -> None:
-    """Every guest of *snapshot* running: libvirt's pid file, a v2 cgroup, and either its
-    ``memory.numa_stat`` or only its numa_maps; memory spread over two nodes."""
+    """Every guest of *snapshot* running: libvirt's pid file (guest ``i`` of the sorted names
+    is PID 10,000 + i), a v2 cgroup, and either its ``memory.numa_stat`` or only its
+    numa_maps; memory spread over two of the snapshot's nodes (:func:`guest_nodes`)."""
     host = os.path.join(snapshot, "host")
+    nodes = node_count(snapshot)
     run = os.path.join(host, "run", "libvirt", "qemu")
     os.makedirs(run, exist_ok=True)
     names = sorted(f.removesuffix(".xml") for f in os.listdir(os.path.join(snapshot, "domains")))
@@ -41,12 +53,13 @@ def live_tree(snapshot: str, *, cgroup: bool) -> None:
         os.makedirs(proc, exist_ok=True)
         with open(os.path.join(proc, "cgroup"), "w") as fh:
             fh.write(f"0::/{scope}/libvirt/emulator\n")
-        a, b = i % NODES, (i + 1) % NODES
+        a, b = guest_nodes(i, nodes)
         pages = {a: 200_000 + i, b: 50_000}
         lines = []
         for m in range(MAPPINGS - 1):
-            lines.append(f"7f{m:010x}000 default file=/usr/lib/lib{m}.so anon=3 dirty=3 "
-                         f"mapped=40 N{a}=40 kernelpagesize_kB=4")
+            lines.append(f"7f{m:010x}000 default file=/usr/lib/lib{m}.so anon={LIB_ANON} "
+                         f"dirty={LIB_ANON} mapped={LIB_MAPPED} N{a}={LIB_MAPPED} "
+                         f"kernelpagesize_kB={PAGE // 1024}")
         per = " ".join(f"N{n}={p}" for n, p in sorted(pages.items()))
         lines.append(f"7fff00000000 bind:{a},{b} anon={sum(pages.values())} dirty=1 {per} "
                      "kernelpagesize_kB=4")
@@ -55,12 +68,28 @@ def live_tree(snapshot: str, *, cgroup: bool) -> None:
         cg = os.path.join(host, "sys", "fs", "cgroup", scope)
         os.makedirs(cg, exist_ok=True)
         if cgroup:   # the same bytes numa_maps counts: RAM, plus the libraries' anon pages
-            libs = 3 * 4096 * (MAPPINGS - 1)
-            anon = " ".join(f"N{n}={pages.get(n, 0) * 4096 + (libs if n == a else 0)}"
-                            for n in range(NODES))
-            zero = " ".join(f"N{n}=0" for n in range(NODES))
+            libs = LIB_ANON * PAGE * (MAPPINGS - 1)
+            anon = " ".join(f"N{n}={pages.get(n, 0) * PAGE + (libs if n == a else 0)}"
+                            for n in range(nodes))
+            zero = " ".join(f"N{n}=0" for n in range(nodes))
             with open(os.path.join(cg, "memory.numa_stat"), "w") as fh:
                 fh.write(f"anon {anon}\nfile {zero}\nshmem {zero}\n")
+
+
+def node_count(snapshot: str) -> int:
+    return sum(1 for e in os.listdir(os.path.join(snapshot, "host", numastat_tree.NODE_DIR))
+               if e.startswith("node") and e[4:].isdigit())
+
+
+def guest_nodes(i: int, nodes: int) -> tuple[int, int]:
+    """Guest *i*'s two nodes: its RAM's main one (with its libraries) and the second."""
+    return i % nodes, (i + 1) % nodes
+
+
+def page_cache(i: int, nodes: int) -> dict[int, int]:
+    """Bytes of guest *i*'s library mappings that are page cache (mapped, not anon): what
+    ``numastat -p`` counts and numaguard's numa_maps reader leaves out, per node."""
+    return {guest_nodes(i, nodes)[0]: (MAPPINGS - 1) * (LIB_MAPPED - LIB_ANON) * PAGE}
 
 
 def scrape_seconds(snapshot: str, runs: int) -> tuple[list[float], int]:
@@ -89,22 +118,83 @@ def p95(times: list[float]) -> float:
     return statistics.quantiles(times, n=20)[-1] if len(times) >= 2 else times[0]
 
 
+@dataclass(frozen=True)
+class Measured:
+    """:func:`measure`'s rows: ``scrape`` as :func:`rows` gives them, (label, p95 seconds,
+    series); ``numastat``: (label, p95 seconds or ``None`` when it could not run, what was
+    checked or, in one line, why it did not run)."""
+
+    scrape: list[tuple[str, float, int]]
+    numastat: tuple[str, float | None, str] | None
+
+
 def rows(runs: int = RUNS) -> list[tuple[str, float, int]]:
+    """The two scrape rows (cgroup path, numa_maps path)."""
+    return measure(runs, numastat=False).scrape
+
+
+def measure(runs: int = RUNS, *, guests: int = GUESTS, nodes: int = NODES,
+            numastat: bool = True) -> Measured:
+    """The scrape rows and, with *numastat*, numastat -p's on the numa_maps tree."""
     out = []
+    side = None
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.join(tmp, "base")
-        synth_snapshot(base, nodes=NODES, guests=GUESTS)
+        synth_snapshot(base, nodes=nodes, guests=guests)
         for label, cgroup in (("cgroup path (memory.numa_stat)", True),
                               ("numa_maps path", False)):
             snap = os.path.join(tmp, label.split()[0])
             shutil.copytree(base, snap)
             live_tree(snap, cgroup=cgroup)
             times, series = scrape_seconds(snap, max(runs, 5))
-            out.append((f"exporter scrape, {GUESTS} guests x {NODES} nodes, {label}",
+            out.append((f"exporter scrape, {guests} guests x {nodes} nodes, {label}",
                         p95(times), series))
-    return out
+        if numastat:
+            side = numastat_row(os.path.join(tmp, "numa_maps"), max(runs, 5))
+    return Measured(out, side)
+
+
+def numastat_row(snapshot: str, runs: int) -> tuple[str, float | None, str]:
+    """``numastat -p`` on every guest PID of *snapshot*'s numa_maps tree, *runs* times: its
+    per-node MiB must be numaguard's numa_maps figures plus the libraries' page cache
+    (:func:`page_cache`), else :class:`numastat_tree.NumastatMismatch`."""
+    from numaguard.readers.live import read_live
+
+    host = os.path.join(snapshot, "host")
+    state = read_live(host)
+    assert all(g.error is None and g.source == "numa_maps" for g in state.guests), state
+    pids = [g.pid for g in state.guests if g.pid is not None]
+    label = f"numastat -p, the same {len(pids)} PIDs"
+    why = numastat_tree.unavailable()
+    if why is None:
+        numastat_tree.prepare(host, pids)
+        try:
+            times, text = numastat_tree.run(host, pids, runs)
+        except numastat_tree.NumastatError as exc:
+            why = str(exc)
+    if why is not None:
+        return label, None, f"not run: {why}"
+    nodes = node_count(snapshot)
+    expected = {}
+    for g in state.guests:
+        assert g.pid is not None
+        per_node = dict(g.per_node)
+        for node, cache in page_cache(g.pid - 10_000, nodes).items():
+            per_node[node] = per_node.get(node, 0) + cache
+        expected[g.pid] = per_node
+    numastat_tree.check(numastat_tree.parse(text), expected)
+    cache = sum(page_cache(0, nodes).values()) / numastat_tree.MiB
+    return (label, p95(times), f"whole process; every PID's per-node MiB = numaguard's + "
+                               f"{cache:.2f} MiB of library page cache")
 
 
 if __name__ == "__main__":
-    for label, secs, series in rows():
+    measured = measure()
+    for label, secs, series in measured.scrape:
         print(f"{label:62} p95 {secs * 1000:8.1f} ms  {series:,} series")
+    if measured.numastat is not None:
+        label, secs, note = measured.numastat
+        if secs is None:
+            print(f"{label:62} {note}")
+        else:
+            print(f"{label:62} p95 {secs * 1000:8.1f} ms  {note}")

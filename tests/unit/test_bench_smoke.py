@@ -48,3 +48,22 @@ def test_the_scrape_benchmark_tree_reads_back(tmp_path):
         assert {g.source for g in state.guests} == {"cgroup-v2" if cgroup else "numa_maps"}
         figures.append({g.name: g.per_node for g in state.guests})
     assert figures[0] == figures[1]
+
+
+def test_the_scrape_benchmark_rows_and_numastat_beside_them():
+    """bench/live_bench.measure on a small tree: the two scrape rows as bench/run.py reads
+    them, and numastat -p's row — timed and checked against numaguard's figures (a mismatch
+    raises), or one line saying why it did not run here."""
+    sys.path.insert(0, str(ROOT))
+    from bench.live_bench import measure
+
+    measured = measure(1, guests=6, nodes=4)
+    assert [label.rsplit(", ", 1)[1] for label, _, _ in measured.scrape] == \
+        ["cgroup path (memory.numa_stat)", "numa_maps path"]
+    assert all(secs > 0 and series > 6 * 4 for _, secs, series in measured.scrape)
+    label, secs, note = measured.numastat
+    assert label == "numastat -p, the same 6 PIDs"
+    if secs is None:
+        assert note.startswith("not run: ") and "\n" not in note, note
+    else:
+        assert secs > 0 and "28.76 MiB of library page cache" in note, note
