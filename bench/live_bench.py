@@ -3,6 +3,8 @@ snapshot with generated live files), one full scrape (read the inventory, the li
 render the page), over the cgroup path (``memory.numa_stat``) and the numa_maps path (the same
 guests without ``memory.numa_stat``: ``/proc/PID/numa_maps`` of ~200 mappings each, QEMU's
 typical count), in process; the 95th percentile over the runs and the page's series count.
+Between two scrapes every guest's figures change (:func:`grow`, not timed), as on a live host:
+nothing the scrape caches can stand in for reading and auditing them.
 
 Beside them, ``numastat -p`` on the numa_maps tree's 500 PIDs: one whole ``numastat -p PID PID
 …`` process per run, inside a private mount namespace where the tree's ``proc/`` is /proc
@@ -67,13 +69,58 @@ def live_tree(snapshot: str, *, cgroup: bool) -> None:
             fh.write("\n".join(lines) + "\n")
         cg = os.path.join(host, "sys", "fs", "cgroup", scope)
         os.makedirs(cg, exist_ok=True)
-        if cgroup:   # the same bytes numa_maps counts: RAM, plus the libraries' anon pages
-            libs = LIB_ANON * PAGE * (MAPPINGS - 1)
-            anon = " ".join(f"N{n}={pages.get(n, 0) * PAGE + (libs if n == a else 0)}"
-                            for n in range(nodes))
-            zero = " ".join(f"N{n}=0" for n in range(nodes))
-            with open(os.path.join(cg, "memory.numa_stat"), "w") as fh:
-                fh.write(f"anon {anon}\nfile {zero}\nshmem {zero}\n")
+        if cgroup:
+            write_numa_stat(cg, nodes, a, pages, 0)
+
+
+#: the keys of a v2 ``memory.numa_stat`` as Debian's 6.1 prints them (27 lines), from the
+#: kernel oracle's capture
+NUMA_STAT_KEYS = tuple(line.split(" ", 1)[0] for line in open(os.path.join(  # noqa: SIM115
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "fixtures", "live",
+    "n3-bind-cpu2", "memory.numa_stat")).read().splitlines() if line)
+
+
+def write_numa_stat(cgroup_dir: str, nodes: int, a: int, pages: dict[int, int],
+                    grown: int) -> None:
+    """The guest's ``memory.numa_stat`` with every key the kernel prints: ``anon`` the bytes
+    numa_maps counts (RAM, plus the libraries' anon pages) and *grown* more pages on node *a*,
+    ``active_anon`` the same, ``pagetables`` and ``kernel_stack`` a little, the rest 0."""
+    libs = LIB_ANON * PAGE * (MAPPINGS - 1)
+    anon = {n: (pages.get(n, 0) + (grown if n == a else 0)) * PAGE + (libs if n == a else 0)
+            for n in range(nodes)}
+    small = {n: (4096 * 64 if n == a else 0) for n in range(nodes)}
+    lines = []
+    for key in NUMA_STAT_KEYS:
+        values = anon if key in ("anon", "active_anon") else small \
+            if key in ("pagetables", "kernel_stack") else dict.fromkeys(range(nodes), 0)
+        lines.append(key + " " + " ".join(f"N{n}={values[n]}" for n in range(nodes)))
+    with open(os.path.join(cgroup_dir, "memory.numa_stat"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def grow(snapshot: str, step: int) -> None:
+    """Between two scrapes, as on a live host: every guest holds *step* more pages (cgroup
+    tree: its ``memory.numa_stat``; numa_maps tree: its RAM mapping's counts)."""
+    host = os.path.join(snapshot, "host")
+    nodes = node_count(snapshot)
+    names = sorted(f.removesuffix(".xml") for f in os.listdir(os.path.join(snapshot, "domains")))
+    for i, name in enumerate(names):
+        a, b = guest_nodes(i, nodes)
+        pages = {a: 200_000 + i, b: 50_000}
+        cg = os.path.join(host, "sys", "fs", "cgroup",
+                          f"machine.slice/machine-qemu\\x2d{i + 1}\\x2d{name}.scope")
+        if os.path.exists(os.path.join(cg, "memory.numa_stat")):
+            write_numa_stat(cg, nodes, a, pages, step)
+            continue
+        path = os.path.join(host, "proc", str(10_000 + i), "numa_maps")
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+        pages[a] += step
+        per = " ".join(f"N{n}={p}" for n, p in sorted(pages.items()))
+        lines[-1] = (f"7fff00000000 bind:{a},{b} anon={sum(pages.values())} dirty=1 {per} "
+                     "kernelpagesize_kB=4")
+        with open(path, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
 
 
 def node_count(snapshot: str) -> int:
@@ -105,7 +152,8 @@ def scrape_seconds(snapshot: str, runs: int) -> tuple[list[float], int]:
     registry = registry_for(collector)
     times = []
     page = b""
-    for _ in range(runs):
+    for run in range(runs):
+        grow(snapshot, 256 * run)   # new figures at every scrape (not timed)
         t0 = time.perf_counter()
         page = generate_latest(registry)
         times.append(time.perf_counter() - t0)

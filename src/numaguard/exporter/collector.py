@@ -17,20 +17,28 @@ numaguard_node_memory_total_bytes         node                    nodes
 numaguard_node_memory_free_bytes          node                    nodes (where known)
 numaguard_node_bound_bytes                node                    nodes
 numaguard_node_headroom_bytes             node                    nodes
-numaguard_guest_memory_bytes              guest, node             live guests × nodes
+numaguard_guest_memory_bytes              guest, node             live guests × (nodes held
+                                                                  ∪ their own nodes) ≤ G × N
 numaguard_guest_locality_ratio            guest                   live guests
 numaguard_guest_read_error                guest                   live guests
 numaguard_guest_policy_info               guest, mode, nodeset,   guests × distinct policies
                                           implicit                (≤ cells)
 numaguard_finding_info                    rule, severity, guest   findings × their guests
-numaguard_predicted_oom_kills             victim, trigger         predicted kills
+numaguard_predicted_oom_kills             victim, trigger         predicted kills ≤ G × R
 numaguard_scrape_success                  —                       1
 numaguard_scrape_duration_seconds         —                       1
 ========================================  ======================  ==========================
 
-So a scrape has at most ``4·N + G·(N + 2 + C) + F + K + 2`` series for N nodes, G guests with
-up to C policy cells each, F (finding, guest) pairs and K predicted kills; 500 guests on 16
-nodes: 64 + 9,000 + 500·C + F + K.
+A guest's memory series are the nodes it holds memory on and its own nodes (its binding, else
+its vCPUs' nodes; core/capacity.home_nodes) even where it holds nothing yet, so that a locality
+panel has them; a node it neither holds nor owns has no series (``or on() vector(0)`` in
+PromQL): a guest bound to one node that holds memory on two has two series, not N.
+
+So a scrape has at most ``4·N + G·(H + 2 + C) + F + K + 2`` series for N nodes, G guests
+holding or owning up to H ≤ N nodes each, with up to C policy cells each, F (finding, guest)
+pairs and K ≤ G·R predicted kills (R: the orders played, 6 by default); 500 guests on 16 nodes
+each on 2: 64 + 2,000 + 500·C + F + K — and 64 + 9,000 + … when every guest spreads over all
+16.
 
 A failed read or audit gives ``numaguard_scrape_success 0`` (and the duration), never an
 exception out of :meth:`NumaguardCollector.collect` — client_python would answer 500 — and
@@ -182,15 +190,20 @@ def _live_families(result: AuditResult, live: LiveState) -> Iterator[Metric]:
     error = _gauge("guest_read_error", "1 if the guest's live memory could not be read",
                    ["guest"])
     guests = {g.name: g for g in result.guests}
-    node_ids = [n.id for n in live.nodes] or [n.id for n in result.host.nodes]
+    node_ids = frozenset(n.id for n in live.nodes) or result.host.node_ids
     for g in live.guests:
         error.add_metric([g.name], 1 if g.error is not None else 0)
         if g.error is not None:
             continue
-        for n in node_ids:
-            memory.add_metric([g.name, str(n)], g.on(n))
         defined = guests.get(g.name)
-        ratio = g.locality(home_nodes(result.host, defined) if defined is not None else None)
+        home = home_nodes(result.host, defined) if defined is not None else None
+        held: dict[int, int] = {}
+        for n, b in (*g.per_node, *g.hugepages_per_node):
+            held[n] = held.get(n, 0) + b
+        # the nodes it holds memory on, and its own nodes even at 0 (absent: 0 bytes)
+        for n in sorted(held.keys() | ((home or frozenset()) & node_ids)):
+            memory.add_metric([g.name, str(n)], held.get(n, 0))
+        ratio = g.locality(home)
         if ratio is not None:
             locality.add_metric([g.name], ratio)
     yield from (memory, locality, error)

@@ -65,6 +65,9 @@ RUN_DIR = "run/libvirt/qemu"
 
 _NODE_NAME = re.compile(r"node([0-9]+)")
 _NODE_COUNT = re.compile(r"N([0-9]+)=([0-9]+)")
+# a line's counts as the kernel prints them (``N0=123 N1=0``): at most 4-digit nodes and 18-digit
+# values (below 2**63), single spaces; anything else is read item by item
+_NODE_COUNTS = re.compile(r"(?:N[0-9]{1,4}=[0-9]{1,18}(?: N[0-9]{1,4}=[0-9]{1,18})*)?")
 # the guest's own cgroup: libvirt without systemd / with systemd (machined's scope)
 _GUEST_CGROUP = re.compile(r"qemu-[0-9]+-.+\.libvirt-qemu|machine-qemu.+\.scope")
 _HUGETLB_STAT = re.compile(r"hugetlb\.([0-9]+[KMG]B)\.numa_stat")
@@ -243,7 +246,8 @@ class LiveReader:
         return found
 
     def _memory_numa_stat(self, rel: str, v1: bool) -> dict[int, int]:
-        rows = _numa_stat(self._read(rel), self._path(rel), v1=v1)
+        rows = _numa_stat(self._read(rel), self._path(rel), v1=v1,
+                          wanted=_V1_KEYS if v1 else _V2_KEYS)
         if v1:
             keys = (("hierarchical_anon", "hierarchical_unevictable")
                     if "hierarchical_anon" in rows else ("anon", "unevictable"))
@@ -318,28 +322,57 @@ def _guest_cgroup(path: str) -> str:
     return path
 
 
-def _numa_stat(text: str, path: str, *, v1: bool) -> dict[str, dict[int, int]]:
+#: the lines of memory.numa_stat a guest's figure is made of (see _memory_numa_stat)
+_V2_KEYS = frozenset({"anon", "shmem"})
+_V1_KEYS = frozenset({"hierarchical_anon", "hierarchical_unevictable", "anon", "unevictable"})
+
+
+def _numa_stat(text: str, path: str, *, v1: bool,
+               wanted: frozenset[str] | None = None) -> dict[str, dict[int, int]]:
     """``key N0=… N1=…`` (v2) or ``key=total N0=…`` (v1, hugetlb) lines ->
-    ``{key: {node: value}}``; a malformed line is an error naming it."""
+    ``{key: {node: value}}``, of the keys *wanted* (``None``: all; the others are not parsed,
+    as a v2 file has 27 lines of which a guest's figure needs two); a malformed line read is
+    an error naming it."""
     rows: dict[str, dict[int, int]] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
-        fields = line.split()
-        if not fields:
+        head, _, rest = line.strip().partition(" ")
+        if not head:
             continue
-        key, _, total = fields[0].partition("=")
+        key, _, total = head.partition("=")
+        if wanted is not None and key not in wanted:
+            continue
         if v1 and total:
             decimal(total, field=key, limit=_MAX_COUNT, path=path, line=lineno)
-        counts = fields[1:]
-        values: dict[int, int] = {}
-        for item in counts:
-            m = _NODE_COUNT.fullmatch(item)
-            if m is None or len(m.group(1)) > 4 or int(m.group(1)) >= MAX_NODES:
-                raise ParseError(f"malformed entry {item[:40]!r} (expected N<node>=<number>)",
-                                 field=key, path=path, line=lineno)
-            value = decimal(m.group(2), field=key, limit=_MAX_COUNT, path=path, line=lineno)
-            values[int(m.group(1))] = value
-        rows[key] = values
+        rest = rest.strip()
+        if _NODE_COUNTS.fullmatch(rest):   # the kernel's own spelling: one regex, no checks
+            values = {int(n): int(v) for n, v in _NODE_COUNT.findall(rest)}
+            if not values or max(values) < MAX_NODES:
+                rows[key] = values
+                continue
+        rows[key] = _node_counts(rest.split(), key, path, lineno)
     return rows
+
+
+def _node_counts(items: list[str], key: str, path: str, lineno: int) -> dict[int, int]:
+    """``N<node>=<number>`` items -> ``{node: number}``: plain ones (a node below MAX_NODES,
+    at most 18 digits) directly, anything else through the checks that name it."""
+    values: dict[int, int] = {}
+    for item in items:
+        name, sep, digits = item.partition("=")
+        node = name[1:]
+        if (sep and name[:1] == "N" and 0 < len(node) <= 4 and node.isascii() and node.isdigit()
+                and 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit()):
+            n = int(node)
+            if n < MAX_NODES:
+                values[n] = int(digits)
+                continue
+        m = _NODE_COUNT.fullmatch(item)
+        if m is None or len(m.group(1)) > 4 or int(m.group(1)) >= MAX_NODES:
+            raise ParseError(f"malformed entry {item[:40]!r} (expected N<node>=<number>)",
+                             field=key, path=path, line=lineno)
+        values[int(m.group(1))] = decimal(m.group(2), field=key, limit=_MAX_COUNT, path=path,
+                                          line=lineno)
+    return values
 
 
 def parse_numa_maps(text: str, path: str) -> tuple[dict[int, int], dict[int, int]]:
