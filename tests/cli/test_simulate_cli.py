@@ -309,6 +309,24 @@ def test_a_snapshot_with_live_files_starts_from_what_the_guests_hold(capsys, tmp
         ["bind"] * len(held)
 
 
+def test_a_running_qemu_without_a_definition_is_host_memory(capsys, tmp_path):
+    """vm1's QEMU runs (its pid file and cgroup are captured) but its domain XML is gone: its
+    200 MiB stay what MemFree says (used), it is neither put back nor grown; the audit's
+    live state lists only the defined guests."""
+    snap = tmp_path / "article-host"
+    shutil.copytree(ARTICLE, snap)
+    (snap / "domains" / "vm1.xml").unlink()
+    _, doc = run_json(capsys, snap)
+    assert "vm1" not in {s["name"] for s in doc["steps"]}
+    assert {s["name"] for s in doc["steps"] if s["label"].endswith(" holds now")} == \
+        {"bigmem-preferred", "web-interleave"}
+    capsys.readouterr()
+    assert cli.main(["audit", str(snap), "--format", "json", "--fail-on", "never"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert sorted(g["name"] for g in audit["live"]["guests"]) == ["bigmem-preferred",
+                                                                  "web-interleave"]
+
+
 def test_order_goes_with_a_snapshot(capsys):
     rc, _, err = run(capsys, ROOT / "examples/scenarios/article-vm1-app.toml", "--order", "name")
     assert rc == 2 and err.startswith("numaguard simulate: ") and "--order" in err

@@ -102,6 +102,14 @@ def _scaled(pairs: list[tuple[Step, str]], held: int) -> list[tuple[Step, str]]:
     return out
 
 
+def of_guests(live: LiveState, guests: Sequence[Guest]) -> LiveState:
+    """*live* with only the running guests among *guests*: a QEMU the source has no definition
+    for stays what MemFree says it is (memory the host uses), not a guest to grow."""
+    names = {g.name for g in guests}
+    kept = tuple(g for g in live.guests if g.name in names)
+    return live if len(kept) == len(live.guests) else dataclasses.replace(live, guests=kept)
+
+
 def live_step_map(host: Host, guests: Sequence[Guest], live: LiveState
                   ) -> dict[str, list[tuple[Step, str]]]:
     """Per guest, what it still touches from now: a running guest what is missing of its memory

@@ -416,7 +416,7 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
     guests = load_guests(directory)
     meta = read_snapshot_meta(directory) if is_snapshot(directory) else None
     recorded = meta.start_order if meta is not None else None
-    live = _snapshot_live(directory, meta.running if meta is not None else None)
+    live = _snapshot_live(directory, meta.running if meta is not None else None, guests)
     if live is not None:
         sim = sim_host(host_before_guests(host, live),
                        min_free_kbytes=_snapshot_min_free_kbytes(directory))
@@ -424,15 +424,19 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
                             (directory, "domains/ is empty"), live)
 
 
-def _snapshot_live(directory: str, running: tuple[str, ...] | None) -> LiveState | None:
-    """A snapshot's captured live state (its ``host/`` has libvirt's run folder), if any."""
+def _snapshot_live(directory: str, running: tuple[str, ...] | None,
+                   guests: list[Guest]) -> LiveState | None:
+    """A snapshot's captured live state (its ``host/`` has libvirt's run folder) of its
+    *guests*, if any of them ran."""
+    from numaguard.core.whatif import of_guests
     from numaguard.readers.live import read_live
     from numaguard.readers.sources import has_live_files
 
     root = os.path.join(directory, "host")
     if not os.path.isdir(root) or not has_live_files(root):
         return None
-    state = read_live(root, None if running is None else [(n, None) for n in sorted(running)])
+    state = of_guests(read_live(root, None if running is None else
+                                [(n, None) for n in sorted(running)]), guests)
     return state if state.guests else None
 
 
@@ -443,8 +447,11 @@ def inventory_scenario(inventory: Inventory, *, order: str | None = None,
     start order *order* (default: the order the guests were started in, when the source
     knows it, else ``bound-last``); from what the running guests hold now with *live*."""
     host = inventory.host
-    if live is not None and not live.guests:
-        live = None
+    if live is not None:
+        from numaguard.core.whatif import of_guests
+
+        live = of_guests(live, inventory.guests)
+        live = live if live.guests else None
     sim = sim_host(host if live is None else host_before_guests(host, live),
                    min_free_kbytes=inventory.facts.min_free_kbytes)
     return _guests_scenario(host, sim, list(inventory.guests), inventory.start_order, order,

@@ -28,7 +28,7 @@ from numaguard.core.predict import Prediction, play_orders
 from numaguard.core.scenario import guest_step_map, sim_host
 from numaguard.core.simulate import SimHost
 from numaguard.core.verdict import AtRisk, Group, at_risk, groups, verify
-from numaguard.core.whatif import host_before_guests, play_live
+from numaguard.core.whatif import host_before_guests, of_guests, play_live
 from numaguard.model.guest import Guest
 from numaguard.model.inventory import Inventory
 from numaguard.model.live import LiveState
@@ -131,6 +131,8 @@ class Context:
         self.guests = tuple(guests)
         #: what the running guests hold now, when the source is live (or a snapshot of one
         #: with its live files): the simulation then starts from it (core/whatif.py)
+        if live is not None:
+            live = of_guests(live, self.guests)
         self.live = live if live is not None and live.guests else None
         #: the guests whose findings are wanted (``None``: all).  Only rules whose findings
         #: for a guest depend on nothing but that guest and the findings of the rules they
