@@ -1,7 +1,8 @@
 """Auditing a fleet: many hosts (snapshot paths and libvirt URIs) in one run, each under a deadline.
 
 :func:`audit_fleet` is what ``numaguard audit`` calls with several hosts (``-c URI -c URI``,
-``--hosts FILE``, several snapshots); :func:`read_hosts_file` reads ``--hosts FILE``.
+``--hosts FILE``, several snapshots); :func:`read_hosts_file` reads ``--hosts FILE``;
+:func:`file_sd_targets` (pure) makes the Prometheus file_sd target groups of ``--file-sd PATH``.
 
 The design (docs/fleet.md says more):
 
@@ -469,3 +470,98 @@ def targets_of(hosts_files: Iterable[str], connect: Iterable[str], paths: Iterab
     ``-c URI``, then the SOURCE paths."""
     targets = [t for f in hosts_files for t in read_hosts_file(f)]
     return [*targets, *connect, *paths]
+
+
+# -- Prometheus file_sd (pure: writers/file_sd.py writes the file) ------------------------------
+
+#: ``numaguard exporter``'s port (:data:`numaguard.exporter.serve.DEFAULT_LISTEN`; a test keeps
+#: the two equal: this module does not import the exporter, which needs prometheus_client)
+EXPORTER_PORT = 9177
+#: the one label of each target group: the URI the fleet audits the host by
+URI_LABEL = "numaguard_uri"
+
+#: a DNS name or an IPv4 literal (RFC 1123 labels; ``_`` is tolerated, as resolvers do)
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeTargets:
+    """What ``--file-sd`` writes: ``groups``, Prometheus file_sd target groups (``{"targets":
+    ["HOST:PORT"], "labels": {"numaguard_uri": URI}}``, one per host, in the order given),
+    and ``left_out``: (host, why) for each host that has no address to scrape."""
+
+    groups: tuple[Mapping[str, Any], ...]
+    left_out: tuple[tuple[str, str], ...]
+
+
+def scrape_address(uri: str, port: int) -> str | None:
+    """``HOST:PORT`` of the exporter on the host of a libvirt *uri*, or ``None`` when the URI
+    names no host (``qemu:///system``, ``qemu+unix:///system``, ``qemu+ssh:///system``: this
+    machine) or a host Prometheus could not dial.
+
+    libvirt's remote URIs are ``driver[+transport]://[username@][hostname][:port]/[path]
+    [?extraparameters]`` (https://libvirt.org/uri.html, "Remote URIs"): the user and the
+    transport's port (ssh's, libvirtd's TCP or TLS port) are dropped, *port* is the
+    exporter's.  An IPv6 literal keeps its brackets (``[::1]:9177``), as Go's
+    ``net.JoinHostPort`` writes it for Prometheus's ``__address__``."""
+    from ipaddress import IPv6Address
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:          # "[::1" and the like: urlsplit raises "Invalid IPv6 URL"
+        return None
+    if not host:
+        return None
+    # an IPv6 literal (RFC 3986: "[" IPv6address "]")
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        try:
+            literal = IPv6Address(unquote(host))   # a zone is written %25eth0 in a URI
+        except ValueError:
+            return None
+        return f"[{literal.compressed}]:{port}"
+    return f"{host}:{port}" if _HOST_NAME.fullmatch(host) else None
+
+
+def _no_host(uri: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        return not urlsplit(uri).hostname
+    except ValueError:
+        return False
+
+
+def file_sd_targets(targets: Sequence[str], port: int = EXPORTER_PORT) -> ScrapeTargets:
+    """The Prometheus file_sd target groups of a fleet's *targets* (snapshot paths and libvirt
+    URIs, as :func:`audit_fleet` takes them), each host's exporter on *port*.
+
+    Checked as :func:`audit_fleet` checks them (no host, or one given twice, is the same
+    error), so nothing is written for a run that would be refused.  Left out, with the
+    reason: a snapshot (no host to scrape), a URI of this machine or whose host Prometheus
+    could not dial, and a URI whose ``HOST:PORT`` an earlier URI already has (two groups with
+    one address would scrape the same exporter twice, as two series differing only in
+    ``numaguard_uri``).  The labels name the URI only: a label holding the audit's outcome
+    would change the series' identity whenever the outcome changes."""
+    _check_targets(targets)
+    if not 0 < port < 65536:
+        raise ParseError(f"expected a port from 1 to 65535, got {port}",
+                         field="--exporter-port")
+    groups: list[Mapping[str, Any]] = []
+    left_out: list[tuple[str, str]] = []
+    first: dict[str, str] = {}
+    for target in targets:
+        if not is_uri(target):
+            left_out.append((target, "a snapshot"))
+            continue
+        address = scrape_address(target, port)
+        if address is None:
+            left_out.append((target, "a URI of this machine: no host name" if _no_host(target)
+                             else "not a host name Prometheus can scrape"))
+        elif address in first:
+            left_out.append((target, f"{address} is already listed for {first[address]}"))
+        else:
+            first[address] = target
+            groups.append({"targets": [address], "labels": {URI_LABEL: target}})
+    return ScrapeTargets(tuple(groups), tuple(left_out))

@@ -68,6 +68,12 @@ def _workers_count(text: str) -> int:
     return int(text)
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: expected 1 to 65535")
+    return int(text)
+
+
 def _deadline(text: str) -> float:
     try:
         value = float(text)
@@ -118,10 +124,32 @@ def _audit_fleet(args: argparse.Namespace, opts: dict[str, Any], only: list[str]
         if given:
             raise NumaguardError(f"{flag} audits one host; a fleet run prints a summary table "
                                  "(text) or one JSON document")
+    if args.exporter_port is not None and args.file_sd is None:
+        raise NumaguardError("--exporter-port goes with --file-sd PATH")
     targets = targets_of(args.hosts or [], args.connect or [], args.sources)
+    if args.file_sd is not None:
+        _write_file_sd(args.file_sd, targets, args.exporter_port)
     return audit_fleet(targets, opts, only=only, fmt=args.format, fail_on=args.fail_on,
                        workers=args.workers, deadline=args.deadline, junit_path=args.junit,
                        width=_width(), color=_use_color())
+
+
+def _write_file_sd(path: str, targets: list[str], port: int | None) -> None:
+    """``--file-sd PATH``: the fleet's exporters as a Prometheus file_sd targets file, written
+    before any host is audited (it depends on the host list only: a host that cannot be
+    audited is still a target, and Prometheus's ``up`` says whether its exporter answers);
+    one line on stderr for the hosts left out."""
+    from numaguard.display import printable
+    from numaguard.fleet import EXPORTER_PORT, file_sd_targets
+    from numaguard.writers.file_sd import write_file_sd
+
+    scrape = file_sd_targets(targets, EXPORTER_PORT if port is None else port)
+    write_file_sd(path, scrape.groups)
+    if scrape.left_out:
+        shown = "; ".join(f"{printable(host)} ({why})" for host, why in scrape.left_out[:5])
+        more = f"; and {len(scrape.left_out) - 5} more" if len(scrape.left_out) > 5 else ""
+        sys.stderr.write(f"numaguard audit: {printable(path)}: {len(scrape.groups)} of "
+                         f"{len(targets)} hosts listed; left out: {shown}{more}\n")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -137,6 +165,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.junit is not None or args.workers is not None:
         raise NumaguardError("--junit and --workers go with a fleet run (--hosts FILE, "
                              "several -c URI or several snapshots)")
+    if args.file_sd is not None or args.exporter_port is not None:
+        raise NumaguardError("--file-sd and --exporter-port go with a fleet run (--hosts "
+                             "FILE, several -c URI or several snapshots)")
     connect = args.connect or []
     source = open_source(args.sources, connect[0] if connect else None)
     inventory = source.read()
@@ -179,6 +210,12 @@ def _audit_arguments(p: argparse.ArgumentParser) -> None:
                             "stopped and reported as timed out (default: 60)")
     fleet.add_argument("--junit", metavar="FILE",
                        help="also write a JUnit XML report for CI (one testcase per host)")
+    fleet.add_argument("--file-sd", metavar="PATH",
+                       help="also write a Prometheus file_sd targets file (NAME.json): each "
+                            "host's numaguard exporter, HOST:PORT from its URI (docs/fleet.md)")
+    fleet.add_argument("--exporter-port", metavar="PORT", type=_port,
+                       help="the port the hosts' numaguard exporter listens on, for "
+                            "--file-sd (default: 9177)")
     output = p.add_mutually_exclusive_group()
     output.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     output.add_argument("--nagios", action="store_true",
