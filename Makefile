@@ -73,7 +73,7 @@ libvirtd-deps:
 test-libvirtd: $(STAMP) $(VENV)/.libvirt libvirtd-deps
 	NUMAGUARD_LIBVIRTD=1 $(VENV)/bin/pytest -q -rs -p no:cacheprovider $(LIBVIRTD_TESTS)
 
-# The bounded form `make test` runs (5 tests, ~20 s), or the one line saying why it cannot.
+# The bounded form `make test` runs (7 tests, ~30 s), or the one line saying why it cannot.
 test-libvirtd-bounded: $(STAMP) $(VENV)/.libvirt libvirtd-deps
 	@why=$$($(PY) -c 'from tests.support.libvirtd import unavailable; print(unavailable() or "")'); \
 	if [ -n "$$why" ]; then echo "real-libvirtd tests skipped: $$why"; \
@@ -90,7 +90,7 @@ test-prometheus: $(STAMP)
 	fi
 	@why=$$($(PY) -c 'from tests.exporter.promstack import unavailable; print(unavailable() or "")'); \
 	if [ -n "$$why" ]; then echo "real-Prometheus test skipped: $$why"; \
-	else NUMAGUARD_PROMETHEUS=1 timeout 300 $(VENV)/bin/pytest -q -p no:cacheprovider tests/exporter/test_prometheus.py; fi
+	else NUMAGUARD_PROMETHEUS=1 timeout 300 $(VENV)/bin/pytest -q -p no:cacheprovider tests/exporter/test_prometheus.py tests/exporter/test_file_sd.py; fi
 
 # numastat -p beside the exporter's scrape (bench/live_bench.py, bench/numastat_tree.py):
 # Debian's numactl installed when root + apt are there; its row says why it did not run otherwise.
