@@ -368,9 +368,10 @@ def audit_fleet(targets: Sequence[str], options_kwargs: Mapping[str, Any], *,
     out.write(render.fleet_json(result) if fmt == "json"
               else render.fleet_text(result, width=width, color=color))
     if junit_path is not None:
-        from numaguard.writers.xml_patch import OUTPUT_MODE, write_atomic
+        from numaguard.writers.xml_patch import NO_FOLLOW_HINT, OUTPUT_MODE, write_atomic
 
-        write_atomic(junit_path, render.fleet_junit(result), mode=OUTPUT_MODE)
+        write_atomic(junit_path, render.fleet_junit(result), mode=OUTPUT_MODE,
+                     link_hint=NO_FOLLOW_HINT)
     return result.exit_code()
 
 

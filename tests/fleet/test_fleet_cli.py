@@ -69,6 +69,20 @@ def test_fleet_refusals(fleet_dir, capsys, extra, message):  # noqa: F811
     assert (code, out) == (2, "") and message in err and err.count("\n") == 1
 
 
+def test_a_junit_symlink_is_refused_before_any_host_with_a_hint_that_works(fleet_dir,  # noqa: F811
+                                                                            tmp_path, capsys):
+    """`audit` has no --follow-symlinks: the refusal must not suggest it, and comes before the
+    hosts are audited (nothing written, the link and its target untouched)."""
+    target = tmp_path / "real.xml"
+    target.write_text("keep")
+    link = tmp_path / "fleet.xml"
+    link.symlink_to(target)
+    code, out, err = run(capsys, "audit", *snapshots(fleet_dir, 2), "--junit", link)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert "is a symbolic link; nothing written" in err and "--follow-symlinks" not in err
+    assert target.read_text() == "keep" and link.is_symlink()
+
+
 def test_junit_and_workers_need_a_fleet(capsys):
     code, _, err = run(capsys, "audit", ARTICLE, "--junit", "x.xml")
     assert code == 2 and "--junit and --workers go with a fleet run" in err

@@ -127,6 +127,10 @@ def _audit_fleet(args: argparse.Namespace, opts: dict[str, Any], only: list[str]
     if args.exporter_port is not None and args.file_sd is None:
         raise NumaguardError("--exporter-port goes with --file-sd PATH")
     targets = targets_of(args.hosts or [], args.connect or [], args.sources)
+    if args.junit is not None:   # a symlink there is refused now, not after every host
+        from numaguard.writers.xml_patch import refuse_link
+
+        refuse_link(args.junit)
     if args.file_sd is not None:
         _write_file_sd(args.file_sd, targets, args.exporter_port)
     return audit_fleet(targets, opts, only=only, fmt=args.format, fail_on=args.fail_on,

@@ -21,12 +21,11 @@ regular file there: one line naming PATH, nothing written."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from numaguard.errors import SourceError
-from numaguard.writers.xml_patch import OUTPUT_MODE, write_atomic
+from numaguard.writers.xml_patch import NO_FOLLOW_HINT, OUTPUT_MODE, refuse_link, write_atomic
 
 #: what Prometheus reads as JSON (its parser is picked by the name's extension)
 SUFFIX = ".json"
@@ -45,9 +44,5 @@ def write_file_sd(path: str, groups: Iterable[Mapping[str, Any]]) -> None:
     if not path.endswith(SUFFIX):
         raise SourceError(path, f"a file_sd file Prometheus reads as JSON must end in {SUFFIX}; "
                           "nothing written")
-    if os.path.islink(path):
-        # write_atomic checks again in the pinned folder (a link planted meanwhile is refused
-        # there); its message suggests --follow-symlinks, which audit does not have
-        raise SourceError(path, "is a symbolic link; nothing written (give the path of the "
-                          "file itself: it is replaced by a rename)")
-    write_atomic(path, data, mode=OUTPUT_MODE)
+    refuse_link(path)
+    write_atomic(path, data, mode=OUTPUT_MODE, link_hint=NO_FOLLOW_HINT)

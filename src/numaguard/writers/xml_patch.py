@@ -102,9 +102,9 @@ def os_error(path: str, exc: OSError) -> SourceError:
     return SourceError(path, exc.strerror or str(exc))
 
 
-def _not_writable(path: str, mode: int) -> SourceError:
+def _not_writable(path: str, mode: int, link_hint: str = _SYMLINK_HINT) -> SourceError:
     if stat.S_ISLNK(mode):
-        return SourceError(path, _SYMLINK_HINT)
+        return SourceError(path, link_hint)
     return SourceError(path, f"is {file_kind(mode)}, not a regular file; nothing written")
 
 
@@ -226,16 +226,32 @@ def _folder_of(path: str, *, follow_symlinks: bool) -> Iterator[_Folder]:
 
 # --- writes -------------------------------------------------------------------------------------
 
-def write_atomic(path: str, data: bytes, *, mode: int, follow_symlinks: bool = False) -> None:
+#: what a command without ``--follow-symlinks`` says of a symlink it will not write through
+NO_FOLLOW_HINT = ("is a symbolic link; nothing written (give the path of the file itself: it is "
+                  "replaced by a rename)")
+
+
+def refuse_link(path: str) -> None:
+    """Before a long run whose output goes to *path*: a symlink there is one line now, not
+    after the run (:func:`write_atomic` checks again in the pinned folder, for a link planted
+    meanwhile)."""
+    if os.path.islink(path):
+        raise SourceError(path, NO_FOLLOW_HINT)
+
+
+def write_atomic(path: str, data: bytes, *, mode: int, follow_symlinks: bool = False,
+                 link_hint: str = _SYMLINK_HINT) -> None:
     """Create or replace *path* with *data* atomically: a temporary file beside *path* as
     given, fsync, ``rename``.  The file gets *mode* minus the umask and the caller's owner,
     also when it replaces an existing file (for output such as a plot: use
     :data:`OUTPUT_MODE`).  A symlink at *path* is refused, or with *follow_symlinks* the file
-    it points to is written (the link is kept); anything but a regular file is refused."""
+    it points to is written (the link is kept); anything but a regular file is refused.
+    *link_hint*: the refusal's words for a command that has no ``--follow-symlinks``
+    (:data:`NO_FOLLOW_HINT`)."""
     with signals_unwind(), _folder_of(path, follow_symlinks=follow_symlinks) as where:
         existing = where.lstat()
         if existing is not None and not stat.S_ISREG(existing.st_mode):
-            raise _not_writable(path, existing.st_mode)
+            raise _not_writable(path, existing.st_mode, link_hint)
         where.replace(where.temp(data, mode))
 
 
