@@ -8,8 +8,8 @@ Pure values built from a host and its guests:
   nearest first by the SLIT distance around each node (a "ball": the node and its k − 1
   nearest);
 * an :class:`Load` is what an option, a guest left as it is or a kept guest takes from each
-  node: ordinary memory (bytes, against :func:`~numaguard.core.capacity.capacities`: MemTotal
-  less hugepage pools less the host reserve), hugepages (pages of one size, against the node's
+  node: ordinary memory (bytes, against :func:`usable`: the audit's capacity — MemTotal less
+  hugepage pools less the host reserve — capped by what the node can give now), hugepages (pages of one size, against the node's
   pool of that size), pinned vCPUs (against the node's threads × the CPU over-commit ratio),
   and the remote-access cost Σ bytes × (distance − 10) between the nodes its vCPUs run on and
   the nodes its memory is on;
@@ -288,13 +288,28 @@ def restart_of(guest: Guest, running: bool | None, items: tuple[Item, ...]) -> R
     return Restart.COLD
 
 
+def usable(host: Host, reserve: Reserve = DEFAULT_RESERVE) -> dict[int, int]:
+    """Per node, the ordinary memory the plan may give guests: the audit's capacity (MemTotal
+    less hugepage pools less the host reserve: NG101/NG108), but no more than the host can give
+    now — MemFree above the *min* watermark plus the page cache reclaim can drop, as the
+    simulator (NG110) and NG111 count it: a host whose own processes hold memory on a node has
+    that much less there, and a plan filling the node to its capacity would be OOM-killed.  On
+    a live host pass the host before its running guests (core/whatif.host_before_guests)."""
+    from numaguard.core.scenario import sim_host
+
+    cap = capacities(host, reserve)
+    now = {n.id: max(0, n.free - n.watermark_min) + n.reclaimable
+           for n in sim_host(host).nodes}
+    return {n: min(c, now.get(n, c)) for n, c in cap.items()}
+
+
 def build(host: Host, guests: Iterable[Guest], *, keep: Iterable[str] = (),
           new: Iterable[Guest] = (), running: frozenset[str] | None = None,
           reserve: Reserve = DEFAULT_RESERVE, cpu_overcommit_ratio: float = 1.0,
           max_moves: int | None = None) -> Problem:
     """The problem of placing *guests* (and the *new* ones) on *host*, the guests named in
     *keep* staying as they are."""
-    capacity = capacities(host, reserve)
+    capacity = usable(host, reserve)
     pools = {(n.id, p.size): p.total for n in host.nodes for p in n.hugepages}
     cpu_limit = {n.id: len(n.cpus) * cpu_overcommit_ratio for n in host.nodes}
     keep = frozenset(keep)
