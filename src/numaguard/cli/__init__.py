@@ -147,7 +147,8 @@ SOURCE as for audit (a snapshot, or a topology source plus domain XMLs), or -c U
 
 exit codes:
   0  every guest placed and the planned host audits with no critical finding
-  1  some guest not placed (the proof says why), or the planned host keeps a critical finding
+  1  some guest not placed (the proof says why), or the planned host keeps a
+     critical finding
   2  bad input, unreadable source or bad option value (one line per problem)
   3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
 
