@@ -87,6 +87,7 @@ ERRORS = [
     (["rules", "NG101"], "unrecognized arguments: NG101"),
     (["fix"], "required: GUEST|FILE"),
     (["top", "-n", "0"], "invalid interval '0'"),
+    (["plan", str(ARTICLE), "--max-moves", "x"], "argument --max-moves"),
     (["exporter", "--listen", ":9177"], "--listen"),
     (["exporter", "/nonexistent", "--textfile", "x.prom"], "/nonexistent: no such file"),
     (["fix", VM1, "--mode", "sideways"], "argument --mode"),
@@ -122,7 +123,7 @@ def test_every_sub_command_is_covered():
     commands = {a.dest for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions}
     assert {argv[0] for argv, _ in ERRORS} == {"topology", "guests", "snapshot", "audit",
                                                "simulate", "explain", "rules", "fix",
-                                               "top", "exporter"} == \
+                                               "top", "exporter", "plan"} == \
         set(commands)
 
 
@@ -155,7 +156,7 @@ def test_help_wraps_prose_and_keeps_examples(capsys, monkeypatch, command, epilo
 
 def test_help_of_every_sub_command_fits_80_columns(capsys, monkeypatch):
     for command in ("topology", "guests", "snapshot", "audit", "simulate", "explain", "rules",
-                    "fix"):
+                    "fix", "plan"):
         out = _help(capsys, monkeypatch, 80, command)
         epilog_lines = set(cli.EPILOG.splitlines()) | set(cli.AUDIT_EPILOG.splitlines()) | \
             set(cli.FIX_EPILOG.splitlines()) | set(cli.SIMULATE_EPILOG.splitlines())

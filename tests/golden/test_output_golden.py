@@ -49,6 +49,8 @@ SMALL: list[tuple[str, list[str]]] = [
     ("guests-n16", ["guests", N16, *JSON]),
     ("audit-n16", ["audit", N16, *JSON]),
     ("simulate-n16", ["simulate", N16, *JSON]),
+    # the greedy path: byte-identical without the optional highspy and across its versions
+    ("plan-article-host", ["plan", "examples/article-host", "--solver", "greedy", *JSON]),
 ]
 for _toml in sorted((ROOT / "examples" / "scenarios").glob("*.toml")):
     _path = str(_toml.relative_to(ROOT))

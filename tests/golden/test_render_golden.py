@@ -48,6 +48,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("guests-n16", ["guests", N16]),
     ("simulate-n16", ["simulate", N16]),
     ("simulate-compare-n16", ["simulate", N16, "--compare", ALL_MODES]),
+    ("plan-article-host", ["plan", "examples/article-host", "--solver", "greedy"]),
 ]
 for _toml in sorted((ROOT / "examples" / "scenarios").glob("*.toml")):
     _path = str(_toml.relative_to(ROOT))

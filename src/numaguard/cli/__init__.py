@@ -142,6 +142,24 @@ examples:
 """
 
 
+PLAN_EPILOG = """\
+SOURCE as for audit (a snapshot, or a topology source plus domain XMLs), or -c URI.
+
+exit codes:
+  0  every guest placed and the planned host audits with no critical finding
+  1  some guest not placed (the proof says why), or the planned host keeps a
+     critical finding
+  2  bad input, unreadable source or bad option value (one line per problem)
+  3  internal error: a bug in numaguard (NUMAGUARD_DEBUG=1 shows the traceback)
+
+examples:
+  numaguard plan examples/article-host
+  numaguard plan examples/article-host --format json
+  numaguard plan /srv/snapshots/hv07 --keep db --max-moves 2 --new new-guest.xml
+  numaguard plan -c qemu:///system --apply
+"""
+
+
 class _UsageError(Exception):
     """A bad command line: the CLI prints it as one line and exits with code 2."""
 
@@ -321,6 +339,12 @@ COMMANDS: tuple[tuple[str, ...], ...] = (
      ("Change one guest's NUMA memory tuning exactly: only <numatune> changes, every "
      "other byte of the domain XML is kept; the result is checked the way libvirt "
      "checks it, re-audited, and its effect explained."), FIX_EPILOG),
+    ("plan", "plan",
+     "place guests on NUMA nodes with a solver: nodes, mode, pins, and the changes as fixes",
+     ("Place every guest (and --new ones) on the host's nodes: its memory nodes, mode and "
+      "nodeset, its vCPU pins; the objective values with the solver's gap, independent "
+      "bounds, a proof when not every guest fits, the audit of the planned host and the "
+      "changes as numaguard fix and virsh lines (docs/plan.md)."), PLAN_EPILOG),
     ("exporter", "exporter",
      "serve the audit as Prometheus metrics (HTTP on loopback, or a node_exporter textfile)",
      ("Read SOURCE (or -c URI) again and audit it at every scrape: per-node memory, bound "
