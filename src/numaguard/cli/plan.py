@@ -5,8 +5,12 @@ changes as ``numaguard fix`` and ``virsh`` lines (``--apply``: define them throu
 The source is read as ``audit`` reads it (:func:`numaguard.readers.sources.open_source`).  The
 planned host is audited with every guest starting from nothing — what the host is after the
 cold restarts the plan asks for — so the live what-if of the running guests (``audit``'s
-``live_state``) is not used for it: the memory a running guest holds now is where its old
-binding put it.
+``live_state``) is not played: the memory a running guest holds now is where its old binding
+put it.  Where the source is live, the plan and that audit start from the host as it was
+before the running guests (each node's MemFree plus what they hold there:
+core/whatif.host_before_guests), else their memory would count twice.  Guests the plan cannot
+place are left out of the planned host's audit: they must go to another host (the proof says
+why), and the report says so.
 """
 
 from __future__ import annotations
@@ -207,6 +211,23 @@ def _apply(plan: Any, inventory: Any, backup_dir: str) -> list[str]:
     return said
 
 
+def _before_running_guests(source: Any, inventory: Any) -> tuple[Any, bool]:
+    """*inventory* with its host as before its running guests, where the source is live; and
+    whether its MemFree is then the host's own (the plan may cap a node's room by it): not
+    when guests run that the source cannot give back (a remote URI, libvirt's test driver)."""
+    from dataclasses import replace
+
+    from numaguard.core.whatif import host_before_guests, of_guests
+    from numaguard.readers.sources import live_state
+
+    live = live_state(source, inventory)
+    if live is not None:
+        live = of_guests(live, inventory.guests)
+    if live is None or not live.guests:
+        return inventory, not inventory.running
+    return replace(inventory, host=host_before_guests(inventory.host, live)), True
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from numaguard.cli.audit import _audit_options
     from numaguard.core.findings import Severity
@@ -229,7 +250,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.apply and not isinstance(source, LibvirtSource):
         raise NumaguardError("--apply changes the definitions libvirt keeps: read the host "
                              "with -c URI")
-    inventory = source.read()
+    inventory, free_now = _before_running_guests(source, source.read())
     names = {g.name for g in inventory.guests}
     for name in keep:
         if name not in names:
@@ -239,8 +260,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     options = AuditOptions(**opts)
     result = make_plan(inventory, keep=keep, max_moves=args.max_moves, new=new,
                        objective=args.objective, time_limit=args.time_limit,
-                       options=options, solver=factory)
+                       options=options, solver=factory, free_now=free_now)
     after = result.apply(inventory, new)
+    unplaced = set(result.unplaced)
+    if unplaced:   # they leave the host: the planned host is the placed guests
+        after = after.with_guests(tuple(g for g in after.guests if g.name not in unplaced))
     audit = audit_inventory(after, AuditOptions(refs=command_refs(inventory), **opts))
     commands = guest_commands(result, inventory, {g.name: p for g, p in zip(new, new_paths,
                                                                              strict=True)},

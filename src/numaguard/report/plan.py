@@ -162,8 +162,13 @@ def _why_lines(report: PlanReport) -> list[tuple[str, str]]:
 def _audit_lines(report: PlanReport) -> list[str]:
     a = report.audit
     crit = [f for f in a.findings if f.severity is Severity.CRITICAL]
-    out = [f"audit: {counts_line(a)}"
-           + (": no critical finding" if not crit else "")]
+    out = []
+    if report.plan.unplaced:
+        out.append("without " + ", ".join(printable(g) for g in report.plan.unplaced)
+                   + ", which the plan cannot place here: move "
+                   + ("it" if len(report.plan.unplaced) == 1 else "them")
+                   + " to another host (see why above)")
+    out.append(f"audit: {counts_line(a)}" + (": no critical finding" if not crit else ""))
     out += [f"{f.rule} critical: {printable(f.message)}" for f in crit]
     pred = a.prediction
     if pred is None:

@@ -223,7 +223,7 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
          keep: Iterable[str] = (), max_moves: int | None = None, new: Iterable[Guest] = (),
          objective: str | Sequence[str] = STAGES, time_limit: float = 30.0,
          options: AuditOptions | None = None, running: frozenset[str] | None = None,
-         solver: Callable[[], Any] | str | None = AUTO) -> Plan:
+         solver: Callable[[], Any] | str | None = AUTO, free_now: bool = True) -> Plan:
     """Place the guests of *source* (an inventory, or a host with *guests*) and the *new* ones.
 
     *keep*: guests that stay as they are; *max_moves*: at most this many existing guests
@@ -232,7 +232,9 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
     solver in all; *options*: the audit's host reserve and CPU over-commit ratio; *running*:
     the running guests (an inventory's own by default; ``None``: unknown, taken as running);
     *solver*: a ``highspy.Highs`` factory, ``"auto"`` (highspy when installed) or ``None``
-    (greedy only).
+    (greedy only); *free_now*: cap each node's room by what it can give now (MemFree: see
+    :func:`~numaguard.core.plan.problem.usable`) — pass ``False`` when the host's MemFree
+    already excludes running guests' memory that the source cannot give back (a remote URI).
     """
     if isinstance(source, Inventory):
         host = source.host
@@ -247,7 +249,7 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
     new = tuple(new)
     problem = build(host, guest_list, keep=keep, new=new, running=running,
                     reserve=opts.host_reserve, cpu_overcommit_ratio=opts.cpu_overcommit_ratio,
-                    max_moves=max_moves)
+                    max_moves=max_moves, free_now=free_now)
     factory = load_highs() if solver == AUTO else solver
     seed = greedy(problem)
     decisions = seed

@@ -149,8 +149,9 @@ def proof(problem: Problem, decisions: Sequence[Decision], bnds: Bounds,
         i.unit.size for i in problem.items if i.unit.hugepage_size is None)
     if demand > cap:   # the whole host: no placement at all can help
         lines.append(f"the host: the guests need {format_bytes(demand)} of ordinary memory but "
-                     f"its nodes can give {format_bytes(cap)} after the hugepage pools and the "
-                     f"host reserve: {format_bytes(demand - cap)} short whatever the placement")
+                     f"its nodes can give {format_bytes(cap)} after the hugepage pools, the "
+                     "host reserve and what the host itself uses now: "
+                     f"{format_bytes(demand - cap)} short whatever the placement")
     for oc in short:
         if oc.nodes == frozenset(problem.capacity) and lines:
             continue   # the same cut as the host's line
@@ -158,7 +159,8 @@ def proof(problem: Problem, decisions: Sequence[Decision], bnds: Bounds,
         lines.append(f"{where}: the guests the plan may put only on {where} (one node when "
                      f"one holds it, else the fewest nearest) need {format_bytes(oc.demand)} "
                      f"(or pages) but {where} can give {format_bytes(oc.capacity)} after the "
-                     f"kept guests and the host reserve: {format_bytes(oc.shortfall)} short")
+                     f"kept guests, the host reserve and what the host uses: "
+                     f"{format_bytes(oc.shortfall)} short")
     for i in problem.items:
         if not i.options:
             lines.append(f"{i.unit.label}: {format_bytes(i.unit.size)} fits no set of nodes "

@@ -9,10 +9,10 @@ Pure values built from a host and its guests:
   nearest);
 * an :class:`Load` is what an option, a guest left as it is or a kept guest takes from each
   node: ordinary memory (bytes, against :func:`usable`: the audit's capacity — MemTotal less
-  hugepage pools less the host reserve — capped by what the node can give now), hugepages (pages of one size, against the node's
-  pool of that size), pinned vCPUs (against the node's threads × the CPU over-commit ratio),
-  and the remote-access cost Σ bytes × (distance − 10) between the nodes its vCPUs run on and
-  the nodes its memory is on;
+  hugepage pools less the host reserve — capped by what the node can give now), hugepages
+  (pages of one size, against the node's pool of that size), pinned vCPUs (against the node's
+  threads × the CPU over-commit ratio), and the remote-access cost Σ bytes × (distance − 10)
+  between the nodes its vCPUs run on and the nodes its memory is on;
 * a :class:`Choice` is one guest: its items, how it is now (``stay``: ``None`` when its current
   binding is not one the planner can vouch for) and what moving it costs.
 
@@ -306,10 +306,10 @@ def usable(host: Host, reserve: Reserve = DEFAULT_RESERVE) -> dict[int, int]:
 def build(host: Host, guests: Iterable[Guest], *, keep: Iterable[str] = (),
           new: Iterable[Guest] = (), running: frozenset[str] | None = None,
           reserve: Reserve = DEFAULT_RESERVE, cpu_overcommit_ratio: float = 1.0,
-          max_moves: int | None = None) -> Problem:
+          max_moves: int | None = None, free_now: bool = True) -> Problem:
     """The problem of placing *guests* (and the *new* ones) on *host*, the guests named in
     *keep* staying as they are."""
-    capacity = usable(host, reserve)
+    capacity = usable(host, reserve) if free_now else capacities(host, reserve)
     pools = {(n.id, p.size): p.total for n in host.nodes for p in n.hugepages}
     cpu_limit = {n.id: len(n.cpus) * cpu_overcommit_ratio for n in host.nodes}
     keep = frozenset(keep)
