@@ -149,3 +149,33 @@ def test_a_libvirt_group_member_audits_through_the_socket(conn: Any) -> None:
                          python=USER_PYTHON, user=user, cwd=Path("/tmp"))
         assert done.returncode == 0, done.stderr
         assert ours(json.loads(done.stdout)["guests"]) == [n("member-off"), n("member-run")]
+
+
+@full_only
+def test_plan_apply_defines_the_numatune_and_the_pins(conn: Any, tmp_path: Path) -> None:
+    """`numaguard plan -c URI --apply` on the real QEMU driver: a shut-off guest without a
+    <numatune> (the plan moves it: no binding it can vouch for) gets the plan's <numatune> and
+    its vCPU and emulator pins in the persistent XML (virDomainPinVcpuFlags/PinEmulator with
+    AFFECT_CONFIG); every other domain is kept (--keep), so nothing else on the daemon
+    changes."""
+    xml = guest_xml("plan").replace("<numatune><memory mode='strict' nodeset='0'/></numatune>",
+                                    "")
+    assert "<numatune>" not in xml
+    dom = conn.defineXML(xml)
+    others = [d.name() for d in conn.listAllDomains(0) if d.name() != n("plan")]
+    keep = [arg for name in others for arg in ("--keep", name)]
+    shown = numaguard("plan", "-c", URI, *keep, "--format", "json")
+    assert shown.returncode in (0, 1), shown.stderr
+    (mine,) = [p for p in json.loads(shown.stdout)["placements"] if p["guest"] == n("plan")]
+    assert mine["placed"] and mine["moved"] and mine["cpuset"]
+    done = numaguard("plan", "-c", URI, *keep, "--apply", "--backup-dir", str(tmp_path))
+    assert done.returncode in (0, 1), done.stderr
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    nodeset = ",".join(map(str, mine["nodeset"]))
+    assert f"<memory mode='{mine['mode']}' nodeset='{nodeset}'/>" in xml, xml
+    pinned = dom.vcpuPinInfo(libvirt.VIR_DOMAIN_AFFECT_CONFIG)[0]
+    assert {c for c, on in enumerate(pinned) if on} == set(mine["cpuset"])
+    emulator = dom.emulatorPinInfo(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    assert {c for c, on in enumerate(emulator) if on} == set(mine["cpuset"])
+    # two backups: before the <numatune> define (none yet), and before the pins (the new one)
+    assert sorted("<numatune>" in b.read_text() for b in tmp_path.iterdir()) == [False, True]

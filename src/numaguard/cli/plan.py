@@ -180,11 +180,13 @@ def guest_commands(plan: Any, inventory: Any, new_paths: dict[str, str], *,
     return tuple(out)
 
 
-def _apply(plan: Any, inventory: Any, backup_dir: str) -> list[str]:
+def _apply(plan: Any, inventory: Any, backup_dir: str) -> tuple[list[str], list[str]]:
     """Define every moved guest's ``<numatune>`` change through libvirt, as ``numaguard fix
-    --apply`` does (:class:`numaguard.writers.apply.LibvirtSession`); the lines that say what
-    was done."""
-    from numaguard.core.changes import SetMemnode, SetMemoryPolicy
+    --apply`` does, then its vCPU and emulator pins (``LibvirtSession.pin``: what ``virsh
+    vcpupin/emulatorpin --config`` do), each after a backup of the XML as it was
+    (:class:`numaguard.writers.apply.LibvirtSession`); the lines that say what was done, and
+    those that say what libvirt refused (the command then exits 2)."""
+    from numaguard.core.changes import PinEmulator, PinVcpus, SetMemnode, SetMemoryPolicy
     from numaguard.display import shell_join
     from numaguard.domxml.document import DomainDocument
     from numaguard.domxml.edit import NumatuneEdit
@@ -192,23 +194,34 @@ def _apply(plan: Any, inventory: Any, backup_dir: str) -> list[str]:
     from numaguard.writers.apply import LibvirtSession
 
     said: list[str] = []
+    failed: list[str] = []
     with LibvirtSession(inventory.uri) as session:
         for pl in plan.placements:
             if not pl.moved or pl.new:
                 continue
             memory = [c for c in pl.changes if isinstance(c, (SetMemoryPolicy, SetMemnode))]
-            if not memory:
-                continue
+            vcpus = {v: c.cpus for c in pl.changes if isinstance(c, PinVcpus) for v in c.vcpus}
+            emulator = next((c.cpus for c in pl.changes if isinstance(c, PinEmulator)), None)
             read = session.read(pl.guest)
-            fix = plan_fix(DomainDocument(read.xml, path=read.label),
-                           NumatuneEdit.from_changes(memory), inventory)
-            if not fix.changed:
-                continue
-            result = session.apply(read, fix, backup_dir=backup_dir)
-            said.append(f"defined {pl.guest}'s <numatune> on {session.uri}; the old XML is "
-                        f"in {result.backup} ({shell_join(['virsh', 'define', result.backup])}"
-                        " restores it)")
-    return said
+            if memory:
+                fix = plan_fix(DomainDocument(read.xml, path=read.label),
+                               NumatuneEdit.from_changes(memory), inventory)
+                if fix.changed:
+                    result = session.apply(read, fix, backup_dir=backup_dir)
+                    said.append(f"defined {pl.guest}'s <numatune> on {session.uri}; the old "
+                                f"XML is in {result.backup} "
+                                f"({shell_join(['virsh', 'define', result.backup])} restores "
+                                "it)")
+                    read = session.read(pl.guest)
+            if vcpus or emulator:
+                try:
+                    backup = session.pin(read, vcpus, emulator, backup_dir=backup_dir)
+                except NumaguardError as exc:   # libvirt refused, or a CPU it has not
+                    failed.append(f"{pl.guest}'s pins not changed: {exc}")
+                    continue
+                said.append(f"pinned {pl.guest}'s vCPUs and emulator on {session.uri} "
+                            f"(--config); the XML before the pins is in {backup}")
+    return said, failed
 
 
 def _before_running_guests(source: Any, inventory: Any) -> tuple[Any, bool]:
@@ -271,11 +284,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                               virsh_only=args.virsh)
     notes = [solver_note] if solver_note else []
     if args.apply:
-        done = _apply(result, inventory, args.backup_dir or ".")
-        notes += done or ["--apply: no <numatune> to define"]
-        if any(line.startswith("virsh ") for gc in commands for line in gc.lines):
-            notes.append("--apply defines <numatune> only: run the virsh lines above for the "
-                         "vCPU and emulator pins")
+        done, refused = _apply(result, inventory, args.backup_dir or ".")
+        notes += (done or ["--apply: nothing to define"]) + refused
     report = PlanReport(source.label, result, audit, commands, args.time_limit,
                         explain=args.explain, notes=tuple(notes))
     if args.virsh:
@@ -286,6 +296,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         _emit(report, args.format, "plan", module="plan")
     clean = result.complete and not any(f.severity is Severity.CRITICAL
                                         for f in audit.findings)
+    if args.apply and refused:
+        from numaguard.display import printable
+
+        for line in refused:
+            sys.stderr.write(f"numaguard plan: {printable(line)}\n")
+        return 2
     return EXIT_OK if clean else EXIT_FINDINGS
 
 

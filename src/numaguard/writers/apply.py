@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,6 +131,39 @@ class LibvirtSession(LibvirtConnection):
                 return ApplyResult(backup, active, None, str(exc))
             return ApplyResult(backup, active, live)
         return ApplyResult(backup, active, None)
+
+    def pin(self, read: DomainXML, vcpus: Mapping[int, frozenset[int]],
+            emulator: frozenset[int] | None, *, backup_dir: str = ".",
+            now: datetime | None = None) -> str:
+        """Pin vCPUs (*vcpus*: vCPU -> host CPUs) and QEMU's emulator threads in the persistent
+        definition read as *read*, as ``virsh vcpupin/emulatorpin --config`` do:
+        ``virDomainPinVcpuFlags`` / ``virDomainPinEmulator`` with ``VIR_DOMAIN_AFFECT_CONFIG``
+        (libvirt.org/html/libvirt-libvirt-domain.html).  The XML as read is saved first in
+        *backup_dir*; returns that file."""
+        if not os.path.isdir(backup_dir):
+            raise NumaguardError(f"{backup_dir}: --backup-dir is not a directory")
+        dom = self._lookup(read.uuid)
+        current = self._call(dom.XMLDesc, self._persistent)
+        if sha256(current.encode("utf-8")) != read.digest:
+            raise NumaguardError(f"{read.label}: the domain's XML changed since it was read; "
+                                 "no pin changed (run the command again)")
+        host_cpus = int(self._call(self.conn.getCPUMap)[0])
+        wanted = [*vcpus.values(), *([emulator] if emulator else [])]
+        if any(not cpus or max(cpus) >= host_cpus for cpus in wanted):
+            raise NumaguardError(f"{read.label}: a pin names a CPU the host does not have (it "
+                                 f"has {host_cpus}); no pin changed")
+        backup = save_new(backup_dir, f"{read.name.replace(os.sep, '_')}.numaguard-"
+                          f"{stamp(now)}", ".xml", read.xml)
+        flags = self.libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+        def cpumap(cpus: frozenset[int]) -> tuple[bool, ...]:
+            return tuple(c in cpus for c in range(host_cpus))
+
+        for vcpu, cpus in sorted(vcpus.items()):
+            self._call(dom.pinVcpuFlags, vcpu, cpumap(cpus), flags)
+        if emulator:
+            self._call(dom.pinEmulator, cpumap(emulator), flags)
+        return backup
 
     def _verify(self, read: DomainXML, plan: FixPlan, backup: str) -> None:
         dom = self._lookup(read.uuid)
