@@ -415,7 +415,7 @@ def main() -> None:
         print("highspy (numaguard[plan]) is not installed: the plan rows are the greedy "
               "heuristic's, no optimality claimed")
     sizes = REPLAN_SIZES[:3] if quick else REPLAN_SIZES
-    seeds = 1 if quick else 3
+    seeds = 1 if quick else 5
     nodes = GRID_NODES[:2] if quick else GRID_NODES
     t0 = time.perf_counter()
     results = run_all(replan_instances(sizes), lambda i: REPLAN_LIMIT, solver)
