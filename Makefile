@@ -104,8 +104,8 @@ bench: $(STAMP) bytecode
 	$(PY) bench/run.py
 
 # The planner against Nova's first fit and numad (bench/plan_bench.py, docs/plan-bench.md):
-# re-plans up to 16 nodes x 500 guests and the near-full grid, ~6 min on 2 cores; the solver
-# (highspy) comes with the test extra.  PLAN_BENCH_QUICK=1: a small subset (~1 min).
+# re-plans up to 16 nodes x 533 guests and 60 near-full grid instances, ~3 min on 2 cores; the
+# solver (highspy) comes with the test extra.  PLAN_BENCH_QUICK=1: a small subset.
 PLAN_BENCH_QUICK ?= 0
 bench-plan: $(STAMP) bytecode
 	PLAN_BENCH_QUICK=$(PLAN_BENCH_QUICK) $(PY) bench/plan_bench.py
