@@ -9,7 +9,7 @@ APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
 .PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table fuzz bytecode \
-  libvirtd-deps test-libvirtd test-libvirtd-bounded test-prometheus
+  libvirtd-deps test-libvirtd test-libvirtd-bounded test-prometheus bench-plan
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,13 @@ bench: $(STAMP) bytecode
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	fi
 	$(PY) bench/run.py
+
+# The planner against Nova's first fit and numad (bench/plan_bench.py, docs/plan-bench.md):
+# re-plans up to 16 nodes x 533 guests and 60 near-full grid instances, ~3 min on 2 cores; the
+# solver (highspy) comes with the test extra.  PLAN_BENCH_QUICK=1: a small subset.
+PLAN_BENCH_QUICK ?= 0
+bench-plan: $(STAMP) bytecode
+	PLAN_BENCH_QUICK=$(PLAN_BENCH_QUICK) $(PY) bench/plan_bench.py
 
 # The kernel oracle (slow, not part of `make test`): boots Debian's 6.1 kernel under qemu (TCG)
 # with emulated NUMA nodes, plays tests/oracle/scenarios/*.toml, re-records

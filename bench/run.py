@@ -29,7 +29,7 @@ from dataclasses import dataclass
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench import fleet_bench, live_bench, simulate_bench
+from bench import fleet_bench, live_bench, plan_bench, simulate_bench
 from bench.timing import RUNS, median_seconds
 from tests.support.synth import synth_snapshot
 
@@ -200,6 +200,11 @@ def main() -> None:
             else:
                 rows.append(Row(f"{name}, whole process (per-node MiB checked)", "", side,
                                 None))
+
+        # the planner (issue 14), in process: the bounded rows; `make bench-plan` is the full
+        # benchmark against Nova's first fit and numad
+        for name, target, secs, ok in plan_bench.rows():
+            rows.append(Row(name, target, secs, ok))
 
         split = where_the_time_goes(snap)
         hostile = [] if os.environ.get("BENCH_QUICK") == "1" else hostile_rows(tmp, floors)
