@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +27,10 @@ def test_200_concurrent_scrapes_share_the_audits():
 
     def inventory():
         reads.append(1)
+        # a host read as slow as a libvirt round trip with a few domains (~0.1 s): the example
+        # alone reads in ~5 ms, and how many scrapes then share one flight depended on how
+        # busy the machine was (97 reads for 200 scrapes on a loaded one)
+        time.sleep(0.1)
         return read_paths([str(EXAMPLE)])
 
     collector = NumaguardCollector(inventory, live=lambda inv: read_live(str(EXAMPLE / "host")))
