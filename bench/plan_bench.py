@@ -276,7 +276,8 @@ def balance_of(inst: Instance) -> float:
 def run_plan(inst: Instance, time_limit: float,
              solver: Callable[[], Any] | None) -> tuple[Result, Plan]:
     t0 = time.perf_counter()
-    p = plan(inst.inventory, time_limit=time_limit, options=inst.options, solver=solver)
+    p = plan(inst.inventory, time_limit=time_limit, options=inst.options, solver=solver,
+             clock=time.monotonic)
     secs = time.perf_counter() - t0
     placed = {pl.guest: (pl.changes if pl.placed else None) for pl in p.placements}
     m = measure(inst, placed)

@@ -19,6 +19,7 @@ import argparse
 import math
 import os
 import sys
+import time
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
 from numaguard.errors import NumaguardError, ParseError
@@ -273,7 +274,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     options = AuditOptions(**opts)
     result = make_plan(inventory, keep=keep, max_moves=args.max_moves, new=new,
                        objective=args.objective, time_limit=args.time_limit,
-                       options=options, solver=factory, free_now=free_now)
+                       options=options, solver=factory, free_now=free_now,
+                       clock=time.monotonic)
     after = result.apply(inventory, new)
     unplaced = set(result.unplaced)
     if unplaced:   # they leave the host: the planned host is the placed guests

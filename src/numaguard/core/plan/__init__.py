@@ -223,7 +223,8 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
          keep: Iterable[str] = (), max_moves: int | None = None, new: Iterable[Guest] = (),
          objective: str | Sequence[str] = STAGES, time_limit: float = 30.0,
          options: AuditOptions | None = None, running: frozenset[str] | None = None,
-         solver: Callable[[], Any] | str | None = AUTO, free_now: bool = True) -> Plan:
+         solver: Callable[[], Any] | str | None = AUTO, free_now: bool = True,
+         clock: Callable[[], float] | None = None) -> Plan:
     """Place the guests of *source* (an inventory, or a host with *guests*) and the *new* ones.
 
     *keep*: guests that stay as they are; *max_moves*: at most this many existing guests
@@ -234,8 +235,12 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
     *solver*: a ``highspy.Highs`` factory, ``"auto"`` (highspy when installed) or ``None``
     (greedy only); *free_now*: cap each node's room by what it can give now (MemFree: see
     :func:`~numaguard.core.plan.problem.usable`) — pass ``False`` when the host's MemFree
-    already excludes running guests' memory that the source cannot give back (a remote URI).
+    already excludes running guests' memory that the source cannot give back (a remote URI);
+    *clock* (seconds, e.g. ``time.monotonic``): *time_limit* is then the whole call's —
+    building the problem, the greedy seed and the explanations after the solver (a reserve of
+    2 %, at most 0.5 s) included — not HiGHS's run time alone.
     """
+    started = clock() if clock is not None else 0.0
     if isinstance(source, Inventory):
         host = source.host
         guest_list = tuple(source.guests if guests is None else guests)
@@ -257,8 +262,11 @@ def plan(source: Inventory | Host, guests: Iterable[Guest] | None = None, *,
     notes: list[str] = []
     if callable(factory):
         all_placed = all(d is not None for d in seed)
+        budget = time_limit
+        if clock is not None:   # what building and seeding took, and room for what follows
+            budget = max(0.05, time_limit - (clock() - started) - min(0.5, 0.02 * time_limit))
         found, stage_results = solve(problem, seed, factory=factory, objective=stages,
-                                     time_limit=time_limit, place_all=all_placed)
+                                     time_limit=budget, place_all=all_placed, clock=clock)
         if feasible(problem, found):
             decisions = found
         else:
