@@ -164,7 +164,8 @@ def proof(problem: Problem, decisions: Sequence[Decision], bnds: Bounds,
     for i in problem.items:
         if not i.options:
             lines.append(f"{i.unit.label}: {format_bytes(i.unit.size)} fits no set of nodes "
-                         "even on an empty host (capacity after the host reserve"
+                         "the plan may give it, even with no other guest (capacity after the "
+                         "host reserve and what the host uses"
                          + (", in its hugepage pools" if i.unit.hugepage_size else "") + ")")
     for kb in bnds.k_nodes:
         if kb.violated:
