@@ -53,9 +53,12 @@ param() {
 
 # Pure allocator placement: no NUMA balancing (it migrates pages), no THP (order-9 pages and a
 # raised min_free_kbytes).  The kernel command line already asks for both; make sure.
+# (run_qemu_oracle.py --thp always boots with transparent_hugepage=always: then THP stays on.)
 echo 0 > /proc/sys/kernel/numa_balancing 2>/dev/null
-echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
-echo never > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null
+if [ "$(param transparent_hugepage)" != always ]; then
+    echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+    echo never > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null
+fi
 # the shell and its helpers are never OOM victims (children inherit; hogs set their own)
 echo -1000 > /proc/self/oom_score_adj
 # keep kernel messages (OOM reports) off the console: the serial line carries our markers
@@ -187,7 +190,9 @@ qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
         pid=$(cat "$D/$name.pid" 2>/dev/null)
         rss=$(grep '^VmRSS' /proc/$pid/status 2>/dev/null | tr -dc 0-9)
         [ -n "$rss" ] || continue
-        cat /proc/$pid/numa_maps > "$D/s$idx.$name.last_numa_maps" 2>/dev/null
+        # keep the last non-empty look (a read as the OOM killer takes it comes back empty)
+        cat /proc/$pid/numa_maps > /run/look 2>/dev/null
+        [ -s /run/look ] && mv /run/look "$D/s$idx.$name.last_numa_maps"
         if [ "$rss" -ge "$kib" ] && [ "$rss" = "$last" ]; then same=$((same + 1)); else same=0; fi
         last=$rss
         [ $same -ge 2 ] && break

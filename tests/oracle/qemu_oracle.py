@@ -54,6 +54,11 @@ OVERHEAD_BEFORE = 4 * ol.MiB
 OVERHEAD_AFTER = 6 * ol.MiB
 
 
+def results_dir(thp: str = "never") -> Path:
+    """results/qemu/ for THP=never, results/qemu/thp-<mode>/ for the other boots."""
+    return RESULTS_DIR if thp == "never" else RESULTS_DIR / f"thp-{thp}"
+
+
 def load_qemu_scenarios(directory: Path = SCENARIO_DIR) -> list[ol.ScenarioFile]:
     return ol.load_scenarios(directory)
 
@@ -163,14 +168,17 @@ def _placed_at_kill(rec: dict[str, Any], name: str) -> None:
     """A QEMU the OOM killer took during its own step: the last look at its numa_maps is up
     to 0.3 s old (prealloc went on); the kill line's ``anon-rss`` (mm/oom_kill.c
     __oom_kill_process: MM_ANONPAGES at the kill) less its own anonymous memory is the guest RAM
-    it had.  Exact where the guest mapping had one node; several nodes keep the last look."""
+    it had.  Exact where the guest mapping had one node (or, without a look, is bound to one);
+    several nodes keep the last look."""
     kill = next((e for e in rec["oom_events"] if e.get("victim") == name
                  and "victim_anon_rss_kb" in e), None)
     guest = rec["placed"]
+    if not guest and rec.get("policy") == "bind" and str(rec.get("nodes")).isdigit():
+        guest = {str(rec["nodes"]): 0}
     if kill is None or len(guest) != 1:
         return
     at_kill = kill["victim_anon_rss_kb"] * ol.KiB - sum(rec["own_placed"].values())
-    rec["placed_last_look"] = dict(guest)
+    rec["placed_last_look"] = dict(rec["placed"])
     rec["placed"] = {next(iter(guest)): at_kill}
     rec["placed_source"] = "anon-rss of the kill line less own anonymous memory"
 

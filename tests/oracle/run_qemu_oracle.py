@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,27 +29,16 @@ sys.path.insert(0, str(REPO / "src"))
 
 from tests.oracle import oracle_lib as ol  # noqa: E402
 from tests.oracle import qemu_oracle as qo  # noqa: E402
-from tests.oracle.run_oracle import BUILD, QEMU, decode_run, kernel_package, log  # noqa: E402
-
-
-def build(no_apt: bool, plans: dict[str, str]) -> dict[str, str]:
-    pdir = BUILD / "oracle-qemu-plans"
-    pdir.mkdir(parents=True, exist_ok=True)
-    for old in pdir.glob("*.plan"):
-        old.unlink()
-    for b, text in plans.items():
-        (pdir / f"{b}.plan").write_text(text)
-    cmd = [str(HERE / "build_oracle.sh")] + (["--no-apt"] if no_apt else []) + ["--qemu",
-                                                                                 str(pdir)]
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "BUILD_DIR": str(BUILD)}).stdout
-    return dict(line.split("=", 1) for line in out.split() if "=" in line)
-
-
-def qemu_version(binary: str = QEMU) -> str:
-    out = subprocess.run([binary, "--version"], check=False, text=True,
-                         stdout=subprocess.PIPE).stdout
-    return out.splitlines()[0] if out else "?"
+from tests.oracle.run_oracle import (  # noqa: E402
+    BUILD,
+    QEMU,
+    boot,
+    build,
+    decode_run,
+    kernel_package,
+    log,
+    qemu_version,
+)
 
 
 def outer_command(s: ol.ScenarioFile, info: dict[str, str], b: str, thp: str) -> list[str]:
@@ -72,32 +57,17 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
     boots = ol.group_boots(scenarios)
     plans = {b: qo.plan_text(g) for b, g in boots.items()}
     logs = BUILD / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    info = {} if reparse else build(no_apt, plans)
+    info = {} if reparse else build(no_apt, plans, qemu=True)
     qver = qemu_version()
     qo.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for b, group in boots.items():
-        logf = logs / f"oracle-qemu-{b}.console.log"
-        metaf = logs / f"oracle-qemu-{b}.meta.json"
         if reparse:
-            meta = json.loads(metaf.read_text())
+            meta = json.loads((logs / f"oracle-qemu-{b}.meta.json").read_text())
+            run = decode_run(b, logs / f"oracle-qemu-{b}.console.log", meta)
         else:
-            cmd = outer_command(group[0], info, b, thp)
-            log(f"[{b}] booting ({len(group)} QEMU experiments): {shlex.join(cmd)}")
-            t0 = time.monotonic()
-            with open(logf, "wb") as out:
-                try:
-                    rc: int | str = subprocess.run(
-                        cmd, check=False, cwd=BUILD, stdin=subprocess.DEVNULL, stdout=out,
-                        stderr=subprocess.STDOUT, timeout=timeout).returncode
-                except subprocess.TimeoutExpired:
-                    rc = "timeout"
-            seconds = round(time.monotonic() - t0, 1)
-            log(f"[{b}] qemu exited rc={rc} after {seconds} s (log: {logf})")
-            meta = {"command": shlex.join(cmd), "seconds": seconds, "rc": rc,
-                    "kernel_release": info["KVER"]}
-            metaf.write_text(json.dumps(meta) + "\n")
-        run = decode_run(b, logf, meta)
+            run = boot(b, group, info, timeout, cmd=outer_command(group[0], info, b, thp),
+                       prefix="oracle-qemu")
+            meta = {"kernel_release": info["KVER"]}
         bootfiles = run["blocks"]["boot"]
         kernel = {"release": meta["kernel_release"],
                   "package": kernel_package(meta["kernel_release"]),
@@ -108,7 +78,7 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
         for s in group:
             exp = run["blocks"].get(f"exp {s.name}")
             if exp is None:
-                log(f"[{b}] {s.name}: no result (guest log: {logf})")
+                log(f"[{b}] {s.name}: no result (guest log: {logs}/oracle-qemu-{b}.console.log)")
                 continue
             m = {"recorded": datetime.date.today().isoformat(), "kernel": kernel,
                  "qemu": {"version": qver, "command": run["command"], "cwd": ".oracle-build",
@@ -118,8 +88,8 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
                           "root_node": qo.ROOT_NODE}}
             result = qo.experiment_result(s, bootfiles, exp, m)
             result.pop("_live", None)
-            suffix = "" if thp == "never" else f".thp-{thp}"
-            path = qo.RESULTS_DIR / f"{s.name}{suffix}.json"
+            path = qo.results_dir(thp) / f"{s.name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1) + "\n")
             log(f"[{b}] {s.name}: {path.relative_to(REPO)}")
 
@@ -127,12 +97,14 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
 def table() -> int:
     scenarios = {s.name: s for s in qo.load_qemu_scenarios()}
     bad = 0
-    for path in sorted(qo.RESULTS_DIR.glob("*.json")):
+    for path in sorted(qo.RESULTS_DIR.glob("*.json")) + sorted(
+            qo.results_dir("always").glob("*.json")):
         result = json.loads(path.read_text())
         scn = scenarios[result["scenario"]]
         cmp = qo.compare(result, scn)
         bad += not cmp.agree
-        print(f"{path.stem}: {'agree' if cmp.agree else 'DISAGREE'}")
+        thp = "" if path.parent == qo.RESULTS_DIR else " (THP=always)"
+        print(f"{path.stem}{thp}: {'agree' if cmp.agree else 'DISAGREE'}")
         print("  kernel:    " + "; ".join(cmp.kernel))
         print("  simulator: " + "; ".join(cmp.simulator))
         for p in cmp.problems:

@@ -21,6 +21,22 @@ from tests.oracle import qemu_oracle as qo
 
 SCENARIOS = {s.name: s for s in qo.load_qemu_scenarios()}
 RESULTS = {p.stem: p for p in sorted(qo.RESULTS_DIR.glob("*.json"))}
+THP_RESULTS = {p.stem: p for p in sorted(qo.results_dir("always").glob("*.json"))}
+
+#: THP=always runs the simulator does not follow, with the kernel behaviour (QEMU.md)
+THP_KNOWN = {
+    "qemu-n1-killed-for-n0": (
+        "vm2 bound to node 0 got 407 MiB of node 0's 410 MiB MemFree before its OOM: the "
+        "allocation that OOMs goes down to the min watermark (ALLOC_WMARK_MIN in the slow path, "
+        "24.1 MiB here with THP's min_free_kbytes of 79700) and takes the per-CPU lists (29.6 "
+        "MiB, outside MemFree); the simulator stops at MemFree less the low watermark (382 "
+        "MiB).  And vm1's own memory was 18 MiB, not 8: with THP=always QEMU's brk heap "
+        "came as huge pages in this boot (its 2 MiB-aligned extents faulted as 2 MiB pages)"),
+    "qemu-two-kill-other": (
+        "vm1's own memory was 19 MiB on node 1, not 8: with THP=always QEMU's brk heap came "
+        "as huge pages (3816 resident pages in numa_maps instead of 1029 with THP=never; 8 MiB "
+        "of own memory in the previous THP=always boot); the placements and the OOM agree"),
+}
 
 
 def _load(name: str) -> dict:
@@ -34,6 +50,22 @@ def test_simulator_agrees_with_the_kernel_running_qemu(name):
     assert cmp.agree, "\n".join(
         cmp.problems + ["kernel:    " + "; ".join(cmp.kernel),
                         "simulator: " + "; ".join(cmp.simulator)])
+
+
+def _thp_params():
+    return [pytest.param(name, id=name, marks=[pytest.mark.xfail(strict=True,
+                                                                 reason=THP_KNOWN[name])]
+                         if name in THP_KNOWN else []) for name in THP_RESULTS]
+
+
+@pytest.mark.parametrize("name", _thp_params())
+def test_simulator_agrees_with_the_kernel_running_qemu_thp_always(name):
+    """The THP=always boot at the THP=never tolerance (one boot each of two recorded: not yet a
+    measured spread); the disagreements are strict xfails with the kernel behaviour."""
+    result = json.loads(THP_RESULTS[name].read_text())
+    assert result["kernel"]["thp"].startswith("[always]")
+    cmp = qo.compare(result, SCENARIOS[result["scenario"]])
+    assert cmp.agree, "\n".join(cmp.problems)
 
 
 def test_every_qemu_scenario_is_recorded_and_current():
