@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 APT_PACKAGES := libvirt-dev pkg-config libvirt-clients libxml2-utils
 EXAMPLE := examples/article-host
 
-.PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table fuzz bytecode \
+.PHONY: demo test test-fast bench lint docs system-deps clean oracle oracle-table oracle-qemu fuzz bytecode \
   libvirtd-deps test-libvirtd test-libvirtd-bounded test-prometheus bench-plan
 
 $(STAMP): pyproject.toml
@@ -119,6 +119,13 @@ oracle: $(STAMP)
 
 oracle-table: $(STAMP)
 	$(PY) tests/oracle/run_oracle.py --table
+
+# Real QEMU guests inside the same kernel (tests/oracle/QEMU.md): packs Debian's
+# qemu-system-x86_64 into the oracle initramfs, runs tests/oracle/scenarios/qemu/*.toml (nested
+# QEMU -S with libvirt-style prealloc'd memory backends), re-records tests/oracle/results/qemu/ and
+# prints kernel vs simulator; ~50 s of qemu.  ORACLE_QEMU_ARGS="--no-apt" to skip apt.
+oracle-qemu: $(STAMP)
+	$(PY) tests/oracle/run_qemu_oracle.py $(ORACLE_QEMU_ARGS)
 
 # The mutation fuzzer at scale (tests/hostile/fuzz.py): FUZZ_RUNS mutated inputs (default
 # 20,000; the bounded run in `make test` takes 2,000) from seed FUZZ_SEED, every read-only command

@@ -16,7 +16,28 @@
 # or the end of the experiment (the simulator keeps a task's memory until it is freed).
 # After each step: per-node meminfo, /proc/meminfo, swap/OOM counters of /proc/vmstat, the
 # step's kernel log (dmesg -c) and every live hog's /proc/PID/numa_maps.
+#   step IDX NAME qemu POLICY NODES SIZE_KIB CPU_NODE CPUSET_MEMS OOM_ADJ API
+#                             (the initramfs of build_oracle.sh --qemu: qemu-system-x86_64 -S
+#                             with a libvirt-style prealloc'd memory-backend-ram of SIZE_KIB,
+#                             POLICY on host-nodes NODES; run as /bin/NAME, a symlink, so that
+#                             the OOM killer prints NAME; held until the experiment ends)
 export PATH=/bin:/sbin:/usr/bin
+# The QEMU initramfs (/etc/ng-qemu-root): the kernel unpacked it (54 MiB) on whichever node it
+# allocated from; copy it into a tmpfs bound to node ng.rootnode= and switch_root there, so the
+# file pages of qemu and its libraries sit on a known node and the unpacked copy is freed.
+if [ -f /etc/ng-qemu-root ] && [ -z "$NG_SWITCHED" ]; then
+    mount -t proc proc /proc
+    rootnode=0
+    for w in $(cat /proc/cmdline); do case "$w" in ng.rootnode=*) rootnode=${w#*=} ;; esac; done
+    umount /proc
+    mkdir -p /newroot
+    mount -t tmpfs -o "mpol=bind:$rootnode,size=128m" tmpfs /newroot
+    for e in /*; do
+        case "$e" in /proc|/sys|/dev|/newroot) mkdir -p "/newroot$e" ;; *) cp -a "$e" /newroot/ ;; esac
+    done
+    export NG_SWITCHED=$rootnode
+    exec switch_root /newroot /init
+fi
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -32,9 +53,12 @@ param() {
 
 # Pure allocator placement: no NUMA balancing (it migrates pages), no THP (order-9 pages and a
 # raised min_free_kbytes).  The kernel command line already asks for both; make sure.
+# (run_qemu_oracle.py --thp always boots with transparent_hugepage=always: then THP stays on.)
 echo 0 > /proc/sys/kernel/numa_balancing 2>/dev/null
-echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
-echo never > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null
+if [ "$(param transparent_hugepage)" != always ]; then
+    echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+    echo never > /sys/kernel/mm/transparent_hugepage/defrag 2>/dev/null
+fi
 # the shell and its helpers are never OOM victims (children inherit; hogs set their own)
 echo -1000 > /proc/self/oom_score_adj
 # keep kernel messages (OOM reports) off the console: the serial line carries our markers
@@ -118,6 +142,68 @@ hog_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ API
     done
 }
 
+json_nodes() { # "0-1,3" -> 0,1,3
+    out=""
+    for part in $(echo "$1" | tr ',' ' '); do
+        a=${part%-*}; b=${part#*-}
+        for n in $(seq "$a" "$b"); do out="$out${out:+,}$n"; done
+    done
+    echo "$out"
+}
+
+qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
+    idx=$1 name=$2 policy=$3 nodes=$4 kib=$5 cpun=$6 cpuset=$7 adj=$8
+    cpus=$(cat /sys/devices/system/node/node$cpun/cpulist)
+    cg=""
+    if [ "$cpuset" != "-" ]; then
+        cg=/sys/fs/cgroup/ng-$name
+        mkdir -p $cg
+        echo "$cg" >> /run/cgroups
+        cat /sys/devices/system/cpu/online > $cg/cpuset.cpus
+        echo "$cpuset" > $cg/cpuset.mems || say "cpuset.mems $cpuset failed"
+    fi
+    # the memory backend as libvirt 9 writes it (qemuBuildMemoryBackendProps: JSON -object,
+    # host-nodes + policy for <memnode>/<memory mode>, prealloc); one vCPU, so one prealloc thread
+    obj="{\"qom-type\":\"memory-backend-ram\",\"id\":\"ram-node0\",\"size\":$((kib * 1024))"
+    [ "$policy" != default ] && obj="$obj,\"host-nodes\":[$(json_nodes "$nodes")],\"policy\":\"$policy\""
+    obj="$obj,\"prealloc\":true}"
+    ln -sf /usr/bin/qemu-system-x86_64 /bin/$name
+    set -- -name "guest=$name,debug-threads=on" -S -no-user-config -nodefaults \
+        -machine pc,accel=tcg -cpu qemu64 -m "size=${kib}k" -smp 1,sockets=1,cores=1,threads=1 \
+        -object "$obj" -numa node,nodeid=0,cpus=0,memdev=ram-node0 \
+        -display none -monitor none -serial none
+    echo "$name $*" >> "$D/qemu.argv"
+    echo "$name" >> /run/hogs
+    rm -f "$D/$name.pid"
+    ( sh -c 'echo $$ > "$0"; echo "$1" > /proc/self/oom_score_adj
+             if [ -n "$2" ]; then echo $$ > "$2/cgroup.procs"; fi
+             c=$3 n=$4; shift 4; exec taskset -c "$c" "/bin/$n" "$@"' \
+        "$D/$name.pid" "$adj" "$cg" "$cpus" "$name" "$@" \
+        > "$D/s$idx.out" 2> "$D/s$idx.err" < /dev/null
+      echo $? > "$D/$name.rc" ) &
+    # ready: paused (-S) with guest RAM preallocated, i.e. VmRSS above the guest size and
+    # unchanged over three looks 0.3 s apart; or dead (OOM kill); at most ~5 min
+    t=0 last=-1 same=0
+    while [ ! -s "$D/$name.rc" ]; do
+        sleep 0.3
+        t=$((t + 1))
+        pid=$(cat "$D/$name.pid" 2>/dev/null)
+        rss=$(grep '^VmRSS' /proc/$pid/status 2>/dev/null | tr -dc 0-9)
+        [ -n "$rss" ] || continue
+        # keep the last non-empty look (a read as the OOM killer takes it comes back empty)
+        cat /proc/$pid/numa_maps > /run/look 2>/dev/null
+        [ -s /run/look ] && mv /run/look "$D/s$idx.$name.last_numa_maps"
+        if [ "$rss" -ge "$kib" ] && [ "$rss" = "$last" ]; then same=$((same + 1)); else same=0; fi
+        last=$rss
+        [ $same -ge 2 ] && break
+        if [ $t -gt 1000 ]; then
+            say "step $idx ($name) timed out"; echo timeout > "$D/s$idx.timeout"
+            kill -9 "$pid" 2>/dev/null
+            break
+        fi
+    done
+}
+
 hog_stop() { # NAME SIGNAL
     pid=$(cat "$D/$1.pid" 2>/dev/null)
     [ -n "$pid" ] && kill -"$2" "$pid" 2>/dev/null
@@ -149,6 +235,8 @@ run_exp() {
         vmcounters > $D/s$idx.before.vmstat
         if [ "$action" = alloc ]; then
             hog_start "$idx" "$name" "$policy" "$nodes" "$kib" "$cpun" "$cpuset" "$adj" "$api"
+        elif [ "$action" = qemu ]; then
+            qemu_start "$idx" "$name" "$policy" "$nodes" "$kib" "$cpun" "$cpuset" "$adj"
         else
             hog_stop "$name" TERM
         fi

@@ -45,14 +45,17 @@ def log(msg: str) -> None:
     print(f"[oracle] {msg}", file=sys.stderr, flush=True)
 
 
-def build(no_apt: bool, plans: dict[str, str]) -> dict[str, str]:
-    pdir = BUILD / "oracle-plans"
+def build(no_apt: bool, plans: dict[str, str], qemu: bool = False) -> dict[str, str]:
+    """build_oracle.sh with these plans; *qemu*: the initramfs with the QEMU payload
+    (run_qemu_oracle.py), its plans in their own folder."""
+    pdir = BUILD / ("oracle-qemu-plans" if qemu else "oracle-plans")
     pdir.mkdir(parents=True, exist_ok=True)
     for old in pdir.glob("*.plan"):
         old.unlink()
     for boot, text in plans.items():
         (pdir / f"{boot}.plan").write_text(text)
-    cmd = [str(HERE / "build_oracle.sh")] + (["--no-apt"] if no_apt else []) + [str(pdir)]
+    cmd = [str(HERE / "build_oracle.sh")] + (["--no-apt"] if no_apt else []) \
+        + (["--qemu"] if qemu else []) + [str(pdir)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
                          env={**os.environ, "BUILD_DIR": str(BUILD)}).stdout
     return dict(line.split("=", 1) for line in out.split() if "=" in line)
@@ -73,11 +76,15 @@ def qemu_version() -> str:
     return out.splitlines()[0] if out else "?"
 
 
-def boot(name: str, group: list[ol.ScenarioFile], info: dict[str, str], timeout: int) -> dict:
-    cmd = ol.qemu_command(group[0], info["KERNEL_IMAGE"], info["INITRD"], name, QEMU)
+def boot(name: str, group: list[ol.ScenarioFile], info: dict[str, str], timeout: int,
+         cmd: list[str] | None = None, prefix: str = "oracle") -> dict:
+    """One qemu run: *cmd* (default: the scenarios' ``ol.qemu_command``), its console in
+    logs/<prefix>-<name>.console.log and its meta beside it."""
+    if cmd is None:
+        cmd = ol.qemu_command(group[0], info["KERNEL_IMAGE"], info["INITRD"], name, QEMU)
     logs = BUILD / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    logf = logs / f"oracle-{name}.console.log"
+    logf = logs / f"{prefix}-{name}.console.log"
     log(f"[{name}] booting ({len(group)} experiments): {shlex.join(cmd)}")
     t0 = time.monotonic()
     with open(logf, "wb") as out:
@@ -90,7 +97,7 @@ def boot(name: str, group: list[ol.ScenarioFile], info: dict[str, str], timeout:
     log(f"[{name}] qemu exited rc={rc} after {seconds} s (log: {logf})")
     meta = {"command": shlex.join(cmd), "seconds": seconds, "rc": rc,
             "kernel_release": info["KVER"]}
-    (logs / f"oracle-{name}.meta.json").write_text(json.dumps(meta) + "\n")
+    (logs / f"{prefix}-{name}.meta.json").write_text(json.dumps(meta) + "\n")
     return decode_run(name, logf, meta)
 
 
