@@ -5,8 +5,10 @@ real libvirtd of :mod:`tests.support.libvirtd` (started now, or the one already 
 ``virsh -c qemu:///system domxml-to-native qemu-argv FILE`` for every domain XML and writes
 ``tests/oracle/qemu/argv/NAME.json``::
 
-    {"libvirt_version": "9.0.0", "qemu_version": "7.2.0", "domain": "tests/oracle/qemu/domains/NAME.xml",
-     "environment": ["LC_ALL", "PATH", ...], "argv": ["/usr/bin/qemu-system-x86_64", ...]}
+    {"libvirt_version": "9.0.0", "qemu_version": "7.2.22",
+     "domain": "tests/oracle/qemu/domains/NAME.xml",
+     "environment": ["LC_ALL", "PATH", ...],
+     "argv": ["/usr/bin/qemu-system-x86_64", ...]}
 
 ``argv`` is ``shlex.split`` of virsh's output from the emulator on; the environment assignments
 libvirt prints before it (``LC_ALL=C PATH=... HOME=...``) are the daemon's, not QEMU's memory
@@ -34,6 +36,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,9 +104,12 @@ def record(xmls: list[Path], uri: str = libvirtd.URI) -> list[Recording]:
     return out
 
 
-def capture(xmls: list[Path]) -> list[Recording]:
-    """Acquire the daemon (mounting a hugetlbfs first when starting it ourselves), record,
-    release it by its PID and unmount what was mounted."""
+@contextlib.contextmanager
+def session() -> Iterator[bool]:
+    """The daemon for a recording: acquired (after mounting a hugetlbfs on :data:`HUGETLBFS`
+    when this run starts it and none is mounted), released by its PID afterwards, and the
+    mount undone.  Yields whether a hugetlbfs was mounted when the daemon started (else a file
+    backed ``<hugepages>`` domain is refused)."""
     mounted = False
     if not hugetlbfs_mounted() and not libvirtd.answers():
         HUGETLBFS.mkdir(exist_ok=True)
@@ -113,7 +119,7 @@ def capture(xmls: list[Path]) -> list[Recording]:
     try:
         daemon = libvirtd.acquire()
         try:
-            return record(xmls)
+            yield mounted or (hugetlbfs_mounted() and daemon.started_now)
         finally:
             libvirtd.release(daemon)
     finally:
@@ -121,6 +127,12 @@ def capture(xmls: list[Path]) -> list[Recording]:
             subprocess.run(["umount", str(HUGETLBFS)], check=False, timeout=30)
             with contextlib.suppress(OSError):
                 HUGETLBFS.rmdir()
+
+
+def capture(xmls: list[Path]) -> list[Recording]:
+    """Record *xmls* in one :func:`session`."""
+    with session():
+        return record(xmls)
 
 
 def write(recordings: list[Recording], dest: Path = ARGV_DIR) -> list[Path]:
