@@ -238,10 +238,12 @@ def test_libvirt_still_makes_the_recorded_memory_layout() -> None:
         for path in RECORDED:
             data = json.loads(path.read_text())
             xml = ROOT / str(data["domain"])
-            if not hugetlbfs and path.stem == "hugepages":
-                with pytest.raises(RuntimeError, match="hugetlbfs"):
-                    capture_argv.native_argv(xml)
+            try:
+                _, argv = capture_argv.native_argv(xml)
+            except RuntimeError as exc:
+                # a daemon started without a hugetlbfs mount refuses a file backed <hugepages>
+                if hugetlbfs or path.stem != "hugepages" or "hugetlbfs" not in str(exc):
+                    raise
                 continue
-            _, argv = capture_argv.native_argv(xml)
             assert parse_qemu_argv(argv) == parse_qemu_argv(data["argv"]), path.stem
         assert capture_argv.versions() == (data["libvirt_version"], data["qemu_version"])

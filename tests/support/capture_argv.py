@@ -108,8 +108,9 @@ def record(xmls: list[Path], uri: str = libvirtd.URI) -> list[Recording]:
 def session() -> Iterator[bool]:
     """The daemon for a recording: acquired (after mounting a hugetlbfs on :data:`HUGETLBFS`
     when this run starts it and none is mounted), released by its PID afterwards, and the
-    mount undone.  Yields whether a hugetlbfs was mounted when the daemon started (else a file
-    backed ``<hugepages>`` domain is refused)."""
+    mount undone.  Yields ``True`` when the daemon was started now with a hugetlbfs mounted
+    (a file backed ``<hugepages>`` domain then works), ``False`` when it was started without
+    one (such a domain is refused), ``None`` when it was already running (either)."""
     mounted = False
     if not hugetlbfs_mounted() and not libvirtd.answers():
         HUGETLBFS.mkdir(exist_ok=True)
@@ -119,7 +120,7 @@ def session() -> Iterator[bool]:
     try:
         daemon = libvirtd.acquire()
         try:
-            yield mounted or (hugetlbfs_mounted() and daemon.started_now)
+            yield hugetlbfs_mounted() if daemon.started_now else None
         finally:
             libvirtd.release(daemon)
     finally:
