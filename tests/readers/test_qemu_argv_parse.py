@@ -63,6 +63,11 @@ def test_a_hand_written_command_line() -> None:
         "q35", None, True)
 
 
+def test_an_unknown_flag_does_not_swallow_the_next_option() -> None:
+    layout = parse_qemu_argv(["qemu", "-full-screen", "-m", "64", "-name", "g", "-smp", "2"])
+    assert layout.memory == 64 * 2**20 and layout.smp is not None and layout.smp.cpus == 2
+
+
 def test_sizes_and_opts() -> None:
     assert qemu_size("256", field="-m", default_suffix="m") == 256 * 2**20
     assert qemu_size("1.5k", field="x") == 1536

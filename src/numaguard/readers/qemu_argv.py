@@ -237,8 +237,10 @@ def _options(argv: Sequence[str]) -> Iterator[tuple[str, str]]:
             continue
         opt = "-" + arg.lstrip("-")     # QEMU accepts --opt for -opt
         opt = "-machine" if opt == "-M" else opt
-        if opt in _FLAGS:
-            yield opt, ""
+        unknown_flag = (opt not in _WITH_VALUE and i + 1 < len(argv)
+                        and argv[i + 1].startswith("-"))
+        if opt in _FLAGS or unknown_flag:   # an option we do not know, followed by an option,
+            yield opt, ""                   # took no value
             i += 1
             continue
         if i + 1 >= len(argv):
