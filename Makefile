@@ -57,7 +57,7 @@ test: lint $(STAMP) $(VENV)/.libvirt bytecode
 # (the -sysv package keeps systemd out; python3-libvirt/-lxml: the non-root user's interpreter).
 LIBVIRTD_PACKAGES := libvirt-daemon-system libvirt-daemon-system-sysv libvirt-daemon-driver-qemu \
   libvirt-clients qemu-system-x86 libvirt-dev pkg-config python3-libvirt python3-lxml
-LIBVIRTD_TESTS := tests/integration/test_libvirtd.py tests/integration/test_libvirtd_cli.py tests/integration/test_libvirtd_live.py
+LIBVIRTD_TESTS := tests/integration/test_libvirtd.py tests/integration/test_libvirtd_cli.py tests/integration/test_libvirtd_live.py tests/oracle/test_qemu_argv.py
 
 libvirtd-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
