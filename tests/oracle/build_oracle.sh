@@ -68,7 +68,7 @@ cp "$BUILD_DIR/hog" "$root/bin/hog"
 install -m 755 "$SCRIPT_DIR/oracle_init.sh" "$root/init"
 mkdir -p "$root/plans"
 cp "$plans"/*.plan "$root/plans/"
-for f in "$plans"/*.bin; do [[ -f $f ]] && cp "$f" "$root/plans/"; done
+for f in "$plans"/*.bin; do if [[ -f $f ]]; then cp "$f" "$root/plans/"; fi; done  # guest kernels
 initrd=oracle-initramfs.cpio.gz
 if ((do_qemu)); then
     qemu_payload "$root"
