@@ -31,7 +31,9 @@ plans=${1:?usage: build_oracle.sh [--no-apt] [--qemu] PLANS_DIR}
 
 QEMU_BIN=/usr/bin/qemu-system-x86_64
 QEMU_MODULE=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
-QEMU_FIRMWARE=(/usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin)
+# multiboot*.bin: the option ROM of -kernel with a multiboot image (qemu_chain.py's guest kernel)
+QEMU_FIRMWARE=(/usr/share/seabios/bios-256k.bin /usr/share/qemu/kvmvapic.bin
+               /usr/share/qemu/multiboot_dma.bin /usr/share/qemu/multiboot.bin)
 
 # qemu_payload ROOT: qemu-system-x86_64, its libraries (ldd, dereferenced), the TCG module and
 # the firmware it loads for `-machine pc`, at their host paths.
@@ -66,6 +68,7 @@ cp "$BUILD_DIR/hog" "$root/bin/hog"
 install -m 755 "$SCRIPT_DIR/oracle_init.sh" "$root/init"
 mkdir -p "$root/plans"
 cp "$plans"/*.plan "$root/plans/"
+for f in "$plans"/*.bin; do if [[ -f $f ]]; then cp "$f" "$root/plans/"; fi; done  # guest kernels
 initrd=oracle-initramfs.cpio.gz
 if ((do_qemu)); then
     qemu_payload "$root"

@@ -21,6 +21,9 @@
 #                             with a libvirt-style prealloc'd memory-backend-ram of SIZE_KIB,
 #                             POLICY on host-nodes NODES; run as /bin/NAME, a symlink, so that
 #                             the OOM killer prints NAME; held until the experiment ends)
+#   qarg NAME ARG             one argument of the QEMU command line step NAME runs instead of
+#                             the one above (qemu_chain.py: libvirt's own argv; ARG has no
+#                             spaces); the step then waits for VmRSS >= SIZE_KIB
 export PATH=/bin:/sbin:/usr/bin
 # The QEMU initramfs (/etc/ng-qemu-root): the kernel unpacked it (54 MiB) on whichever node it
 # allocated from; copy it into a tmpfs bound to node ng.rootnode= and switch_root there, so the
@@ -168,10 +171,15 @@ qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
     [ "$policy" != default ] && obj="$obj,\"host-nodes\":[$(json_nodes "$nodes")],\"policy\":\"$policy\""
     obj="$obj,\"prealloc\":true}"
     ln -sf /usr/bin/qemu-system-x86_64 /bin/$name
+    if [ -s "/run/qargv.$name" ]; then
+        set --
+        while IFS= read -r a; do set -- "$@" "$a"; done < "/run/qargv.$name"
+    else
     set -- -name "guest=$name,debug-threads=on" -S -no-user-config -nodefaults \
         -machine pc,accel=tcg -cpu qemu64 -m "size=${kib}k" -smp 1,sockets=1,cores=1,threads=1 \
         -object "$obj" -numa node,nodeid=0,cpus=0,memdev=ram-node0 \
         -display none -monitor none -serial none
+    fi
     echo "$name $*" >> "$D/qemu.argv"
     echo "$name" >> /run/hogs
     rm -f "$D/$name.pid"
@@ -281,7 +289,8 @@ PLAN=/plans/$(param ng.plan).plan
 EXP=""; SWAP=0; MINFREE=""; LIVE=""
 while read -r kw a b; do
     case "$kw" in
-        exp) EXP=$a; SWAP=0; MINFREE=""; LIVE=""; : > /run/steps ;;
+        exp) EXP=$a; SWAP=0; MINFREE=""; LIVE=""; : > /run/steps; rm -f /run/qargv.* ;;
+        qarg) echo "$b" >> "/run/qargv.$a" ;;
         swap) SWAP=$a ;;
         min_free_kbytes) MINFREE=$a ;;
         live) LIVE="$LIVE $a" ;;

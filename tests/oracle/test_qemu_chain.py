@@ -1,0 +1,125 @@
+"""The chain: domain XML -> libvirt's QEMU command line -> the real kernel -> numaguard.
+
+For every experiment of qemu_chain.CHAIN, tests/oracle/results/qemu/chain/NAME.json is what the
+kernel did (Debian 6.1 with 3 emulated nodes) when Debian's QEMU 7.2 ran the memory and NUMA
+part of the argv libvirt 9.0.0 wrote for a domain of tests/oracle/qemu/domains/
+(tests/oracle/qemu/argv/; ``run_qemu_oracle.py --chain`` re-records).  numaguard's prediction
+comes from the domain XML itself, not from a hand-written scenario: a snapshot directory of the
+oracle VM as measured (host/) and the domain XML with the same nodeset (domains/), played
+through ``numaguard simulate``'s path.  Guest RAM per guest and node within max(2 % of the
+guest's memory, 4 MiB); OOM events (victim, constraint) exactly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from numaguard.readers.sources import load_host
+from tests.oracle import oracle_lib as ol
+from tests.oracle import qemu_chain as qc
+
+CHAINS = qc.by_name()
+RECORDED = {c.name for c in qc.CHAIN if qc.load_result(c) is not None}
+
+
+def _result(name: str) -> dict:
+    result = qc.load_result(CHAINS[name])
+    assert result is not None
+    return result
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason=qc.CHAIN_KNOWN[n])]
+                 if n in qc.CHAIN_KNOWN else []) for n in sorted(RECORDED)])
+def test_numaguard_predicts_the_kernel_from_the_domain_xml(name, tmp_path):
+    cmp = qc.compare(CHAINS[name], _result(name), tmp_path / "snapshot")
+    assert cmp["agree"], cmp["problems"]
+
+
+def test_every_chain_experiment_is_recorded_with_the_argv_it_ran():
+    """A result per experiment, made from the argv this code builds today (a change to the
+    transformation or to the recorded libvirt argv needs `run_qemu_oracle.py --chain`)."""
+    assert set(CHAINS) == RECORDED, "run tests/oracle/run_qemu_oracle.py --chain"
+    for c in qc.CHAIN:
+        res = _result(c.name)
+        ran = {line.split(" ", 1)[0]: line.split(" ", 1)[1]
+               for s in res["steps"] if (line := f"{s['name']} {s.get('qemu_argv')}")}
+        for g in c.guests:
+            rec = res["chain"]["guests"][g.step]
+            argv, changes = qc.oracle_argv(g)
+            assert rec["argv_run"] == argv and rec["changes"] == changes, c.name
+            assert rec["domain_xml_run"] == g.xml(), c.name
+            # what /init logged it started is that argv (oracle_init.sh qemu.argv)
+            assert ran[g.step] == " ".join(argv), c.name
+        assert res["kernel"]["thp"].startswith("always madvise [never]"), res["kernel"]["thp"]
+        assert "6.1" in res["kernel"]["release"]
+
+
+def test_libvirts_memory_and_numa_part_is_kept_verbatim_but_the_nodes():
+    for c in qc.CHAIN:
+        for g in c.guests:
+            recorded, (run, _) = g.argv_recorded(), qc.oracle_argv(g)
+            for opt in ("-machine", "-m", "-smp", "-numa", "-cpu", "-accel", "-overcommit"):
+                assert _values(recorded, opt) == _values(run, opt), (g.domain, opt)
+            rec_objs = [json.loads(v) for v in _values(recorded, "-object")
+                        if json.loads(v)["qom-type"] != "secret"]
+            run_objs = [json.loads(v) for v in _values(run, "-object")]
+            assert len(rec_objs) == len(run_objs) >= 1
+            for a, b in zip(rec_objs, run_objs, strict=True):
+                assert a.get("host-nodes", [0]) == [0] and a.get("node-affinity", [0]) == [0]
+                keep = {k: v for k, v in a.items() if k not in ("host-nodes", "node-affinity")}
+                assert {k: v for k, v in b.items() if k in keep} == keep
+                assert set(b) == set(a)
+                if "host-nodes" in b:
+                    assert b["host-nodes"] == g.backend_nodes(b["id"])
+            assert ("-S" in run) == g.prealloc and ("-kernel" in run) != g.prealloc
+
+
+def _values(argv: list[str], opt: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == opt]
+
+
+def test_the_snapshot_is_the_measured_host(tmp_path):
+    """numaguard's reader sees the recorded MemFree, MemTotal and watermarks of every node."""
+    c = qc.CHAIN[0]
+    res = _result(c.name)
+    host = load_host(str(qc.write_snapshot(tmp_path, c, res["host"])))
+    for node, rec in zip(host.nodes, res["host"]["nodes"], strict=True):
+        assert node.id == rec["id"]
+        assert node.mem_free == rec["mem_free"] // ol.KiB * ol.KiB
+        assert node.mem_total == rec["mem_total"] // ol.KiB * ol.KiB
+        assert node.watermark_low == rec["watermark_low"]
+        assert node.watermark_min == rec["watermark_min"]
+
+
+def test_the_chain_is_not_vacuous(tmp_path):
+    """The comparison sees a wrong nodeset: numaguard given node 0 for the strict guest the
+    kernel placed on node 1 disagrees, and the OOM experiment has an OOM on both sides."""
+    c = CHAINS["chain-strict"]
+    wrong = qc.Chain.one("chain-strict", "strict", "0")
+    assert not qc.compare(wrong, _result(c.name), tmp_path / "wrong")["agree"]
+    res = _result("chain-n0-strict-oom")
+    assert qc.kernel_events(res)
+    assert all(r["guest_placed"] for r in res["chain"]["guests"].values())
+
+
+def test_plans_pass_libvirts_argv_and_the_guest_kernel():
+    text = qc.plan_text(qc.CHAIN)
+    files = qc.plan_files(qc.CHAIN)
+    for c in qc.CHAIN:
+        for g in c.guests:
+            argv, _ = qc.oracle_argv(g)
+            assert [f"qarg {g.step} {a}" for a in argv] == [
+                line for line in _exp_lines(text, c.name) if line.startswith(f"qarg {g.step} ")]
+            if not g.prealloc:
+                assert g.kernel_file in files
+                assert f"/plans/{g.kernel_file}" in argv
+    assert all(" " not in a for c in qc.CHAIN for g in c.guests for a in qc.oracle_argv(g)[0])
+
+
+def _exp_lines(text: str, name: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(f"exp {name}")
+    return lines[start:lines.index("run", start)]
