@@ -126,6 +126,7 @@ oracle-table: $(STAMP)
 # prints kernel vs simulator; ~50 s of qemu.  ORACLE_QEMU_ARGS="--no-apt" to skip apt.
 oracle-qemu: $(STAMP)
 	$(PY) tests/oracle/run_qemu_oracle.py $(ORACLE_QEMU_ARGS)
+	$(PY) tests/oracle/run_qemu_oracle.py --chain $(ORACLE_QEMU_ARGS)
 
 # The mutation fuzzer at scale (tests/hostile/fuzz.py): FUZZ_RUNS mutated inputs (default
 # 20,000; the bounded run in `make test` takes 2,000) from seed FUZZ_SEED, every read-only command
