@@ -227,11 +227,16 @@ def simulate(result: Mapping[str, Any], scn: ol.ScenarioFile):
     return sim(host, parsed), origin, part
 
 
-def compare(result: Mapping[str, Any], scn: ol.ScenarioFile) -> ol.Comparison:
+def compare(result: Mapping[str, Any], scn: ol.ScenarioFile,
+            spread: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None
+            ) -> ol.Comparison:
     """Kernel vs simulator: per QEMU step its guest RAM per node within max(2 % of the
     request, 4 MiB) and its own memory per node within 4 MiB; per hog step its placement
     within the same tolerance; per scenario step the OOM events (victim, constraint) in order;
-    at the end who was killed."""
+    at the end who was killed.  *spread* (THP=always: the kernel's measured run-to-run spread,
+    ``{step index: {"guest"|"own": {node: bytes}}}``) widens each node's tolerance to it where
+    it is larger."""
+    spread = spread or {}
     sim, origin, part = simulate(result, scn)
     names = qemu_names(scn)
     cmp = ol.Comparison(result["scenario"])
@@ -255,12 +260,13 @@ def compare(result: Mapping[str, Any], scn: ol.ScenarioFile) -> ol.Comparison:
                             own_s[str(n)] = own_s.get(str(n), 0) + b
                 line_k += f" own {ol._placement(k.get('own_placed'))}"
                 line_s += f" own {ol._placement(own_s)}"
-                ol._within(cmp, f"step {i} {name} own memory", k.get("own_placed") or {},
-                           own_s, ol.TOL_FLOOR)
+                _within_spread(cmp, f"step {i} {name} own memory", k.get("own_placed") or {},
+                               own_s, ol.TOL_FLOOR, spread.get(str(i), {}).get("own", {}))
             cmp.kernel.append(line_k + tag + ol._events_text(k_ev))
             cmp.simulator.append(line_s + (f" failed={ol._mib(guest.failed)}"
                                            if guest.failed else "") + ol._events_text(s_ev))
-            ol._within(cmp, f"step {i} {name} placed", k.get("placed") or {}, sp, tol)
+            _within_spread(cmp, f"step {i} {name} placed", k.get("placed") or {}, sp, tol,
+                           spread.get(str(i), {}).get("guest", {}))
         if k_ev != s_ev:
             cmp.problems.append(f"step {i} {name}: OOM kernel {k_ev or 'none'}, simulator "
                                 f"{s_ev or 'none'}")
@@ -270,6 +276,14 @@ def compare(result: Mapping[str, Any], scn: ol.ScenarioFile) -> ol.Comparison:
             cmp.problems.append(f"end {a.name}: kernel {kt['state']}, simulator "
                                 f"{'OOM-killed' if a.oom_killed else 'alive'}")
     return cmp
+
+
+def _within_spread(cmp: ol.Comparison, what: str, kernel: Mapping[str, int],
+                   sim: Mapping[str, int], tol: int, spread: Mapping[str, int]) -> None:
+    """``oracle_lib._within`` node by node, at max(*tol*, that node's measured spread)."""
+    for n in sorted(set(kernel) | set(sim), key=int):
+        ol._within(cmp, what, {n: kernel.get(n, 0)}, {n: sim.get(n, 0)},
+                   max(tol, spread.get(n, 0)))
 
 
 def steps_for_simulate(scn: ol.ScenarioFile) -> str:

@@ -7,6 +7,8 @@
     tests/oracle/run_qemu_oracle.py --reparse     # results again from the last console log
     tests/oracle/run_qemu_oracle.py --chain [--no-apt]   # the chain boot (qemu_chain.py)
     tests/oracle/run_qemu_oracle.py --chain-table # domain XML -> argv -> kernel -> numaguard
+    tests/oracle/run_qemu_oracle.py --no-apt --thp always --spread-boot N  # a repeated boot
+    tests/oracle/run_qemu_oracle.py --spread      # spread.json over the committed + repeated boots
 
 Builds the oracle initramfs with the QEMU payload (build_oracle.sh --qemu: Debian's
 qemu-system-x86_64, its libraries, the TCG module, bios-256k.bin, kvmvapic.bin), boots Debian's
@@ -52,7 +54,9 @@ def outer_command(s: ol.ScenarioFile, info: dict[str, str], b: str, thp: str) ->
     return cmd
 
 
-def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: bool) -> None:
+def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: bool,
+           out: Path | None = None) -> None:
+    """One boot per plan; results in results_dir(thp), or *out* (a spread boot)."""
     scenarios = [s for s in qo.load_qemu_scenarios()
                  if not selected or s.name in selected or s.boot in selected]
     if not scenarios:
@@ -91,7 +95,7 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
                           "root_node": qo.ROOT_NODE}}
             result = qo.experiment_result(s, bootfiles, exp, m)
             result.pop("_live", None)
-            path = qo.results_dir(thp) / f"{s.name}.json"
+            path = (out or qo.results_dir(thp)) / f"{s.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1) + "\n")
             log(f"[{b}] {s.name}: {path.relative_to(REPO)}")
@@ -142,6 +146,106 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool) -> None:
         log(f"[{qc.BOOT}] {s.name}: {path.relative_to(REPO)}")
 
 
+def boot_dirs(thp: str) -> list[Path]:
+    """The committed boot (results_dir(thp)) and the repeated ones (its boots/N/), in order."""
+    base = qo.results_dir(thp)
+    extra = [d for d in (base / "boots").glob("*") if d.is_dir() and d.name.isdigit()]
+    return [base] + sorted(extra, key=lambda d: int(d.name))
+
+
+def _range(values: list[int]) -> dict[str, int]:
+    return {"min_bytes": min(values), "max_bytes": max(values),
+            "spread_bytes": max(values) - min(values)}
+
+
+def _per_node(maps: list[dict[str, int]]) -> dict[str, dict[str, int]]:
+    """min/max/spread per node over boots (a node a boot did not use counts as 0 bytes)."""
+    nodes = sorted({n for m in maps for n, b in m.items() if b}, key=int)
+    return {n: _range([m.get(n, 0) for m in maps]) for n in nodes}
+
+
+def oom_events(result: dict) -> list[list]:
+    """A run's OOM events as compared exactly: [step, victim, constraint, nodemask]."""
+    return [[e["step"], e.get("victim"), e.get("constraint"), e.get("nodemask")]
+            for e in result["oom_events"]]
+
+
+def spread_path(thp: str) -> Path:
+    """results/qemu/thp-always/spread.json; THP=never's beside its repeated boots
+    (results/qemu/boots/spread.json), out of the committed results' folder."""
+    return qo.results_dir(thp) / ("spread.json" if thp != "never" else "boots/spread.json")
+
+
+def spread_record(thp: str) -> dict:
+    """The run-to-run spread of the kernel over every recorded boot of *thp* (boot_dirs): per
+    experiment and step, the guest RAM (``placed``) and QEMU's own memory (``own_placed``) per
+    node as min/max/spread in bytes, node MemFree before the first step, and the OOM events of
+    each boot (``oom_same_in_every_boot``)."""
+    dirs = boot_dirs(thp)
+    runs = [{p.stem: json.loads(p.read_text()) for p in sorted(d.glob("qemu-*.json"))}
+            for d in dirs]
+    names = sorted(set().union(*runs))
+    first = next(r for run in runs for r in run.values())
+    out: dict = {"thp": thp, "generator": "tests/oracle/run_qemu_oracle.py --spread",
+                 "kernel": {k: first["kernel"][k] for k in ("release", "package", "thp")},
+                 "qemu": first["qemu"]["version"],
+                 "boots": [{"dir": str(d.relative_to(REPO)),
+                            "recorded": next(iter(run.values()))["recorded"],
+                            "boot_seconds": next(iter(run.values()))["qemu"]["boot_seconds"],
+                            "experiments": sorted(run)} for d, run in zip(dirs, runs,
+                                                                          strict=True)],
+                 "experiments": {}}
+    for name in names:
+        rs = [run[name] for run in runs if name in run]
+        steps = {}
+        for i, rec in enumerate(rs[0]["steps"]):
+            recs = [r["steps"][i] for r in rs]
+            steps[str(i)] = {"name": rec["name"], "kind": rec.get("kind"),
+                             "requested_bytes": rec["requested_bytes"],
+                             "outcomes": [r["outcome"] for r in recs],
+                             "guest": _per_node([r.get("placed") or {} for r in recs]),
+                             "own": _per_node([r.get("own_placed") or {} for r in recs])}
+        ooms = [oom_events(r) for r in rs]
+        out["experiments"][name] = {
+            "boots": len(rs),
+            "memfree_start": _per_node([r["steps"][0]["memfree_before"] for r in rs]),
+            "steps": steps, "oom_events": ooms,
+            "oom_same_in_every_boot": all(o == ooms[0] for o in ooms)}
+    return out
+
+
+def spread_tolerance(name: str, thp: str = "always") -> dict[str, dict[str, dict[str, int]]]:
+    """The committed spread.json's spread of experiment *name* as ``qemu_oracle.compare``
+    takes it: {step index: {"guest"|"own": {node: bytes}}} (empty without a spread.json)."""
+    path = spread_path(thp)
+    if not path.exists():
+        return {}
+    steps = json.loads(path.read_text())["experiments"].get(name, {}).get("steps", {})
+    return {i: {part: {n: v["spread_bytes"] for n, v in st[part].items()}
+                for part in ("guest", "own")} for i, st in steps.items()}
+
+
+def write_spread() -> int:
+    """results_dir(thp)/spread.json for every THP mode with repeated boots; prints the table."""
+    for thp in ("never", "always"):
+        if len(boot_dirs(thp)) < 2:
+            continue
+        rec = spread_record(thp)
+        path = spread_path(thp)
+        path.write_text(json.dumps(rec, indent=1) + "\n")
+        log(f"{path.relative_to(REPO)}: {len(rec['boots'])} boots")
+        print(f"THP={thp}: {len(rec['boots'])} boots (MiB: min-max, spread)")
+        for name, e in rec["experiments"].items():
+            for i, st in e["steps"].items():
+                for part in ("guest", "own"):
+                    cells = [f"N{n}={v['min_bytes'] / ol.MiB:.1f}-{v['max_bytes'] / ol.MiB:.1f} "
+                             f"({v['spread_bytes'] / ol.MiB:.1f})" for n, v in st[part].items()]
+                    print(f"  {name} step {i} {st['name']} {part}: {'; '.join(cells) or '-'}")
+            same = "same" if e["oom_same_in_every_boot"] else "DIFFERENT"
+            print(f"  {name} OOM events: {same} in {e['boots']} boots: {e['oom_events'][0]}")
+    return 0
+
+
 def chain_table() -> int:
     """The chain table (markdown), from results/qemu/chain/*.json."""
     import tempfile
@@ -159,13 +263,14 @@ def chain_table() -> int:
 def table() -> int:
     scenarios = {s.name: s for s in qo.load_qemu_scenarios()}
     bad = 0
-    for path in sorted(qo.RESULTS_DIR.glob("*.json")) + sorted(
-            qo.results_dir("always").glob("*.json")):
+    for path in sorted(qo.RESULTS_DIR.glob("qemu-*.json")) + sorted(
+            qo.results_dir("always").glob("qemu-*.json")):
         result = json.loads(path.read_text())
         scn = scenarios[result["scenario"]]
-        cmp = qo.compare(result, scn)
+        always = path.parent != qo.RESULTS_DIR
+        cmp = qo.compare(result, scn, spread_tolerance(result["scenario"]) if always else None)
         bad += not cmp.agree
-        thp = "" if path.parent == qo.RESULTS_DIR else " (THP=always)"
+        thp = " (THP=always, within the measured spread)" if always else ""
         print(f"{path.stem}{thp}: {'agree' if cmp.agree else 'DISAGREE'}")
         print("  kernel:    " + "; ".join(cmp.kernel))
         print("  simulator: " + "; ".join(cmp.simulator))
@@ -182,6 +287,10 @@ def main() -> int:
     ap.add_argument("--reparse", action="store_true", help="results from the last console log")
     ap.add_argument("--thp", choices=("never", "always"), default="never")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per boot")
+    ap.add_argument("--spread-boot", type=int, metavar="N",
+                    help="record into results_dir(--thp)/boots/N/ (a repeated boot for --spread)")
+    ap.add_argument("--spread", action="store_true",
+                    help="write results/qemu[/thp-always]/spread.json from the repeated boots")
     ap.add_argument("--chain", action="store_true", help="record the chain boot (qemu_chain.py)")
     ap.add_argument("--chain-table", action="store_true", help="only print the chain table")
     args = ap.parse_args()
@@ -190,8 +299,14 @@ def main() -> int:
         return chain_table()
     if args.chain_table:
         return chain_table()
+    if args.spread:
+        return write_spread()
     if not args.table:
-        record(args.names, args.no_apt, args.timeout, args.thp, args.reparse)
+        out = None if args.spread_boot is None else \
+            qo.results_dir(args.thp) / "boots" / str(args.spread_boot)
+        record(args.names, args.no_apt, args.timeout, args.thp, args.reparse, out)
+        if out is not None:
+            return 0
     return table()
 
 
