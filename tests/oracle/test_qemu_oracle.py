@@ -38,7 +38,7 @@ MIN_WATERMARK = (
     "simulator {s}: the simulator stops at MemFree less the low watermark; the allocation that "
     "OOMs goes down to the min watermark (ALLOC_WMARK_MIN in the slow path, mm/page_alloc.c "
     "gfp_to_alloc_flags; 24.1 MiB on node 0 with THP's min_free_kbytes of 79700, low 29.8) "
-    "and takes the per-CPU lists (17-39 MiB with THP, outside MemFree)")
+    "and takes the per-CPU lists (1.0-43.1 MiB on node 0 with THP, outside MemFree)")
 THP_KNOWN: dict[tuple[str, str], str] = {
     **{(b, "qemu-n1-killed-for-n0"): MIN_WATERMARK.format(k=k, free=free, s=sim)
        for b, k, free, sim in (("0", 406.8, 409.3, 381.8), ("1", 401.4, 405.1, 377.2),
