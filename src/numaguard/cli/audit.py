@@ -9,7 +9,7 @@ import os
 import sys
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
-from numaguard.cli.common import _incomplete, _known_rules, _unknown_rule
+from numaguard.cli.common import _incomplete, _known_rules, _unknown_rule, seconds_type
 from numaguard.errors import NumaguardError, ParseError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
@@ -74,15 +74,7 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _deadline(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 86_400):
-        raise argparse.ArgumentTypeError(f"invalid deadline {text!r}: expected seconds, "
-                                         "more than 0, at most 86400")
-    return value
+_deadline = seconds_type("deadline")
 
 
 def _orders_count(text: str) -> int:

@@ -3,8 +3,10 @@ look rule IDs up (``audit --rule``, ``explain``)."""
 
 from __future__ import annotations
 
+import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from numaguard.cli import EXIT_ERROR
 from numaguard.display import printable
@@ -40,3 +42,20 @@ def _known_rules() -> dict[str, Any]:
 def _unknown_rule(rule_id: str, known: dict[str, Any]) -> str:
     listing = ", ".join(known) if known else "none are registered"
     return f"unknown rule {rule_id!r} (known: {listing})"
+
+
+def seconds_type(what: str) -> Callable[[str], float]:
+    """An argparse ``type`` for a duration in seconds, more than 0 and at most a day; a bad
+    value is ``invalid WHAT 'TEXT': expected seconds, …`` (``--deadline``, ``--time-limit``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and 0 < value <= 86_400):
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: expected seconds, "
+                                             "more than 0, at most 86400")
+        return value
+
+    return parse

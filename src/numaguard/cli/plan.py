@@ -16,12 +16,12 @@ why), and the report says so.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
+from numaguard.cli.common import seconds_type
 from numaguard.errors import NumaguardError, ParseError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
@@ -39,15 +39,7 @@ def _moves(text: str) -> int:
     return int(text)
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0 < value <= 86_400):
-        raise argparse.ArgumentTypeError(f"invalid time limit {text!r}: expected seconds, "
-                                         "more than 0, at most 86400")
-    return value
+_seconds = seconds_type("time limit")
 
 
 def _names(values: list[str] | None) -> list[str]:
