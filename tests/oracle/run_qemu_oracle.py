@@ -46,6 +46,15 @@ from tests.oracle.run_oracle import (  # noqa: E402
 )
 
 
+def kernel_of(meta: dict, run: dict, *extra: str) -> dict:
+    """The kernel a boot ran: release, Debian package, and what /init reported of it
+    (version, command line, THP mode, and the *extra* boot files)."""
+    files = run["blocks"]["boot"]
+    out = {"release": meta["kernel_release"], "package": kernel_package(meta["kernel_release"])}
+    for key in ("version", "cmdline", "thp", *extra):
+        out[key] = files.get(key, b"").decode().strip()
+    return out
+
 def outer_command(s: ol.ScenarioFile, info: dict[str, str], b: str, thp: str) -> list[str]:
     cmd = qo.qemu_command(s, info["KERNEL_IMAGE"], info["INITRD"], b, QEMU)
     if thp != "never":
@@ -75,13 +84,7 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
             run = boot(b, group, info, timeout, cmd=outer_command(group[0], info, b, thp),
                        prefix="oracle-qemu")
             meta = {"kernel_release": info["KVER"]}
-        bootfiles = run["blocks"]["boot"]
-        kernel = {"release": meta["kernel_release"],
-                  "package": kernel_package(meta["kernel_release"]),
-                  "version": bootfiles.get("version", b"").decode().strip(),
-                  "cmdline": bootfiles.get("cmdline", b"").decode().strip(),
-                  "thp": bootfiles.get("thp", b"").decode().strip(),
-                  "numa_balancing": bootfiles.get("numa_balancing", b"").decode().strip()}
+        kernel = kernel_of(meta, run, "numa_balancing")
         for s in group:
             exp = run["blocks"].get(f"exp {s.name}")
             if exp is None:
@@ -93,7 +96,7 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
                           "experiments_in_boot": len(group),
                           "nested_version": qver,  # the same Debian binary, packed by --qemu
                           "root_node": qo.ROOT_NODE}}
-            result = qo.experiment_result(s, bootfiles, exp, m)
+            result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
             result.pop("_live", None)
             path = (out or qo.results_dir(thp)) / f"{s.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,11 +126,7 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool) -> None:
                    prefix="oracle-qemu")
         meta = {"kernel_release": info["KVER"]}
     qver = qemu_version()
-    bootfiles = run["blocks"]["boot"]
-    kernel = {"release": meta["kernel_release"], "package": kernel_package(meta["kernel_release"]),
-              "version": bootfiles.get("version", b"").decode().strip(),
-              "cmdline": bootfiles.get("cmdline", b"").decode().strip(),
-              "thp": bootfiles.get("thp", b"").decode().strip()}
+    kernel = kernel_of(meta, run)
     qc.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for c, s in zip(chains, scns, strict=True):
         exp = run["blocks"].get(f"exp {s.name}")
@@ -138,7 +137,7 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool) -> None:
              "qemu": {"version": qver, "command": run["command"], "cwd": ".oracle-build",
                       "boot": qc.BOOT, "boot_seconds": run["seconds"],
                       "experiments_in_boot": len(chains), "root_node": qo.ROOT_NODE}}
-        result = qo.experiment_result(s, bootfiles, exp, m)
+        result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
         result.pop("_live", None)
         result["chain"] = qc.chain_record(c, exp, result)
         path = qc.RESULTS_DIR / f"{s.name}.json"
