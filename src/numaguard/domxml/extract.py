@@ -246,6 +246,8 @@ def extract_guest(doc: DomainDocument) -> Guest:
         cells=cells,
         hugepages=tuple(hugepages),
         source=doc.path,
+        immediate=any(a.get("mode") == "immediate"
+                      for a in _grandchildren(kids, "memoryBacking", "allocation")),
     )
 
 

@@ -67,6 +67,9 @@ class Guest:
     cells: tuple[GuestCell, ...] = ()
     hugepages: tuple[HugepageBacking, ...] = ()
     source: str | None = None
+    #: ``<memoryBacking><allocation mode='immediate'/>``: QEMU preallocates all guest RAM at
+    #: start (libvirt emits ``prealloc`` for it, as for huge pages; docs/qemu-argv.md)
+    immediate: bool = False
     #: vCPU -> CPUs of its first ``<vcpupin>`` (so that vcpu_cpus is a look-up, not a search:
     #: the rules ask about every vCPU of every guest)
     _pinned: dict[int, frozenset[int]] = field(init=False, repr=False, compare=False)
