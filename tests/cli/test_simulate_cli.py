@@ -230,6 +230,11 @@ def test_bad_options_are_one_line(capsys, args, key):
 
 # -- snapshots -----------------------------------------------------------------------------------
 
+def guest_ram(steps: list[dict]) -> list[dict]:
+    """The steps of guest RAM (not QEMU's own memory, labelled ``NAME QEMU's own``)."""
+    return [s for s in steps if s["label"] != f"{s['name']} QEMU's own"]
+
+
 def without_live(tmp_path: Path) -> Path:
     """A copy of the article host without its captured live files (libvirt's run folder): a
     snapshot of the definitions alone, every guest touching its memory from nothing."""
@@ -243,11 +248,23 @@ def test_snapshot_guests_touch_their_memory_bound_ones_last(capsys, tmp_path):
     first (the audit's ``bound-last``); ``--order name`` is the old name order."""
     rc, doc = run_json(capsys, without_live(tmp_path))
     check_conservation(doc)
-    names = [s["name"] for s in doc["steps"]]
+    names = [s["name"] for s in guest_ram(doc["steps"])]
     assert names == ["bigmem-preferred", "web-interleave", "vm1", "db-hugepages"]
     _, by_name = run_json(capsys, without_live(tmp_path / "2"), "--order", "name")
-    assert [s["name"] for s in by_name["steps"]] == sorted(names)
-    steps = {s["name"]: s for s in doc["steps"]}
+    assert [s["name"] for s in guest_ram(by_name["steps"])] == sorted(names)
+    steps = {s["name"]: s for s in guest_ram(doc["steps"])}
+    # each QEMU's own memory: 10 MiB before its guest RAM (the vCPUs touch it lazily), or
+    # 4 before and 6 after when QEMU preallocates (db-hugepages: huge pages), on the
+    # emulator's node, default policy, inside its cgroup's cpuset.mems
+    own = [(s["name"], s["requested_bytes"], s["policy"], s["cpu_node"], s["cpuset_mems"])
+           for s in doc["steps"] if s["label"] == f"{s['name']} QEMU's own"]
+    assert own == [("bigmem-preferred", 10 * MiB, "default", 0, None),
+                   ("web-interleave", 10 * MiB, "default", 0, None),
+                   ("vm1", 10 * MiB, "default", 0, [0]),
+                   ("db-hugepages", 4 * MiB, "default", 3, [3]),
+                   ("db-hugepages", 6 * MiB, "default", 3, [3])]
+    assert [s["label"] for s in doc["steps"]][-3:] == [
+        "db-hugepages QEMU's own", "db-hugepages", "db-hugepages QEMU's own"]
     assert (steps["vm1"]["policy"], steps["vm1"]["nodes"], steps["vm1"]["cpuset_mems"]) == \
         ("bind", [0], [0])
     assert steps["vm1"]["requested_bytes"] == 12 * GiB and steps["vm1"]["cpu_node"] == 0
@@ -294,11 +311,15 @@ def test_a_snapshot_with_live_files_starts_from_what_the_guests_hold(capsys, tmp
         ("bigmem-preferred", "bind", [0], 48 * MiB), ("vm1", "bind", [0], 200 * MiB),
         ("web-interleave", "bind", [0], 128 * MiB), ("web-interleave", "bind", [1], 128 * MiB),
         ("web-interleave", "bind", [2], 128 * MiB)]
-    grow = {s["name"]: s["requested_bytes"] for s in doc["steps"][len(held):]}
-    full = {s["name"]: s["requested_bytes"] for s in static["steps"]}
-    assert grow == {"vm1": full["vm1"] - 200 * MiB, "db-hugepages": full["db-hugepages"],
-                    "web-interleave": full["web-interleave"] - 384 * MiB,
-                    "bigmem-preferred": full["bigmem-preferred"] - 48 * MiB}
+    grow = {s["name"]: s["requested_bytes"] for s in guest_ram(doc["steps"][len(held):])}
+    full = {s["name"]: s["requested_bytes"] for s in guest_ram(static["steps"])}
+    # what a running guest holds counts against its QEMU's own memory (10 MiB) first
+    assert grow == {"vm1": full["vm1"] - 190 * MiB, "db-hugepages": full["db-hugepages"],
+                    "web-interleave": full["web-interleave"] - 374 * MiB,
+                    "bigmem-preferred": full["bigmem-preferred"] - 38 * MiB}
+    # only db-hugepages, which starts, has QEMU's own memory still to take
+    assert [s["name"] for s in doc["steps"][len(held):]
+            if s["label"].endswith("QEMU's own")] == ["db-hugepages", "db-hugepages"]
     before = {n["id"]: n["free_before_bytes"] for n in doc["nodes"]}
     was = {n["id"]: n["free_before_bytes"] for n in static["nodes"]}
     assert before == {0: was[0] + 376 * MiB, 1: was[1] + 128 * MiB, 2: was[2] + 128 * MiB,
@@ -363,6 +384,15 @@ def test_snapshot_with_cells_restrictive_and_multi_node_preferred(capsys, tmp_pa
     assert rc == 0
     steps = [(s["name"], s["label"], s["policy"], s["nodes"], s["cpuset_mems"], s["cpu_node"])
              for s in doc["steps"]]
+    # QEMU's own memory before each guest's RAM: default policy on the emulator's node (its
+    # first unit's), inside the emulator cgroup's cpuset.mems (strict: the union; restrictive:
+    # the nodeset)
+    assert [s for s in steps if s[1].endswith("QEMU's own")] == [
+        ("a-cells", "a-cells QEMU's own", "default", None, [0, 1], 0),
+        ("b-restrictive", "b-restrictive QEMU's own", "default", None, [1], 1),
+        ("c-preferred", "c-preferred QEMU's own", "default", None, None, 1),
+        ("d-none", "d-none QEMU's own", "default", None, None, 1)]
+    steps = [s for s in steps if not s[1].endswith("QEMU's own")]
     assert steps == [
         # strict <memory>: bind per cell, cgroup cpuset.mems = the union of the nodesets
         ("a-cells", "a-cells cell 0", "bind", [0], [0, 1], 0),
@@ -376,7 +406,7 @@ def test_snapshot_with_cells_restrictive_and_multi_node_preferred(capsys, tmp_pa
     ]
     # one task per guest (the QEMU process): its cells add up in allocations
     a = next(x for x in doc["allocations"] if x["name"] == "a-cells")
-    assert node_bytes(a["placed"]) == {0: 2 * GiB, 1: 2 * GiB}
+    assert node_bytes(a["placed"]) == {0: 2 * GiB + 10 * MiB, 1: 2 * GiB}
 
 
 def test_snapshot_without_guests_is_an_error(capsys, tmp_path):

@@ -171,13 +171,6 @@ CHAIN = [
 #: experiments numaguard does not predict, with the kernel behaviour that explains it
 #: (test_qemu_chain marks them xfail(strict=True); QEMU.md)
 CHAIN_KNOWN: dict[str, str] = {
-    "chain-n0-preferred-spill": (
-        "numaguard's snapshot path models a QEMU as its guest RAM only; the kernel also gave "
-        "each QEMU its own memory on its CPU's node 0: vm1 took 269.6 MiB of node 0 for 256 MiB "
-        "of guest RAM (own anonymous 5.8, file 4.6, the rest page tables and kernel objects), "
-        "and vm2 had 6.7 MiB of its own there before its vCPU touched its RAM, so vm2's "
-        "preferred spill began 18.4 MiB earlier: node 0 158.7 MiB (numaguard 177.1), node 1 "
-        "95.1 (78.9)"),
 }
 
 
@@ -343,20 +336,22 @@ class Prediction:
 
 def predict(snapshot: Path) -> Prediction:
     """``numaguard simulate SNAPSHOT``'s path (readers.scenario.load_scenario, then
-    core.scenario.play): guest RAM per guest and node, and the OOM events (victim,
-    constraint) in order."""
-    from numaguard.core.scenario import play
+    core.scenario.play): guest RAM per guest and node (its steps less QEMU's own memory), and
+    the OOM events (victim, constraint) in order."""
+    from numaguard.core.scenario import OWN_LABEL, play
     from numaguard.readers.scenario import load_scenario
 
     run = play(load_scenario(str(snapshot)))
     placed: dict[str, dict[str, int]] = {}
     events = []
-    for s in run.result.steps:
+    for s, label in zip(run.result.steps, run.scenario.labels, strict=True):
+        events += [(e.victim, e.constraint) for e in s.oom]
         mine = placed.setdefault(s.name, {})
+        if label == OWN_LABEL.format(name=s.name):
+            continue  # QEMU's own memory: the kernel side (numa_maps) is guest RAM only
         for n, b in s.placed.items():
             if b:
                 mine[str(n)] = mine.get(str(n), 0) + b
-        events += [(e.victim, e.constraint) for e in s.oom]
     return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events)
 
 

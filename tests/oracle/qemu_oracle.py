@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from numaguard.core.scenario import QEMU_OWN, QEMU_OWN_BEFORE_PREALLOC
 from tests.oracle import oracle_lib as ol
 
 SCENARIO_DIR = ol.SCENARIO_DIR / "qemu"
@@ -50,8 +51,9 @@ ROOT_NODE = 2
 #: stacks, TCG buffers), the rest page tables and kernel objects; QEMUs killed during prealloc
 #: had 3.6-3.7 MiB anonymous memory at their last look (qemu-cpuset-bind-oom,
 #: qemu-n1-killed-for-n0): about 4 MiB comes before the guest RAM, the rest after it.
-OVERHEAD_BEFORE = 4 * ol.MiB
-OVERHEAD_AFTER = 6 * ol.MiB
+#: ``numaguard simulate`` plays the same figures for a preallocated guest (core/scenario.py).
+OVERHEAD_BEFORE = QEMU_OWN_BEFORE_PREALLOC
+OVERHEAD_AFTER = QEMU_OWN - QEMU_OWN_BEFORE_PREALLOC
 
 
 def results_dir(thp: str = "never") -> Path:

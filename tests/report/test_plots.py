@@ -209,8 +209,11 @@ def test_svg_carries_the_truth(tmp_path, capsys):
     capsys.readouterr()
     assert rc == 1
     svg = target.read_text()
-    for text in ("bigmem-preferred — OOM-killed", "OOM-killed at step 2", "swap", "node 3",
-                 "nodeset", "vm1", "hugepage pools included"):
+    cli.main(["simulate", str(snap), "--order", "name", "--format", "json"])
+    (event,) = json.loads(capsys.readouterr().out)["oom_events"]
+    assert event["victim"] == "bigmem-preferred"
+    for text in ("bigmem-preferred — OOM-killed", f"OOM-killed at step {event['step']}", "swap",
+                 "node 3", "nodeset", "vm1", "hugepage pools included"):
         assert text in svg, text
 
 
@@ -253,7 +256,7 @@ def test_steps_count_hugepages_on_their_node(capsys):
     doc = simulate_json(capsys, ARTICLE, "--order", "name")
     fig = plots.steps_figure([play(load_scenario(str(ARTICLE), order="name"))])
     (ax,) = [a for a in fig.axes if a.get_title()]
-    db = next(s for s in doc["steps"] if s["hugepage_size_bytes"])
+    db = next(s for s in doc["steps"] if s["hugepage_size_bytes"] and s["requested_bytes"])
     (node, size), = per_node(db["placed"]).items()
     line = [ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(doc["steps"]) + 1][node]
     assert close(line.get_ydata()[db["index"] + 1] * GiB, size)

@@ -127,20 +127,21 @@ def _strict_mems(guest: Guest) -> frozenset[int] | None:
     return frozenset(union) or None
 
 
-def _cgroup_mems(guest: Guest, unit: MemoryUnit,
+def _cgroup_mems(guest: Guest, restrictive: frozenset[int] | None,
                  strict: frozenset[int] | None) -> frozenset[int] | None:
-    """cpuset.mems libvirt gives the threads that touch this unit's memory (FACTS.md,
-    src/qemu/qemu_process.c): strict ``<memory>`` → the union of the guest's nodesets
-    (*strict*, :func:`_strict_mems`, the same for every unit of the guest); restrictive → the
-    unit's own nodeset (a restrictive memnode's for its cell's vCPUs); preferred, interleave or
-    no ``<numatune>`` → not set."""
+    """cpuset.mems libvirt gives the threads that touch a unit's memory (FACTS.md,
+    src/qemu/qemu_process.c ``qemuProcessSetupEmulator``, ``qemuProcessSetupVcpu``): strict
+    ``<memory>`` → the union of the guest's nodesets (*strict*, :func:`_strict_mems`, the same
+    for every unit and the emulator); restrictive → *restrictive*: the unit's own nodeset (a
+    restrictive memnode's for its cell's vCPUs; ``<memory>``'s for the emulator); preferred,
+    interleave or no ``<numatune>`` → not set."""
     top = guest.policy
     if top is None or top.placement is not Placement.STATIC:
         return None
     if top.mode is MemoryMode.STRICT:
         return strict
     if top.mode is MemoryMode.RESTRICTIVE:
-        return unit.static_nodeset
+        return restrictive
     return None
 
 
@@ -185,8 +186,9 @@ def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit,
 
 def guest_steps(host: Host, guests: Iterable[Guest],
                 order: Sequence[str] | None = None) -> list[tuple[Step, str]]:
-    """Each guest touching its full memory, one after another: one step per memory unit (guest
-    NUMA cell, or the whole guest), with the label people see.  *order*: guest names in start
+    """Each guest touching its full memory, one after another: QEMU's own memory and one step
+    per memory unit (guest NUMA cell, or the whole guest), with the label people see
+    (:func:`guest_parts`).  *order*: guest names in start
     order (a :class:`~numaguard.core.orders.StartOrder`'s); guests it leaves out follow in name
     order.  Without it, name order."""
     per_guest = guest_step_map(host, guests)
@@ -202,23 +204,103 @@ def ordered_names(per_guest: Mapping[str, object], order: Sequence[str] | None) 
     return first + sorted(n for n in per_guest if n not in seen)
 
 
-def guest_step_map(host: Host, guests: Iterable[Guest]) -> dict[str, list[tuple[Step, str]]]:
-    """Per guest name, its steps (see :func:`guest_steps`), computed once for many orders."""
-    out: dict[str, list[tuple[Step, str]]] = {}
+#: QEMU's own memory per guest (its heap, thread stacks, page tables; not guest RAM): measured
+#: 10 MiB for libvirt's command line without devices (tests/oracle/QEMU.md: 7.9 MiB of own
+#: anonymous memory plus page tables and kernel objects; the chain's preferred spill starts
+#: 18.4 MiB earlier for two QEMUs).  A floor: emulated devices (video memory, virtio rings,
+#: vhost) add to it, and so do the page tables of guest RAM without transparent huge pages
+#: (2 MiB per GiB).
+QEMU_OWN = 10 * 1024 * 1024
+#: of :data:`QEMU_OWN`, what QEMU has allocated before it preallocates guest RAM (measured
+#: 4 MiB); a guest touched lazily by its vCPUs has all of it before
+QEMU_OWN_BEFORE_PREALLOC = 4 * 1024 * 1024
+#: the label of a QEMU's own memory in a run
+OWN_LABEL = "{name} QEMU's own"
+
+
+@dataclass(frozen=True, slots=True)
+class GuestSteps:
+    """One guest's steps: QEMU's own memory before its guest RAM, the guest RAM (one step per
+    memory unit, with its label) and QEMU's own memory after it."""
+
+    before: tuple[Step, ...]
+    ram: tuple[tuple[Step, str], ...]
+    after: tuple[Step, ...]
+
+    def pairs(self) -> list[tuple[Step, str]]:
+        return _labelled(self.before) + list(self.ram) + _labelled(self.after)
+
+    def own(self) -> list[tuple[Step, str]]:
+        """QEMU's own memory, before and after."""
+        return _labelled(self.before + self.after)
+
+
+def _labelled(steps: tuple[Step, ...]) -> list[tuple[Step, str]]:
+    return [(s, OWN_LABEL.format(name=s.name)) for s in steps]
+
+
+def preallocated(guest: Guest) -> bool:
+    """libvirt has QEMU preallocate the guest RAM at start (``prealloc``) for huge pages and for
+    ``<allocation mode='immediate'>`` only (docs/qemu-argv.md); other guests are touched
+    lazily, by their vCPU threads."""
+    return guest.immediate or bool(guest.hugepages)
+
+
+def _emulator_node(host: Host, guest: Guest, units: Sequence[MemoryUnit],
+                   memo: dict[frozenset[int], frozenset[int]]) -> int:
+    """The node QEMU's own memory comes from: its ``<emulatorpin>``'s when that is one node,
+    else the node of the guest's first memory unit (:func:`_cpu_node`)."""
+    if guest.emulatorpin:
+        nodes = memo.get(guest.emulatorpin)
+        if nodes is None:
+            nodes = memo[guest.emulatorpin] = host.nodes_of_cpus(guest.emulatorpin)
+        if len(nodes) == 1:
+            return next(iter(nodes))
+    if units:
+        return _cpu_node(host, guest, units[0], memo)
+    return host.nodes[0].id if host.nodes else 0
+
+
+def guest_parts(host: Host, guests: Iterable[Guest], *, own: int = QEMU_OWN
+                ) -> dict[str, GuestSteps]:
+    """Per guest name, its :class:`GuestSteps`.  QEMU's own memory (*own* bytes) is taken
+    under QEMU's task policy, the default, on the emulator's node inside its cgroup's
+    cpuset.mems: all before the guest RAM when the vCPUs touch it lazily,
+    :data:`QEMU_OWN_BEFORE_PREALLOC` before and the rest after when QEMU preallocates it."""
+    out: dict[str, GuestSteps] = {}
     memo: dict[frozenset[int], frozenset[int]] = {}
     for guest in guests:
         strict = _strict_mems(guest)
-        steps = out.setdefault(guest.name, [])
-        for unit in memory_units(guest):
-            if unit.size <= 0:
-                continue
+        units = [u for u in memory_units(guest) if u.size > 0]
+        ram = []
+        for unit in units:
             policy, nodes = _policy(unit)
             # QEMU applies the policy with mbind on the guest RAM, not to the task: scope vma
             step = new_step(guest.name, unit.size, "alloc", policy, nodes,
                             _cpu_node(host, guest, unit, memo),
-                            _cgroup_mems(guest, unit, strict), unit.hugepage_size, 0, "vma")
-            steps.append((step, unit.label))
+                            _cgroup_mems(guest, unit.static_nodeset, strict), unit.hugepage_size,
+                            0, "vma")
+            ram.append((step, unit.label))
+        before: tuple[Step, ...] = ()
+        after: tuple[Step, ...] = ()
+        if own > 0:
+            first = min(own, QEMU_OWN_BEFORE_PREALLOC) if preallocated(guest) else own
+            top = guest.policy.nodeset if guest.policy is not None else None
+            node, mems = _emulator_node(host, guest, units, memo), _cgroup_mems(guest, top, strict)
+            before = (new_step(guest.name, first, "alloc", Policy.DEFAULT, None, node, mems,
+                               None, 0, "task"),)
+            if own > first:
+                after = (new_step(guest.name, own - first, "alloc", Policy.DEFAULT, None, node,
+                                  mems, None, 0, "task"),)
+        out[guest.name] = GuestSteps(before, tuple(ram), after)
     return out
+
+
+def guest_step_map(host: Host, guests: Iterable[Guest], *, own: int = QEMU_OWN
+                   ) -> dict[str, list[tuple[Step, str]]]:
+    """Per guest name, its steps (see :func:`guest_steps`: :class:`GuestSteps` in order),
+    computed once for many orders."""
+    return {name: parts.pairs() for name, parts in guest_parts(host, guests, own=own).items()}
 
 
 # -- --compare ----------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ then each running guest touches what is still missing of its memory and each gue
 running all of it, under its own policy, in every order the audit plays (over all its guests,
 as offline: the order decides who dies).
 
-Approximations (said, not hidden): a guest's figures include QEMU's own memory (5–15 MiB), so
-what is left to touch is that much smaller; what is left is spread over the guest's memory units
-(its NUMA cells) in proportion to their sizes; hugepage-backed memory is not replayed (the pools'
+Approximations (said, not hidden): a guest's figures include QEMU's own memory, so what it
+holds is counted against QEMU's own memory first (:data:`~numaguard.core.scenario.QEMU_OWN`)
+and then against its guest RAM; what is left is spread over the guest's memory units (its NUMA
+cells) in proportion to their sizes; hugepage-backed memory is not replayed (the pools'
 free counts already say what is taken) and the rest of such a unit is taken from the pool; a
 guest that could not be read counts as holding nothing (its whole memory still to touch: the
 prediction errs on the side of a warning).
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from numaguard.core.orders import StartOrder, start_orders
 from numaguard.core.predict import Prediction, play_orders
-from numaguard.core.scenario import guest_step_map, ordered_names, sim_host
+from numaguard.core.scenario import guest_parts, guest_step_map, ordered_names, sim_host
 from numaguard.core.simulate import Policy, SimHost, Step, new_step
 from numaguard.model.guest import Guest
 from numaguard.model.live import LiveState
@@ -68,20 +69,24 @@ def held_steps(live: LiveState, running: Iterable[str]) -> list[Step]:
 
 def growth_map(host: Host, guests: Sequence[Guest], live: LiveState
                ) -> dict[str, list[tuple[Step, str]]]:
-    """Per running guest, the steps that touch what is still missing of its memory (its unit
-    steps, each scaled to the part not yet held; hugepage units less what it holds in
-    hugepages)."""
-    full = guest_step_map(host, guests)
+    """Per running guest, the steps that touch what is still missing of its memory: QEMU's own
+    memory less what it holds, then its unit steps, each scaled to the part not yet held
+    (what it holds beyond QEMU's own memory); hugepage units less what it holds in
+    hugepages."""
+    full = guest_parts(host, guests)
     out: dict[str, list[tuple[Step, str]]] = {}
     for g in live.guests:
-        pairs = full.get(g.name)
-        if pairs is None:
+        parts = full.get(g.name)
+        if parts is None:
             continue
         held = 0 if g.error is not None else sum(b for _, b in g.per_node)
         held_huge = 0 if g.error is not None else sum(b for _, b in g.hugepages_per_node)
-        plain = [(s, lb) for s, lb in pairs if s.hugepage_size is None]
-        huge = [(s, lb) for s, lb in pairs if s.hugepage_size is not None]
-        steps = _scaled(plain, held) + _scaled(huge, held_huge)
+        own = parts.own()
+        own_size = sum(s.size or 0 for s, _ in own)
+        plain = [(s, lb) for s, lb in parts.ram if s.hugepage_size is None]
+        huge = [(s, lb) for s, lb in parts.ram if s.hugepage_size is not None]
+        steps = (_scaled(own, held) + _scaled(plain, max(0, held - own_size))
+                 + _scaled(huge, held_huge))
         if steps:
             out[g.name] = steps
     return out

@@ -398,9 +398,11 @@ def _nodeset_rows(ax: Any, rows: Sequence[str], tasksets: dict[str, tuple[frozen
 
 def hugepages_in_use(run: Run) -> list[dict[int, int]]:
     """Per step, the bytes of hugepage pools in use on each node after it, replayed from the
-    steps: what the steps of tasks backed only by hugepages placed (negative for frees), less
-    what an OOM kill or a full ``free`` releases.  Hugepages never swap, so the replay is exact
-    for such tasks; a task mixing hugepage-backed and normal steps counts as normal memory."""
+    steps: what hugepage-backed steps placed, less what an OOM kill or a full ``free``
+    releases (and what a partial ``free`` of a task backed only by hugepages gives back).
+    Hugepages never swap, so the replay is exact; a partial ``free`` of a task that mixes
+    hugepage-backed and normal steps (a QEMU: its own memory is normal) counts as normal
+    memory."""
     pure: dict[str, bool] = {}
     for step in run.scenario.steps:
         if step.action == "alloc":
@@ -409,13 +411,12 @@ def hugepages_in_use(run: Run) -> list[dict[int, int]]:
     out: list[dict[int, int]] = []
     for sr in run.result.steps:
         step = run.scenario.steps[sr.index]
-        if pure.get(sr.name):
-            if step.action == "free" and step.size is None:
-                held.pop(sr.name, None)
-            else:
-                mine = held.setdefault(sr.name, {})
-                for n, b in sr.placed.items():
-                    mine[n] = mine.get(n, 0) + b
+        if step.action == "free" and step.size is None:
+            held.pop(sr.name, None)
+        elif step.hugepage_size is not None or (step.action == "free" and pure.get(sr.name)):
+            mine = held.setdefault(sr.name, {})
+            for n, b in sr.placed.items():
+                mine[n] = mine.get(n, 0) + b
         for e in sr.oom:
             held.pop(e.victim, None)
         total: dict[int, int] = {}

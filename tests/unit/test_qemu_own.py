@@ -1,0 +1,61 @@
+"""core/scenario.py: each guest's QEMU as its own memory besides the guest RAM (issue 15; the
+figures are the chain's, tests/oracle/QEMU.md)."""
+
+from dataclasses import replace
+
+from numaguard.core.scenario import (
+    QEMU_OWN,
+    QEMU_OWN_BEFORE_PREALLOC,
+    guest_parts,
+    guest_step_map,
+    preallocated,
+)
+from numaguard.core.simulate import Policy
+from tests.unit.rules.test_memory_rules import g, make_host
+
+GiB = 1024**3
+IMMEDIATE = "<memoryBacking><allocation mode='immediate'/></memoryBacking>"
+
+
+def test_a_lazily_touched_guest_has_all_of_qemus_own_memory_first():
+    host = make_host(16, 16)
+    guest = g("web", 4, mode="strict", nodeset="1")
+    parts = guest_parts(host, [guest])["web"]
+    assert not preallocated(guest)
+    assert [(s.size, s.policy, s.nodes, s.cpu_node, s.cpuset_mems, s.policy_scope)
+            for s in parts.before] == [(QEMU_OWN, Policy.DEFAULT, None, 1, frozenset({1}),
+                                        "task")]
+    assert parts.after == ()
+    assert [lb for _, lb in guest_step_map(host, [guest])["web"]] == ["web QEMU's own", "web"]
+
+
+def test_a_preallocated_guest_has_4_mib_before_and_the_rest_after():
+    host = make_host(16, 16)
+    guest = replace(g("db", 4, mode="preferred", nodeset="0"), immediate=True)
+    parts = guest_parts(host, [guest])["db"]
+    assert preallocated(guest)
+    assert [s.size for s in parts.before] == [QEMU_OWN_BEFORE_PREALLOC]
+    assert [s.size for s in parts.after] == [QEMU_OWN - QEMU_OWN_BEFORE_PREALLOC]
+    # preferred: no cgroup wall, QEMU's own memory is simply local to the emulator
+    assert {s.cpuset_mems for s in parts.before + parts.after} == {None}
+    assert guest_parts(host, [guest], own=0)["db"].before == ()
+
+
+def test_immediate_allocation_is_read_from_the_domain_xml():
+    from numaguard.domxml.document import DomainDocument
+    from numaguard.domxml.extract import extract_guest
+    from tests.support.synth import domain_xml
+
+    xml = domain_xml("imm", 1024 * 1024, 1).replace("<vcpu", IMMEDIATE + "<vcpu", 1)
+    assert extract_guest(DomainDocument(xml.encode(), path="imm.xml")).immediate
+    assert not g("lazy", 1).immediate
+
+
+def test_qemus_own_memory_follows_the_emulatorpin():
+    """The emulator pinned to node 1's CPUs while the vCPUs run on node 0: QEMU's own memory
+    comes from node 1 (no cgroup wall without strict or restrictive)."""
+    host = make_host(16, 16)
+    guest = replace(g("pinned", 4, cpuset="0-3"), emulatorpin=frozenset({4, 5}))
+    parts = guest_parts(host, [guest])["pinned"]
+    assert [s.cpu_node for s in parts.before] == [1]
+    assert [s.cpu_node for s, _ in parts.ram] == [0]
