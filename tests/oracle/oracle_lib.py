@@ -347,6 +347,15 @@ def oom_events(dmesg: str) -> list[dict[str, Any]]:
         if m:
             ev["node_anon_kb"][m.group(1)] = int(m.group(2)) + int(m.group(3))
             continue
+        m = re.match(r"Node (\d+) (\w+) free:(\d+)kB boost:(\d+)kB min:(\d+)kB low:(\d+)kB "
+                     r"high:(\d+)kB .*free_pcp:(\d+)kB local_pcp:(\d+)kB", line)
+        if m:
+            # show_free_areas: each zone at the OOM (mm/page_alloc.c), free pages on the buddy
+            # lists and on the per-CPU lists (free_pcp; local_pcp: the reporting CPU's)
+            ev.setdefault("zones_kb", {}).setdefault(m.group(1), {})[m.group(2)] = dict(zip(
+                ("free", "boost", "min", "low", "high", "free_pcp", "local_pcp"),
+                (int(x) for x in m.groups()[2:]), strict=True))
+            continue
         m = re.match(r"Free swap\s+=\s+(\d+)kB", line)
         if m:
             ev["free_swap_kb"] = int(m.group(1))
