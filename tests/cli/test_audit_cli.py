@@ -760,3 +760,18 @@ def test_simulate_and_guests_read_through_libvirt(capsys):
     assert rc == 0 and len(json.loads(out)["nodes"]) == 2
     rc, _, err = run(capsys, "simulate", "-c", "test:///default", str(ARTICLE))
     assert rc == 2 and "not both" in err
+
+
+def test_qemu_overhead_reaches_the_prediction(capsys):
+    """NG110's victim holds its guest RAM and its QEMU's own memory: with --qemu-overhead 0
+    the freed bytes are guest RAM alone; with 1GiB, a GiB more (bigmem-preferred is
+    lazily touched: its QEMU's own memory comes first, all of it held when it dies)."""
+    def freed(*opts):
+        _, data = run_json(capsys, ARTICLE, "--fail-on", "never", *opts)
+        return {f["evidence"]["victim"]: f["evidence"]["freed_bytes"]
+                for f in data["findings"] if f["rule"] == "NG110"}
+    zero, big = freed("--qemu-overhead", "0"), freed("--qemu-overhead", "1GiB")
+    assert zero["bigmem-preferred"] == 35 * 1024**3
+    assert big["bigmem-preferred"] == 36 * 1024**3
+    # a GiB more per guest on a host already short: one more guest dies
+    assert set(big) == set(zero) | {"web-interleave"}

@@ -581,3 +581,33 @@ def test_control_characters_in_names_are_neutralised(capsys, tmp_path):
     path.write_text(GOOD_HOST + '\n[[step]]\nname = "evil\\u001b[31m"\nsize = "1GiB"\n')
     rc, out, _ = run(capsys, path)
     assert rc == 0 and "\x1b" not in out and "evil\\x1b[31m" in out
+
+
+def test_qemu_overhead_sets_each_qemus_own_memory(capsys, tmp_path):
+    """--qemu-overhead: a production QEMU with devices takes more than the measured 10 MiB;
+    the lazily touched guests take it all before their RAM, db-hugepages (preallocated) 4 MiB
+    before and the rest after."""
+    _, doc = run_json(capsys, without_live(tmp_path), "--qemu-overhead", "300MiB")
+    own = {}
+    for s in doc["steps"]:
+        if s["label"] == f"{s['name']} QEMU's own":
+            own.setdefault(s["name"], []).append(s["requested_bytes"])
+    assert own == {"bigmem-preferred": [300 * MiB], "web-interleave": [300 * MiB],
+                   "vm1": [300 * MiB], "db-hugepages": [4 * MiB, 296 * MiB]}
+    _, none = run_json(capsys, without_live(tmp_path / "2"), "--qemu-overhead", "0")
+    assert not [s for s in none["steps"] if s["label"].endswith("QEMU's own")]
+    assert len(none["steps"]) == 4
+
+
+@pytest.mark.parametrize(("value", "why"), [("12x", "unknown unit"), ("-1", "invalid size"),
+                                            ("9EiB", "too large")])
+def test_a_bad_qemu_overhead_is_one_line(capsys, tmp_path, value, why):
+    rc, out, err = run(capsys, without_live(tmp_path), "--qemu-overhead", value)
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert "--qemu-overhead" in err and why in err
+
+
+def test_qemu_overhead_goes_with_a_snapshot_not_a_scenario_file(capsys):
+    rc, out, err = run(capsys, SCENARIOS / "article-fig5-strict.toml", "--qemu-overhead", "1G")
+    assert rc == 2 and out == "" and len(err.splitlines()) == 1
+    assert "--qemu-overhead goes with a snapshot directory" in err

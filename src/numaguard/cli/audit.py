@@ -9,7 +9,14 @@ import os
 import sys
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
-from numaguard.cli.common import _incomplete, _known_rules, _unknown_rule, seconds_type
+from numaguard.cli.common import (
+    _incomplete,
+    _known_rules,
+    _unknown_rule,
+    add_qemu_overhead,
+    qemu_overhead,
+    seconds_type,
+)
 from numaguard.errors import NumaguardError, ParseError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
@@ -41,6 +48,9 @@ def _audit_options(args: argparse.Namespace) -> dict[str, Any]:
         raise ParseError(f"invalid ratio {args.cpu_overcommit!r}: expected a positive number "
                          "such as 1.5", field="--cpu-overcommit")
     opts["cpu_overcommit_ratio"] = ratio
+    overhead = qemu_overhead(args)
+    if overhead is not None:
+        opts["qemu_overhead"] = overhead
     if getattr(args, "orders", None) is not None:
         opts["random_orders"] = args.orders
     return opts
@@ -224,6 +234,7 @@ def _audit_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host-reserve", metavar="SIZE|PCT",
                    help="memory per node kept for the kernel and host processes, e.g. 2GiB "
                         "or 8%% (default: max(1 GiB, 5%% of the node's MemTotal))")
+    add_qemu_overhead(p)
     p.add_argument("--min-headroom", metavar="SIZE", default="4GiB",
                    help="warn when bound guests leave a node less than this (default: 4GiB)")
     p.add_argument("--cpu-overcommit", metavar="RATIO", default="1.0",

@@ -33,6 +33,28 @@ def _incomplete(command: str, problems: Sequence[Any], notes: Sequence[str], rea
     return EXIT_ERROR
 
 
+def add_qemu_overhead(p: argparse.ArgumentParser) -> None:
+    """``--qemu-overhead SIZE``: QEMU's own memory per guest the prediction plays."""
+    p.add_argument("--qemu-overhead", metavar="SIZE",
+                   help="memory each guest's QEMU takes besides its guest RAM, on the "
+                        "emulator's node (default: 10MiB, measured for libvirt's command "
+                        "line without devices; a production QEMU with devices takes more)")
+
+
+def qemu_overhead(args: argparse.Namespace) -> int | None:
+    """The ``--qemu-overhead`` value in bytes (``None`` when not given); a bad one is a
+    one-line error naming it."""
+    from numaguard.errors import ParseError
+    from numaguard.units import parse_size
+
+    if args.qemu_overhead is None:
+        return None
+    try:
+        return parse_size(args.qemu_overhead)
+    except ParseError as exc:
+        raise ParseError(exc.reason, field="--qemu-overhead") from None
+
+
 def _known_rules() -> dict[str, Any]:
     from numaguard.core.rules import all_rules
 

@@ -21,7 +21,7 @@ import sys
 import time
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _connect_argument, _emit
-from numaguard.cli.common import seconds_type
+from numaguard.cli.common import add_qemu_overhead, seconds_type
 from numaguard.errors import NumaguardError, ParseError
 
 TYPE_CHECKING = False   # typing.TYPE_CHECKING without importing typing (see numaguard.cli)
@@ -333,6 +333,7 @@ def _plan_arguments(p: argparse.ArgumentParser) -> None:
                         "numaguard fix --apply does")
     p.add_argument("--backup-dir", metavar="DIR",
                    help="where --apply saves the old XML (default: the current directory)")
+    add_qemu_overhead(p)
     p.add_argument("--host-reserve", metavar="SIZE|PCT",
                    help="memory per node kept for the kernel and host processes, e.g. 2GiB "
                         "or 8%% (default: max(1 GiB, 5%% of the node's MemTotal))")

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from numaguard.cli import EXIT_FINDINGS, EXIT_OK, _emit
+from numaguard.cli.common import add_qemu_overhead, qemu_overhead
 from numaguard.errors import NumaguardError, ParseError
 
 
@@ -36,10 +37,11 @@ def _plot_format(path: str, option: str = "--plot") -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from numaguard.core.scenario import compare, play
+    from numaguard.core.scenario import QEMU_OWN, compare, play
     from numaguard.readers.scenario import load_scenario
 
     modes = _compare_modes(args.compare) if args.compare is not None else None
+    overhead = qemu_overhead(args)
     plots = [(path, _plot_format(path, option), kind)
              for path, option, kind in ((args.plot, "--plot", "bars"),
                                         (args.plot_steps, "--plot-steps", "steps"))
@@ -53,11 +55,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         source = open_source((), args.connect)
         inventory = source.read()
         scenario = inventory_scenario(inventory, order=args.order,
-                                      live=live_state(source, inventory))
+                                      live=live_state(source, inventory),
+                                      qemu_overhead=QEMU_OWN if overhead is None else overhead)
     elif args.source is None:
         raise NumaguardError("give a scenario .toml file, a snapshot dir or -c/--connect URI")
     else:
-        scenario = load_scenario(args.source, order=args.order)
+        scenario = load_scenario(args.source, order=args.order, qemu_overhead=overhead)
     runs = compare(scenario, modes) if modes else (play(scenario),)
     if plots:
         from numaguard.report.plots import render_plot
@@ -81,6 +84,7 @@ def _simulate_arguments(p: argparse.ArgumentParser) -> None:
                    help="a snapshot's start order: recorded (the default when the snapshot "
                         "has one), bound-last (else the default), largest-first, "
                         "smallest-first, name, random-N — the orders the audit plays")
+    add_qemu_overhead(p)
     p.add_argument("--compare", metavar="MODES",
                    help="run once per libvirt mode, side by side, e.g. strict,preferred,"
                         "interleave")

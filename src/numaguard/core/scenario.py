@@ -25,6 +25,20 @@ from numaguard.model.guest import Guest
 from numaguard.model.policy import MemoryMode, Placement
 from numaguard.model.topology import Host
 
+#: QEMU's own memory per guest (its heap, thread stacks, page tables; not guest RAM): measured
+#: 10 MiB for libvirt's command line without devices (tests/oracle/QEMU.md: 7.9 MiB of own
+#: anonymous memory plus page tables and kernel objects; the chain's preferred spill starts
+#: 18.4 MiB earlier for two QEMUs).  A floor: emulated devices (video memory, virtio rings,
+#: vhost) add to it, and so do the page tables of guest RAM without transparent huge pages
+#: (2 MiB per GiB).
+QEMU_OWN = 10 * 1024 * 1024
+#: of :data:`QEMU_OWN`, what QEMU has allocated before it preallocates guest RAM (measured
+#: 4 MiB); a guest touched lazily by its vCPUs has all of it before
+QEMU_OWN_BEFORE_PREALLOC = 4 * 1024 * 1024
+#: the label of a QEMU's own memory in a run
+OWN_LABEL = "{name} QEMU's own"
+
+
 #: ``--compare`` modes, in the order they are shown.
 MODES = ("strict", "restrictive", "preferred", "interleave")
 
@@ -184,14 +198,14 @@ def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit,
     return host.nodes[0].id if host.nodes else 0
 
 
-def guest_steps(host: Host, guests: Iterable[Guest],
-                order: Sequence[str] | None = None) -> list[tuple[Step, str]]:
+def guest_steps(host: Host, guests: Iterable[Guest], order: Sequence[str] | None = None, *,
+                own: int = QEMU_OWN) -> list[tuple[Step, str]]:
     """Each guest touching its full memory, one after another: QEMU's own memory and one step
     per memory unit (guest NUMA cell, or the whole guest), with the label people see
     (:func:`guest_parts`).  *order*: guest names in start
     order (a :class:`~numaguard.core.orders.StartOrder`'s); guests it leaves out follow in name
-    order.  Without it, name order."""
-    per_guest = guest_step_map(host, guests)
+    order.  Without it, name order.  *own*: QEMU's own memory per guest."""
+    per_guest = guest_step_map(host, guests, own=own)
     return [s for name in ordered_names(per_guest, order) for s in per_guest[name]]
 
 
@@ -202,20 +216,6 @@ def ordered_names(per_guest: Mapping[str, object], order: Sequence[str] | None) 
     first = [n for n in dict.fromkeys(order) if n in per_guest]
     seen = set(first)
     return first + sorted(n for n in per_guest if n not in seen)
-
-
-#: QEMU's own memory per guest (its heap, thread stacks, page tables; not guest RAM): measured
-#: 10 MiB for libvirt's command line without devices (tests/oracle/QEMU.md: 7.9 MiB of own
-#: anonymous memory plus page tables and kernel objects; the chain's preferred spill starts
-#: 18.4 MiB earlier for two QEMUs).  A floor: emulated devices (video memory, virtio rings,
-#: vhost) add to it, and so do the page tables of guest RAM without transparent huge pages
-#: (2 MiB per GiB).
-QEMU_OWN = 10 * 1024 * 1024
-#: of :data:`QEMU_OWN`, what QEMU has allocated before it preallocates guest RAM (measured
-#: 4 MiB); a guest touched lazily by its vCPUs has all of it before
-QEMU_OWN_BEFORE_PREALLOC = 4 * 1024 * 1024
-#: the label of a QEMU's own memory in a run
-OWN_LABEL = "{name} QEMU's own"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,13 @@ from collections.abc import Iterable, Sequence
 
 from numaguard.core.orders import StartOrder, start_orders
 from numaguard.core.predict import Prediction, play_orders
-from numaguard.core.scenario import guest_parts, guest_step_map, ordered_names, sim_host
+from numaguard.core.scenario import (
+    QEMU_OWN,
+    guest_parts,
+    guest_step_map,
+    ordered_names,
+    sim_host,
+)
 from numaguard.core.simulate import Policy, SimHost, Step, new_step
 from numaguard.model.guest import Guest
 from numaguard.model.live import LiveState
@@ -67,13 +73,13 @@ def held_steps(live: LiveState, running: Iterable[str]) -> list[Step]:
     return steps
 
 
-def growth_map(host: Host, guests: Sequence[Guest], live: LiveState
+def growth_map(host: Host, guests: Sequence[Guest], live: LiveState, *, own: int = QEMU_OWN
                ) -> dict[str, list[tuple[Step, str]]]:
     """Per running guest, the steps that touch what is still missing of its memory: QEMU's own
     memory less what it holds, then its unit steps, each scaled to the part not yet held
     (what it holds beyond QEMU's own memory); hugepage units less what it holds in
     hugepages."""
-    full = guest_parts(host, guests)
+    full = guest_parts(host, guests, own=own)
     out: dict[str, list[tuple[Step, str]]] = {}
     for g in live.guests:
         parts = full.get(g.name)
@@ -81,11 +87,11 @@ def growth_map(host: Host, guests: Sequence[Guest], live: LiveState
             continue
         held = 0 if g.error is not None else sum(b for _, b in g.per_node)
         held_huge = 0 if g.error is not None else sum(b for _, b in g.hugepages_per_node)
-        own = parts.own()
-        own_size = sum(s.size or 0 for s, _ in own)
+        own_pairs = parts.own()
+        own_size = sum(s.size or 0 for s, _ in own_pairs)
         plain = [(s, lb) for s, lb in parts.ram if s.hugepage_size is None]
         huge = [(s, lb) for s, lb in parts.ram if s.hugepage_size is not None]
-        steps = (_scaled(own, held) + _scaled(plain, max(0, held - own_size))
+        steps = (_scaled(own_pairs, held) + _scaled(plain, max(0, held - own_size))
                  + _scaled(huge, held_huge))
         if steps:
             out[g.name] = steps
@@ -115,38 +121,39 @@ def of_guests(live: LiveState, guests: Sequence[Guest]) -> LiveState:
     return live if len(kept) == len(live.guests) else dataclasses.replace(live, guests=kept)
 
 
-def live_step_map(host: Host, guests: Sequence[Guest], live: LiveState
-                  ) -> dict[str, list[tuple[Step, str]]]:
+def live_step_map(host: Host, guests: Sequence[Guest], live: LiveState, *,
+                  own: int = QEMU_OWN) -> dict[str, list[tuple[Step, str]]]:
     """Per guest, what it still touches from now: a running guest what is missing of its memory
     (:func:`growth_map`), a guest that is not running all of it (it starts)."""
     running = {g.name for g in live.guests}
-    out = guest_step_map(host, [g for g in guests if g.name not in running])
-    out.update(growth_map(host, [g for g in guests if g.name in running], live))
+    out = guest_step_map(host, [g for g in guests if g.name not in running], own=own)
+    out.update(growth_map(host, [g for g in guests if g.name in running], live, own=own))
     return out
 
 
 def play_live(simhost: SimHost, host: Host, guests: Sequence[Guest], live: LiveState,
-              orders: Iterable[StartOrder]) -> Prediction:
+              orders: Iterable[StartOrder], *, own: int = QEMU_OWN) -> Prediction:
     """:func:`play_orders` from *live*: what the running guests hold put back first, then in
     every order each guest reaching its full size (*simhost*: :func:`host_before_guests`'s)."""
-    return play_orders(simhost, live_step_map(host, guests, live), orders,
+    return play_orders(simhost, live_step_map(host, guests, live, own=own), orders,
                        prefix=held_steps(live, [g.name for g in live.guests]))
 
 
 def live_steps(host: Host, guests: Sequence[Guest], live: LiveState,
-               order: Sequence[str] | None) -> tuple[list[tuple[Step, str]], int]:
+               order: Sequence[str] | None, *, own: int = QEMU_OWN
+               ) -> tuple[list[tuple[Step, str]], int]:
     """What ``numaguard simulate`` plays on a live host: what the running guests hold put back
     (labelled ``NAME holds now``), then every guest reaching its full size in *order*; and how
     many of the steps are the held ones."""
     held = [(s, f"{s.name} holds now") for s in held_steps(live, [g.name for g in live.guests])]
-    per_guest = live_step_map(host, guests, live)
+    per_guest = live_step_map(host, guests, live, own=own)
     return held + [p for name in ordered_names(per_guest, order) for p in per_guest[name]], \
         len(held)
 
 
 def predict_live(host: Host, guests: Sequence[Guest], live: LiveState, *,
                  orders: Sequence[StartOrder] | None = None,
-                 min_free_kbytes: int | None = None) -> Prediction:
+                 min_free_kbytes: int | None = None, own: int = QEMU_OWN) -> Prediction:
     """Who is OOM-killed (and whose allocation tips it) if from what *live* holds now every
     guest reaches its full size — the running ones growing, the others starting — in every
     order the audit plays (*orders*: by default :func:`~numaguard.core.orders.start_orders`
@@ -154,4 +161,4 @@ def predict_live(host: Host, guests: Sequence[Guest], live: LiveState, *,
     if orders is None:
         orders = start_orders(guests)
     simhost = sim_host(host_before_guests(host, live), min_free_kbytes=min_free_kbytes)
-    return play_live(simhost, host, guests, live, orders)
+    return play_live(simhost, host, guests, live, orders, own=own)

@@ -41,7 +41,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from numaguard.core.scenario import Scenario, guest_steps, sim_host
+from numaguard.core.scenario import QEMU_OWN, Scenario, guest_steps, sim_host
 from numaguard.core.simulate import Policy, SimHost, Step, new_step
 from numaguard.core.whatif import host_before_guests
 from numaguard.cpuset import format_bitmap, parse_cpulist, parse_nodeset
@@ -72,14 +72,22 @@ _POLICY_OF = {p.value: p for p in Policy}
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
-def load_scenario(source: str, *, order: str | None = None) -> Scenario:
+def load_scenario(source: str, *, order: str | None = None,
+                  qemu_overhead: int | None = None) -> Scenario:
     """A scenario TOML file, or a snapshot directory whose guests touch their full memory
-    (in start order *order*, see :func:`_snapshot_scenario`)."""
+    (in start order *order*, see :func:`_snapshot_scenario`), each QEMU with
+    *qemu_overhead* bytes of its own memory besides its guest RAM (default
+    :data:`~numaguard.core.scenario.QEMU_OWN`)."""
     if os.path.isdir(source):
-        return _snapshot_scenario(source, steps=None, name=None, where=source, order=order)
+        return _snapshot_scenario(source, steps=None, name=None, where=source, order=order,
+                                  qemu_overhead=QEMU_OWN if qemu_overhead is None
+                                  else qemu_overhead)
     if order is not None:
         raise ParseError(f"{source}: --order goes with a snapshot directory (a scenario file "
                          "gives its steps in order)", field="--order")
+    if qemu_overhead is not None:
+        raise ParseError(f"{source}: --qemu-overhead goes with a snapshot directory or -c "
+                         "(a scenario file gives its steps)", field="--qemu-overhead")
     if not os.path.exists(source):
         raise SourceError(source, "no such file or directory")
     return parse_scenario(read_bytes(source, limit=MAX_SCENARIO_BYTES), path=source)
@@ -399,7 +407,7 @@ class _Parser:
 
 def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
                        name: str | None, where: str, parser: _Parser | None = None,
-                       order: str | None = None) -> Scenario:
+                       order: str | None = None, qemu_overhead: int = QEMU_OWN) -> Scenario:
     """A snapshot's host; its guests touching their memory one after another unless *steps*:
     in start order *order* (one of the audit's, :mod:`numaguard.core.orders`), by default
     the order the snapshot recorded, else ``bound-last`` — never by name, so that renaming a
@@ -421,7 +429,7 @@ def _snapshot_scenario(directory: str, *, steps: list[dict[str, Any]] | None,
         sim = sim_host(host_before_guests(host, live),
                        min_free_kbytes=_snapshot_min_free_kbytes(directory))
     return _guests_scenario(host, sim, guests, recorded, order, label, where,
-                            (directory, "domains/ is empty"), live)
+                            (directory, "domains/ is empty"), live, qemu_overhead)
 
 
 def _snapshot_live(directory: str, running: tuple[str, ...] | None,
@@ -441,7 +449,8 @@ def _snapshot_live(directory: str, running: tuple[str, ...] | None,
 
 
 def inventory_scenario(inventory: Inventory, *, order: str | None = None,
-                       live: LiveState | None = None) -> Scenario:
+                       live: LiveState | None = None, qemu_overhead: int = QEMU_OWN
+                       ) -> Scenario:
     """What :func:`load_scenario` makes of a snapshot, for an inventory read from anywhere
     (``numaguard simulate -c URI``): its guests touching their memory one after another in
     start order *order* (default: the order the guests were started in, when the source
@@ -456,13 +465,14 @@ def inventory_scenario(inventory: Inventory, *, order: str | None = None,
                    min_free_kbytes=inventory.facts.min_free_kbytes)
     return _guests_scenario(host, sim, list(inventory.guests), inventory.start_order, order,
                             inventory.origin, inventory.origin,
-                            (inventory.origin, "no domains there"), live)
+                            (inventory.origin, "no domains there"), live, qemu_overhead)
 
 
 def _guests_scenario(host: Host, sim: SimHost, guests: list[Guest],
                      recorded: tuple[str, ...] | None, order: str | None, label: str,
                      where: str, empty: tuple[str, str],
-                     live: LiveState | None = None) -> Scenario:
+                     live: LiveState | None = None, qemu_overhead: int = QEMU_OWN
+                     ) -> Scenario:
     """The guests in start order *order*; on a live host (*live*) what the running guests hold
     now first, then every guest growing to its full size in that order (core/whatif.py, as the
     audit's NG110 plays it there)."""
@@ -476,12 +486,12 @@ def _guests_scenario(host: Host, sim: SimHost, guests: list[Guest],
         raise ParseError(str(exc), field="--order") from None
     held = 0
     if live is None:
-        pairs = guest_steps(host, guests, start.guests)
+        pairs = guest_steps(host, guests, start.guests, own=qemu_overhead)
         label = f"{label} ({start.name} start order)"
     else:
         from numaguard.core.whatif import live_steps
 
-        pairs, held = live_steps(host, guests, live, start.guests)
+        pairs, held = live_steps(host, guests, live, start.guests, own=qemu_overhead)
         label = f"{label} (live: {start.name} growth order)"
     if not pairs:
         raise SourceError(empty[0], f"no guests to simulate ({empty[1]}) and no [[step]] "

@@ -25,7 +25,7 @@ from numaguard.core.findings import Finding, Fix, Severity
 from numaguard.core.flow import FlowResult, solve
 from numaguard.core.orders import DEFAULT_RANDOM_ORDERS, StartOrder, start_orders
 from numaguard.core.predict import Prediction, play_orders
-from numaguard.core.scenario import guest_step_map, sim_host
+from numaguard.core.scenario import QEMU_OWN, guest_step_map, sim_host
 from numaguard.core.simulate import SimHost
 from numaguard.core.verdict import AtRisk, Group, at_risk, groups, verify
 from numaguard.core.whatif import host_before_guests, of_guests, play_live
@@ -80,6 +80,8 @@ class AuditOptions:
     random_orders: int = DEFAULT_RANDOM_ORDERS
     #: how printed ``numaguard`` command lines name the host and each guest
     refs: CommandRefs = field(default_factory=lambda: LIVE_REFS)
+    #: QEMU's own memory per guest, besides its guest RAM (NG110; core/scenario.py)
+    qemu_overhead: int = QEMU_OWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +256,10 @@ class Context:
         from what the running guests hold now, every guest growing to its full size
         (:func:`~numaguard.core.whatif.predict_live`)."""
         if self.live is None:
-            return play_orders(self.sim_host, guest_step_map(self.host, self.guests),
-                               self.orders)
-        return play_live(self.sim_host, self.host, self.guests, self.live, self.orders)
+            return play_orders(self.sim_host, guest_step_map(
+                self.host, self.guests, own=self.options.qemu_overhead), self.orders)
+        return play_live(self.sim_host, self.host, self.guests, self.live, self.orders,
+                         own=self.options.qemu_overhead)
 
     @cached_property
     def _bound_by_nodeset(self) -> dict[frozenset[int], list[int]]:
