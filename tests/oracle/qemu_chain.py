@@ -138,6 +138,12 @@ class Guest:
         """vCPU -> oracle CPUs its thread is pinned to (libvirt's vcpupin)."""
         return {int(k): v for k, v in self.cpus.items() if k != "emulator"}
 
+    @property
+    def bound(self) -> bool:
+        """Every memory backend has host-nodes (a policy numa_maps shows)."""
+        backends = [o for o in self.objects() if o["qom-type"].startswith("memory-backend")]
+        return bool(backends) and all("host-nodes" in o for o in backends)
+
     def hugetlbfs_dirs(self) -> list[str]:
         """The ``mem-path`` of every file backend (a directory on hugetlbfs, libvirt's
         per-domain directory under the hugetlbfs mount)."""
@@ -212,6 +218,8 @@ CHAIN = [
     # argv's mem-path lies) and its memfd backend with hugetlb
     Chain.one("chain-hugepages", "hugepages", "1", hugepages={0: 64, 1: 160}),
     Chain.one("chain-hugepages-memfd", "hugepages-memfd", "0", hugepages={0: 160, 1: 64}),
+    # node 1's pool too small for the guest bound there, node 0's big enough: 192 pages in all
+    Chain.one("chain-hugepages-short", "hugepages", "1", hugepages={0: 128, 1: 64}),
     # host CPUs 0 and 1 of libvirt's vcpupin/emulatorpin mapped onto node CPUs of the VM
     Chain.one("chain-memnodes-immediate", "memnodes-immediate", "1-2", {0: "1", 1: "1-2"},
               cpus={"0": "1", "1": "2", "emulator": "1"}),
@@ -236,6 +244,14 @@ CHAIN_KNOWN: dict[str, str] = {
         "and vm2 had 6.7 MiB of its own there before its vCPU touched its RAM, so vm2's "
         "preferred spill began 18.4 MiB earlier: node 0 158.7 MiB (numaguard 177.1), node 1 "
         "95.1 (78.9)"),
+    "chain-hugepages-short": (
+        "numaguard draws the guest's 2 MiB pages from node 1's pool until it is empty (64 pages, "
+        "128 MiB placed, 128 MiB failed); the kernel gave none: QEMU's mmap of its hugetlbfs "
+        "file failed ('unable to map backing store for guest RAM: Cannot allocate memory', "
+        "QEMU exited 1), because the reservation at mmap (mm/hugetlb.c hugetlb_acct_memory) "
+        "counts only the free pages of the cgroup's cpuset.mems (allowed_mems_nr: node 1's "
+        "64) against the 128 the whole backend needs, though 192 were free in all; node 1's "
+        "pool stayed 64/64"),
     "chain-pinned-split": (
         "numaguard plays a guest whose vCPUs are pinned to CPUs of several nodes as one step "
         "from the first node of the nodeset (core.scenario _cpu_node): node 0, 256 MiB there; "
@@ -372,10 +388,12 @@ def plan_files(chains: list[Chain]) -> dict[str, bytes]:
 
 # -- the kernel's side ---------------------------------------------------------------------------
 
-def guest_rows(text: str) -> list[dict[str, Any]]:
+def guest_rows(text: str, bound: bool = False) -> list[dict[str, Any]]:
     """Guest-RAM mappings of a QEMU's numa_maps: the anonymous or hugetlb (``huge``: a
     hugetlbfs file or a hugetlb memfd) ones with a policy (one per memory backend), else the
-    largest anonymous one (a backend without host-nodes)."""
+    largest anonymous one (a backend without host-nodes; none when *bound*: every backend has
+    host-nodes, so a QEMU without such a mapping has no guest RAM, e.g. one that failed to map
+    it)."""
     rows = []
     for line in text.splitlines():
         parts = line.split()
@@ -389,15 +407,15 @@ def guest_rows(text: str) -> list[dict[str, Any]]:
                  re.findall(r"\bN(\d+)=(\d+)", line)}
         rows.append({"address": parts[0], "policy": parts[1], "nodes": nodes,
                      "bytes": sum(nodes.values())})
-    bound = [r for r in rows if r["policy"] != "default"]
-    if bound:
-        return bound
-    return [max(rows, key=lambda r: r["bytes"])] if rows else []
+    with_policy = [r for r in rows if r["policy"] != "default"]
+    if with_policy:
+        return with_policy
+    return [max(rows, key=lambda r: r["bytes"])] if rows and not bound else []
 
 
-def kernel_guest(maps: str) -> dict[str, int]:
+def kernel_guest(maps: str, bound: bool = False) -> dict[str, int]:
     total: dict[str, int] = {}
-    for r in guest_rows(maps):
+    for r in guest_rows(maps, bound):
         for n, b in r["nodes"].items():
             total[n] = total.get(n, 0) + b
     return dict(sorted(total.items()))
@@ -445,6 +463,7 @@ def write_snapshot(directory: Path, c: Chain, host: Mapping[str, Any],
 class Prediction:
     placed: dict[str, dict[str, int]]      # guest -> node -> bytes, over all its steps
     events: list[tuple[str | None, str | None]]
+    failed: dict[str, int] = field(default_factory=dict)  # guest -> bytes it could not place
 
 
 def predict(snapshot: Path) -> Prediction:
@@ -456,6 +475,7 @@ def predict(snapshot: Path) -> Prediction:
 
     run = play(load_scenario(str(snapshot)))
     placed: dict[str, dict[str, int]] = {}
+    failed: dict[str, int] = {}
     events = []
     for s in run.result.steps:
         mine = placed.setdefault(s.name, {})
@@ -463,7 +483,9 @@ def predict(snapshot: Path) -> Prediction:
             if b:
                 mine[str(n)] = mine.get(str(n), 0) + b
         events += [(e.victim, e.constraint) for e in s.oom]
-    return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events)
+        if s.failed:
+            failed[s.name] = failed.get(s.name, 0) + s.failed
+    return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events, failed)
 
 
 def repeat_boots() -> list[Path]:
@@ -496,7 +518,9 @@ def kernel_events(result: Mapping[str, Any]) -> list[tuple[str | None, str | Non
 
 def compare(c: Chain, result: Mapping[str, Any], snapshot: Path) -> dict[str, Any]:
     """Kernel vs numaguard for one experiment: each guest's RAM per node (as its own step
-    left it) within max(2 % of the guest's memory, 4 MiB), the OOM events exactly."""
+    left it) within max(2 % of the guest's memory, 4 MiB), the OOM events exactly, and a
+    guest that could not get its memory without an OOM kill (the kernel's QEMU ``died``:
+    exited on its own) exactly where numaguard leaves some of it unplaced (``failed``)."""
     write_snapshot(snapshot, c, result["host"], start_pools(result))
     pred = predict(snapshot)
     kern = {g: r["guest_placed"] for g, r in result["chain"]["guests"].items()}
@@ -509,15 +533,23 @@ def compare(c: Chain, result: Mapping[str, Any], snapshot: Path) -> dict[str, An
                 problems.append(f"{g.step} node {n}: kernel {k.get(n, 0) / ol.MiB:.1f} MiB, "
                                 f"numaguard {p.get(n, 0) / ol.MiB:.1f} MiB (tolerance "
                                 f"{tol / ol.MiB:.1f})")
+        died = result["chain"]["guests"][g.step]["outcome"] == "died"
+        if died != bool(pred.failed.get(g.step)):
+            problems.append(f"{g.step}: kernel {'QEMU exited' if died else 'started'}, "
+                            f"numaguard failed {pred.failed.get(g.step, 0) / ol.MiB:.1f} MiB")
     if kernel_events(result) != pred.events:
         problems.append(f"OOM kernel {kernel_events(result)}, numaguard {pred.events}")
     return {"kernel": kern, "numaguard": pred.placed, "problems": problems,
-            "agree": not problems}
+            "agree": not problems, "failed": pred.failed, "events": pred.events,
+            "died": [g for g, r in result["chain"]["guests"].items() if r["outcome"] == "died"]}
 
 
-def mib_text(placed: Mapping[str, Mapping[str, int]], events=()) -> str:
+def mib_text(placed: Mapping[str, Mapping[str, int]], events=(),
+             notes: Mapping[str, str] | None = None) -> str:
+    notes = notes or {}
     out = "; ".join(f"{g}: " + (" ".join(f"N{n}={b / ol.MiB:.1f}" for n, b in sorted(p.items())
-                                          if b) or "-") for g, p in placed.items())
+                                          if b) or "-") + notes.get(g, "")
+                    for g, p in placed.items())
     return out + "".join(f" OOM[{c}]->{v}" for v, c in events)
 
 
@@ -580,8 +612,11 @@ def table_rows(tmp: Path, known: Mapping[str, str] | None = None) -> list[list[s
         if not cmp["agree"] and known and c.name in known:
             agree += " (explained: test_qemu_chain strict xfail, QEMU.md)"
         rows.append([c.name, policy_text(c), backend_text(c),
-                     mib_text(cmp["kernel"], kernel_events(result)),
-                     mib_text(cmp["numaguard"], predict(tmp / c.name).events), agree])
+                     mib_text(cmp["kernel"], kernel_events(result),
+                              dict.fromkeys(cmp["died"], " (QEMU exited)")),
+                     mib_text(cmp["numaguard"], cmp["events"],
+                              {g: f" (failed {b / ol.MiB:.1f})" for g, b in cmp["failed"].items()}),
+                     agree])
     return rows
 
 
@@ -604,7 +639,8 @@ def chain_record(c: Chain, exp: Mapping[str, bytes], result: Mapping[str, Any]) 
             "domain_xml_run": g.xml(), "argv_run": argv, "changes": changes,
             "cpu_node": g.cpu_node, "cpuset_mems": g.cpuset_mems,
             "touch_mib": None if g.prealloc else g.touch_mib,
-            "guest_placed": kernel_guest(maps), "guest_mappings": guest_rows(maps),
+            "guest_placed": kernel_guest(maps, g.bound),
+            "guest_mappings": guest_rows(maps, g.bound),
             "guest_source": src, "outcome": step["outcome"]}
         if g.cpus:
             guests[g.step].update({
