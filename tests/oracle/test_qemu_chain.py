@@ -133,9 +133,10 @@ def test_the_snapshot_carries_the_measured_hugepage_pools(tmp_path):
                                                                         want["free"])
 
 
-def test_hugepage_guests_take_their_pages_from_the_bound_nodes_pool():
-    """What each hugepage-backed guest holds per node (numa_maps, ``huge``) is what its
-    node's pool lost during its step, and the pools are whole again after the guests."""
+def test_hugepage_guests_take_their_pages_from_the_pools():
+    """What each hugepage-backed guest holds per node (numa_maps, ``huge``) is what that
+    node's pool lost during its step; a bound guest's pages all come from its nodes' pools (a
+    preferred one's also from others'); the pools are whole again after the guests."""
     huge = [c for c in qc.CHAIN if c.hugepages]
     assert huge
     for c in huge:
@@ -149,7 +150,8 @@ def test_hugepage_guests_take_their_pages_from_the_bound_nodes_pool():
             if rec["guests"][g.step]["outcome"] == "died":   # QEMU could not map its RAM
                 assert not placed, (c.name, g.step)
                 continue
-            assert set(placed) == {str(n) for n in g.backend_nodes("pc.ram")}
+            if g.mode == "strict":
+                assert set(placed) == {str(n) for n in g.backend_nodes("pc.ram")}
             assert sum(placed.values()) == g.mib * ol.MiB
         assert all(p["free"] == p["total"] for p in pools["guests_stopped"].values()), c.name
 
