@@ -23,13 +23,21 @@ every result (``chain`` in results/qemu/chain/NAME.json):
   is the nodeset (libvirt qemuProcessSetupEmulator -> qemuSetupCpusetMems), so does the
   restrictive mode; the step sets the same ``cpuset.mems``;
 * the emulator is pinned (taskset) to the CPU of the node numaguard assumes for an unpinned
-  guest (core.scenario ``_cpu_node``: the first node of the nodeset).
+  guest (core.scenario ``_cpu_node``: the first node of the nodeset), or to its emulatorpin CPU;
+* ``<vcpupin>``/``<emulatorpin>`` host CPUs are mapped onto the oracle VM's CPUs (``cpus``; CPU
+  i is node i's only CPU), in the domain XML numaguard reads and for the threads: ``qpin`` plan
+  lines pin each ``CPU N/TCG`` thread while QEMU is paused (libvirt qemuProcessSetupVcpus); a
+  lazily touched pinned guest keeps ``-S`` and gets ``-monitor pipe:`` to be resumed (``cont``);
+  ``smp_touch`` boots the guest kernel that starts vCPU 1 too, each vCPU touching half;
+* hugepage guests: ``hugepages`` plan lines reserve the experiment's 2 MiB pools per node, a
+  ``hugetlbfs`` line mounts hugetlbfs where libvirt's ``mem-path`` lies (``HUGETLBFS``) and makes
+  the directory; the pools per node before/after each step are recorded (``chain.hugepages``).
 
 numaguard's side (``predict``) is a snapshot directory: ``host/`` = the oracle VM's sysfs and
 proc as measured just before the experiment (per-node MemTotal/MemFree, distances, CPUs,
-zoneinfo watermarks, ``vm.min_free_kbytes``) and ``domains/NAME.xml`` = the domain XML with the
-same nodesets substituted; played by ``numaguard simulate``'s path (readers.scenario
-``load_scenario`` then core.scenario ``play``).
+zoneinfo watermarks, ``vm.min_free_kbytes``, 2 MiB pools' nr/free_hugepages) and
+``domains/NAME.xml`` = the domain XML with the same nodesets substituted; played by
+``numaguard simulate``'s path (readers.scenario ``load_scenario`` then core.scenario ``play``).
 """
 
 from __future__ import annotations
