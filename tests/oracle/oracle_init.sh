@@ -24,6 +24,12 @@
 #   qarg NAME ARG             one argument of the QEMU command line step NAME runs instead of
 #                             the one above (qemu_chain.py: libvirt's own argv; ARG has no
 #                             spaces); the step then waits for VmRSS >= SIZE_KIB
+#                             (VmRSS + HugetlbPages: hugetlb pages are not in VmRSS)
+#   qpin NAME VCPU CPULIST    pin step NAME's thread "CPU VCPU/TCG" (libvirt's vcpupin) once
+#                             it exists; a QEMU with -monitor pipe:/run/NAME.mon is then
+#                             resumed (HMP cont), as libvirt resumes a guest it started paused
+#   hugepages NODE PAGES      reserve PAGES 2 MiB pages on NODE before the experiment (0 after)
+#   hugetlbfs MOUNT DIR       hugetlbfs (2 MiB) mounted at MOUNT, DIR made (libvirt's mem-path)
 export PATH=/bin:/sbin:/usr/bin
 # The QEMU initramfs (/etc/ng-qemu-root): the kernel unpacked it (54 MiB) on whichever node it
 # allocated from; copy it into a tmpfs bound to node ng.rootnode= and switch_root there, so the
@@ -181,6 +187,12 @@ qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
         -display none -monitor none -serial none
     fi
     echo "$name $*" >> "$D/qemu.argv"
+    pins=""
+    if [ -s "/run/qpin.$name" ]; then
+        pins=todo
+        rm -f "/run/$name.mon.in" "/run/$name.mon.out"
+        mkfifo "/run/$name.mon.in" "/run/$name.mon.out"
+    fi
     echo "$name" >> /run/hogs
     rm -f "$D/$name.pid"
     ( sh -c 'echo $$ > "$0"; echo "$1" > /proc/self/oom_score_adj
@@ -196,8 +208,10 @@ qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
         sleep 0.3
         t=$((t + 1))
         pid=$(cat "$D/$name.pid" 2>/dev/null)
-        rss=$(grep '^VmRSS' /proc/$pid/status 2>/dev/null | tr -dc 0-9)
+        rss=$(awk '/^(VmRSS|HugetlbPages):/ { s += $2; n++ } END { if (n) print s }' \
+              /proc/$pid/status 2>/dev/null)
         [ -n "$rss" ] || continue
+        if [ -n "$pins" ] && qemu_pin "$idx" "$name" "$pid"; then pins=""; fi
         # keep the last non-empty look (a read as the OOM killer takes it comes back empty)
         cat /proc/$pid/numa_maps > /run/look 2>/dev/null
         [ -s /run/look ] && mv /run/look "$D/s$idx.$name.last_numa_maps"
@@ -210,6 +224,31 @@ qemu_start() { # IDX NAME POLICY NODES SIZE_KIB CPU_NODE CPUSET ADJ
             break
         fi
     done
+}
+
+hugepages_set() { # "NODE:PAGES ..." [PAGES]: per-node 2 MiB pools (PAGES given: all to it)
+    for np in $1; do
+        echo "${2:-${np#*:}}" > \
+            "/sys/devices/system/node/node${np%%:*}/hugepages/hugepages-2048kB/nr_hugepages" ||
+            say "hugepages $np failed"
+    done
+}
+
+qemu_pin() { # IDX NAME PID: pin the vCPU threads of /run/qpin.NAME; 0 once all were found
+    local task vcpu list tid
+    for task in /proc/$3/task/*; do echo "${task##*/} $(cat "$task/comm" 2>/dev/null)"; done \
+        > /run/tasks
+    while read -r vcpu list; do
+        grep -q " CPU $vcpu/TCG\$" /run/tasks || return 1
+    done < "/run/qpin.$2"
+    while read -r vcpu list; do
+        tid=$(grep " CPU $vcpu/TCG\$" /run/tasks | cut -d' ' -f1)
+        taskset -p -c "$list" "$tid" > /dev/null
+        echo "$vcpu $tid $(taskset -p "$tid")" >> "$D/s$1.$2.pins"
+    done < "/run/qpin.$2"
+    taskset -p "$3" > "$D/s$1.$2.emulator_affinity"
+    if grep -qx "pipe:/run/$2.mon" "/run/qargv.$2"; then echo cont > "/run/$2.mon.in"; fi
+    return 0
 }
 
 hog_stop() { # NAME SIGNAL
@@ -231,6 +270,15 @@ run_exp() {
     fi
     old_mfk=$(cat /proc/sys/vm/min_free_kbytes)
     [ -n "$MINFREE" ] && echo "$MINFREE" > /proc/sys/vm/min_free_kbytes
+    hugepages_set "$HUGE"
+    if [ -s /run/hugetlbfs ]; then
+        while read -r mnt dir; do
+            grep -q " $mnt hugetlbfs " /proc/mounts ||
+                { mkdir -p "$mnt"; mount -t hugetlbfs -o pagesize=2M hugetlbfs "$mnt"; }
+            mkdir -p "$dir"
+        done < /run/hugetlbfs
+        cat /proc/mounts > $D/mounts
+    fi
     sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
     dmesg -c > $D/pre.dmesg
     cat /proc/zoneinfo > $D/zoneinfo
@@ -275,6 +323,7 @@ run_exp() {
     snap $D/end
     for h in $(cat /run/hogs); do hog_stop "$h" 9; done
     wait
+    if [ -n "$HUGE" ]; then nodes_meminfo > $D/stopped.nodes; hugepages_set "$HUGE" 0; fi
     if [ "$SWAP" != 0 ]; then swapoff /dev/zram0; echo 1 > /sys/block/zram0/reset; fi
     echo "$old_mfk" > /proc/sys/vm/min_free_kbytes
     for cg in $(cat /run/cgroups); do rmdir "$cg" 2>/dev/null; done
@@ -286,11 +335,15 @@ run_exp() {
 
 PLAN=/plans/$(param ng.plan).plan
 [ -f "$PLAN" ] || say "no plan $PLAN"
-EXP=""; SWAP=0; MINFREE=""; LIVE=""
+EXP=""; SWAP=0; MINFREE=""; LIVE=""; HUGE=""
 while read -r kw a b; do
     case "$kw" in
-        exp) EXP=$a; SWAP=0; MINFREE=""; LIVE=""; : > /run/steps; rm -f /run/qargv.* ;;
+        exp) EXP=$a; SWAP=0; MINFREE=""; LIVE=""; HUGE=""; : > /run/steps
+             rm -f /run/qargv.* /run/qpin.* /run/hugetlbfs ;;
         qarg) echo "$b" >> "/run/qargv.$a" ;;
+        qpin) echo "$b" >> "/run/qpin.$a" ;;
+        hugepages) HUGE="$HUGE $a:$b" ;;
+        hugetlbfs) echo "$a $b" >> /run/hugetlbfs ;;
         swap) SWAP=$a ;;
         min_free_kbytes) MINFREE=$a ;;
         live) LIVE="$LIVE $a" ;;

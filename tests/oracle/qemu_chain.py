@@ -23,13 +23,21 @@ every result (``chain`` in results/qemu/chain/NAME.json):
   is the nodeset (libvirt qemuProcessSetupEmulator -> qemuSetupCpusetMems), so does the
   restrictive mode; the step sets the same ``cpuset.mems``;
 * the emulator is pinned (taskset) to the CPU of the node numaguard assumes for an unpinned
-  guest (core.scenario ``_cpu_node``: the first node of the nodeset).
+  guest (core.scenario ``_cpu_node``: the first node of the nodeset), or to its emulatorpin CPU;
+* ``<vcpupin>``/``<emulatorpin>`` host CPUs are mapped onto the oracle VM's CPUs (``cpus``; CPU
+  i is node i's only CPU), in the domain XML numaguard reads and for the threads: ``qpin`` plan
+  lines pin each ``CPU N/TCG`` thread while QEMU is paused (libvirt qemuProcessSetupVcpus); a
+  lazily touched pinned guest keeps ``-S`` and gets ``-monitor pipe:`` to be resumed (``cont``);
+  ``smp_touch`` boots the guest kernel that starts vCPU 1 too, each vCPU touching half;
+* hugepage guests: ``hugepages`` plan lines reserve the experiment's 2 MiB pools per node, a
+  ``hugetlbfs`` line mounts hugetlbfs where libvirt's ``mem-path`` lies (``HUGETLBFS``) and makes
+  the directory; the pools per node before/after each step are recorded (``chain.hugepages``).
 
 numaguard's side (``predict``) is a snapshot directory: ``host/`` = the oracle VM's sysfs and
 proc as measured just before the experiment (per-node MemTotal/MemFree, distances, CPUs,
-zoneinfo watermarks, ``vm.min_free_kbytes``) and ``domains/NAME.xml`` = the domain XML with the
-same nodesets substituted; played by ``numaguard simulate``'s path (readers.scenario
-``load_scenario`` then core.scenario ``play``).
+zoneinfo watermarks, ``vm.min_free_kbytes``, 2 MiB pools' nr/free_hugepages) and
+``domains/NAME.xml`` = the domain XML with the same nodesets substituted; played by
+``numaguard simulate``'s path (readers.scenario ``load_scenario`` then core.scenario ``play``).
 """
 
 from __future__ import annotations
@@ -56,6 +64,10 @@ BOOT = "qchain"
 NODE_MIB = [512, 768, 384]
 STEP = "vm1"
 TOUCH_SLACK_MIB = 3
+#: where libvirt's mem-path lies: qemu.conf's hugetlbfs_mount default, the mount systemd makes
+#: (libvirt writes HUGETLBFS/libvirt/qemu/ID-NAME, qemuGetDomainHugepagePath)
+HUGETLBFS = "/dev/hugepages"
+HUGEPAGE_KIB = 2048
 PAGE = 4096
 #: options dropped from libvirt's argv, with the reason (recorded in every result)
 DROPPED = {
@@ -84,6 +96,11 @@ class Guest:
     domain: str
     nodes: str
     memnodes: Mapping[int, str] = field(default_factory=dict)
+    #: ``<vcpupin vcpu=N cpuset>`` (key ``N``) and ``<emulatorpin cpuset>`` (key
+    #: ``"emulator"``) mapped onto the oracle VM's CPUs (CPU i is node i's only CPU)
+    cpus: Mapping[str, str] = field(default_factory=dict)
+    #: the guest kernel starts vCPU 1 too and each vCPU touches half (guestkernel.py vcpus=2)
+    smp_touch: bool = False
 
     def argv_recorded(self) -> list[str]:
         return list(json.loads((ARGV / f"{self.domain}.json").read_text())["argv"])
@@ -110,12 +127,40 @@ class Guest:
         return self.mib - TOUCH_SLACK_MIB
 
     @property
+    def touch_vcpus(self) -> int:
+        return 2 if self.smp_touch else 1
+
+    @property
     def kernel_file(self) -> str:
-        return f"touch{self.touch_mib}.bin"
+        return f"touch{self.touch_mib}{'x2' if self.smp_touch else ''}.bin"
 
     @property
     def cpu_node(self) -> int:
+        """The node of the emulator's CPU: its emulatorpin's, else the first of the nodeset."""
+        if "emulator" in self.cpus:
+            return cpu_nodes(self.cpus["emulator"])[0]
         return node_list(self.nodes)[0]
+
+    @property
+    def vcpu_pins(self) -> dict[int, str]:
+        """vCPU -> oracle CPUs its thread is pinned to (libvirt's vcpupin)."""
+        return {int(k): v for k, v in self.cpus.items() if k != "emulator"}
+
+    @property
+    def bound(self) -> bool:
+        """Every memory backend has host-nodes (a policy numa_maps shows)."""
+        backends = [o for o in self.objects() if o["qom-type"].startswith("memory-backend")]
+        return bool(backends) and all("host-nodes" in o for o in backends)
+
+    def hugetlbfs_dirs(self) -> list[str]:
+        """The ``mem-path`` of every file backend (a directory on hugetlbfs, libvirt's
+        per-domain directory under the hugetlbfs mount)."""
+        return [obj["mem-path"] for obj in self.objects() if "mem-path" in obj]
+
+    def objects(self) -> list[dict[str, Any]]:
+        argv = self.argv_recorded()
+        return [json.loads(argv[i + 1]) for i, a in enumerate(argv)
+                if a == "-object" and argv[i + 1].startswith("{")]
 
     @property
     def cpuset_mems(self) -> str | None:
@@ -133,6 +178,11 @@ class Guest:
                 el.set("nodeset", self.nodes)
             elif el.tag == "memnode":
                 el.set("nodeset", self.memnodes[int(el.get("cellid", "0"))])
+        ct = root.find("cputune")
+        for el in ct if ct is not None else ():
+            key = "emulator" if el.tag == "emulatorpin" else el.get("vcpu")
+            if el.tag in ("vcpupin", "emulatorpin") and key is not None:
+                el.set("cpuset", self.cpus[key])
         return ET.tostring(root, encoding="unicode") + "\n"
 
     def backend_nodes(self, backend_id: str) -> list[int]:
@@ -147,11 +197,17 @@ class Chain:
 
     name: str
     guests: tuple[Guest, ...]
+    #: node -> 2 MiB pages reserved in its pool before the experiment
+    #: (/sys/devices/system/node/nodeN/hugepages/hugepages-2048kB/nr_hugepages; 0 after it)
+    hugepages: Mapping[int, int] = field(default_factory=dict)
 
     @classmethod
     def one(cls, name: str, domain: str, nodes: str,
-            memnodes: Mapping[int, str] | None = None) -> Chain:
-        return cls(name, (Guest(STEP, domain, nodes, memnodes or {}),))
+            memnodes: Mapping[int, str] | None = None, *,
+            cpus: Mapping[str, str] | None = None, smp_touch: bool = False,
+            hugepages: Mapping[int, int] | None = None) -> Chain:
+        return cls(name, (Guest(STEP, domain, nodes, memnodes or {}, cpus or {}, smp_touch),),
+                   hugepages or {})
 
 
 CHAIN = [
@@ -166,11 +222,52 @@ CHAIN = [
     Chain("chain-n0-strict-oom", (Guest("vm1", "immediate", "0"), Guest("vm2", "strict", "0"))),
     Chain("chain-n0-preferred-spill", (Guest("vm1", "immediate", "0"),
                                        Guest("vm2", "preferred", "0"))),
+    # 2 MiB pools reserved per node; libvirt's file backend on hugetlbfs (mounted where its
+    # argv's mem-path lies) and its memfd backend with hugetlb
+    Chain.one("chain-hugepages", "hugepages", "1", hugepages={0: 64, 1: 160}),
+    Chain.one("chain-hugepages-memfd", "hugepages-memfd", "0", hugepages={0: 160, 1: 64}),
+    # node 1's pool too small for the guest bound there, node 0's big enough: 192 pages in all
+    Chain.one("chain-hugepages-short", "hugepages", "1", hugepages={0: 128, 1: 64}),
+    # preferred (no cgroup): node 1's pool short, the rest from the next node with pages
+    # (qemu/domains/extra/: recorded like the others, kept out of test_qemu_argv's set)
+    Chain.one("chain-hugepages-preferred", "extra/hugepages-preferred", "1",
+              hugepages={0: 96, 1: 64}),
+    # host CPUs 0 and 1 of libvirt's vcpupin/emulatorpin mapped onto node CPUs of the VM
+    Chain.one("chain-memnodes-immediate", "memnodes-immediate", "1-2", {0: "1", 1: "1-2"},
+              cpus={"0": "1", "1": "2", "emulator": "1"}),
+    # both vCPUs touch (guestkernel.py with 2 vCPUs), each from the CPU it is pinned to
+    Chain.one("chain-pinned", "pinned", "1", cpus={"0": "0", "1": "2", "emulator": "0"},
+              smp_touch=True),
+    # strict over two nodes, vCPU 0 pinned to node 1's CPU, vCPU 1 to node 0's
+    Chain.one("chain-pinned-split", "pinned", "0-1", cpus={"0": "1", "1": "0", "emulator": "0"},
+              smp_touch=True),
+    # the same with vCPU 0 alone touching (a guest whose boot CPU writes its memory)
+    Chain.one("chain-pinned-split-bsp", "pinned", "0-1",
+              cpus={"0": "1", "1": "0", "emulator": "0"}),
 ]
 
 #: experiments numaguard does not predict, with the kernel behaviour that explains it
 #: (test_qemu_chain marks them xfail(strict=True); QEMU.md)
 CHAIN_KNOWN: dict[str, str] = {
+    "chain-hugepages-short": (
+        "numaguard draws the guest's 2 MiB pages from node 1's pool until it is empty (64 pages, "
+        "128 MiB placed, 128 MiB failed); the kernel gave none: QEMU's mmap of its hugetlbfs "
+        "file failed ('unable to map backing store for guest RAM: Cannot allocate memory', "
+        "QEMU exited 1), because the reservation at mmap (mm/hugetlb.c hugetlb_acct_memory) "
+        "counts only the free pages of the cgroup's cpuset.mems (allowed_mems_nr: node 1's "
+        "64) against the 128 the whole backend needs, though 192 were free in all; node 1's "
+        "pool stayed 64/64"),
+    "chain-pinned-split": (
+        "numaguard plays a guest whose vCPUs are pinned to CPUs of several nodes as one step "
+        "from the first node of the nodeset (core.scenario _cpu_node): node 0, 256 MiB there; "
+        "the kernel's MPOL_BIND over 0-1 takes each page from the faulting thread's own node "
+        "first (mm/mempolicy.c: the local node when it is in the mask), and the faulting "
+        "threads are the vCPU threads where vcpupin put them: vCPU 0 on CPU 1 touched its "
+        "half on node 1 (126.9 MiB), vCPU 1 on CPU 0 its half on node 0 (126.9 MiB)"),
+    "chain-pinned-split-bsp": (
+        "as chain-pinned-split, with vCPU 0 (pinned to CPU 1) the only one touching: the "
+        "kernel put all 253.8 MiB on node 1, vCPU 0's node; numaguard 256 MiB on node 0, the "
+        "first node of the nodeset"),
 }
 
 
@@ -180,6 +277,11 @@ def by_name() -> dict[str, Chain]:
 
 def node_list(text: str) -> list[int]:
     return sorted(ol._cpulist(text))
+
+
+def cpu_nodes(cpus: str) -> list[int]:
+    """The oracle VM's nodes of a CPU list (one CPU per node: CPU i is on node i)."""
+    return sorted(set(ol._cpulist(cpus)))
 
 
 def oracle_argv(g: Guest) -> tuple[list[str], list[dict[str, Any]]]:
@@ -197,7 +299,7 @@ def oracle_argv(g: Guest) -> tuple[list[str], list[dict[str, Any]]]:
         step = 2 if val is not None else 1
         if opt in DROPPED:
             changes.append({"dropped": [opt, val], "why": DROPPED[opt]})
-        elif opt == "-S" and lazy:
+        elif opt == "-S" and lazy and not g.vcpu_pins:
             changes.append({"dropped": ["-S"], "why": "lazily touched: the guest kernel "
                             "touches its RAM from the vCPU thread instead"})
         elif opt == "-object" and val is not None and val.startswith("{"):
@@ -221,8 +323,24 @@ def oracle_argv(g: Guest) -> tuple[list[str], list[dict[str, Any]]]:
     if lazy:
         out += ["-kernel", f"/plans/{g.kernel_file}"]
         changes.append({"added": ["-kernel", f"/plans/{g.kernel_file}"],
-                        "why": f"tests/support/guestkernel.py touching {g.touch_mib} MiB"})
+                        "why": f"tests/support/guestkernel.py touching {g.touch_mib} MiB"
+                        + (" (vCPU 0 the first half, vCPU 1 the rest)" if g.smp_touch else "")})
+    if lazy and g.vcpu_pins:
+        out += ["-monitor", f"pipe:{monitor_pipe(g)}"]
+        changes.append({"added": ["-monitor", f"pipe:{monitor_pipe(g)}"],
+                        "why": "-S kept: as libvirt, /init pins the vCPU threads while QEMU "
+                        "is paused, then resumes it (HMP cont on this pipe)"})
+    if g.cpus:
+        changes.append({"pinned": {k: g.cpus[k] for k in sorted(g.cpus)},
+                        "why": "libvirt's vcpupin/emulatorpin host CPUs mapped onto the "
+                        "oracle VM's (CPU i = node i): taskset of the emulator, "
+                        "taskset -p of each 'CPU N/TCG' thread (qpin plan lines)"})
     return out, changes
+
+
+def monitor_pipe(g: Guest) -> str:
+    """QEMU's ``-monitor pipe:PATH`` opens PATH.in and PATH.out (fifos /init makes)."""
+    return f"/run/{g.step}.mon"
 
 
 def scenario(c: Chain) -> ol.ScenarioFile:
@@ -258,40 +376,51 @@ def plan_text(chains: list[Chain]) -> str:
                 line = " ".join(parts)
             out.append(line)
             if parts[:1] == ["exp"]:
+                out += [f"hugepages {n} {pages}" for n, pages in sorted(c.hugepages.items())]
                 for g in c.guests:
+                    out += [f"hugetlbfs {HUGETLBFS} {d}" for d in g.hugetlbfs_dirs()]
+                    out += [f"qpin {g.step} {v} {cpus}" for v, cpus in
+                            sorted(g.vcpu_pins.items())]
                     out += [f"qarg {g.step} {a}" for a in oracle_argv(g)[0]]
     return "\n".join(out) + "\n"
 
 
 def plan_files(chains: list[Chain]) -> dict[str, bytes]:
     """The guest kernels the plans name (``/plans/touchN.bin``)."""
-    return {g.kernel_file: kernel_image(g.touch_mib) for c in chains for g in c.guests
-            if not g.prealloc}
+    return {g.kernel_file: kernel_image(g.touch_mib, g.touch_vcpus) for c in chains
+            for g in c.guests if not g.prealloc}
 
 
 # -- the kernel's side ---------------------------------------------------------------------------
 
-def guest_rows(text: str) -> list[dict[str, Any]]:
-    """Guest-RAM mappings of a QEMU's numa_maps: the anonymous ones with a policy (one per
-    memory backend), else the largest anonymous one (a backend without host-nodes)."""
+def guest_rows(text: str, bound: bool = False) -> list[dict[str, Any]]:
+    """Guest-RAM mappings of a QEMU's numa_maps: the anonymous or hugetlb (``huge``: a
+    hugetlbfs file or a hugetlb memfd) ones with a policy (one per memory backend), else the
+    largest anonymous one (a backend without host-nodes; none when *bound*: every backend has
+    host-nodes, so a QEMU without such a mapping has no guest RAM, e.g. one that failed to map
+    it)."""
     rows = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) < 2 or "file=" in line or "anon=" not in line:
+        huge = "huge" in parts
+        if len(parts) < 2 or not huge and ("file=" in line or "anon=" not in line):
             continue
-        nodes = {n: int(p) * 4 * ol.KiB for n, p in
+        # Nn= counts pages of kernelpagesize_kB (2048 for a hugetlb mapping, fs/proc/
+        # task_mmu.c gather_hugetlb_stats counts one per huge page)
+        kb = int(m.group(1)) if (m := re.search(r"kernelpagesize_kB=(\d+)", line)) else 4
+        nodes = {n: int(p) * kb * ol.KiB for n, p in
                  re.findall(r"\bN(\d+)=(\d+)", line)}
         rows.append({"address": parts[0], "policy": parts[1], "nodes": nodes,
                      "bytes": sum(nodes.values())})
-    bound = [r for r in rows if r["policy"] != "default"]
-    if bound:
-        return bound
-    return [max(rows, key=lambda r: r["bytes"])] if rows else []
+    with_policy = [r for r in rows if r["policy"] != "default"]
+    if with_policy:
+        return with_policy
+    return [max(rows, key=lambda r: r["bytes"])] if rows and not bound else []
 
 
-def kernel_guest(maps: str) -> dict[str, int]:
+def kernel_guest(maps: str, bound: bool = False) -> dict[str, int]:
     total: dict[str, int] = {}
-    for r in guest_rows(maps):
+    for r in guest_rows(maps, bound):
         for n, b in r["nodes"].items():
             total[n] = total.get(n, 0) + b
     return dict(sorted(total.items()))
@@ -299,10 +428,17 @@ def kernel_guest(maps: str) -> dict[str, int]:
 
 # -- numaguard's side ----------------------------------------------------------------------------
 
-def write_snapshot(directory: Path, c: Chain, host: Mapping[str, Any]) -> Path:
+def write_snapshot(directory: Path, c: Chain, host: Mapping[str, Any],
+                   pools: Mapping[str, Mapping[str, int]] | None = None) -> Path:
     """A snapshot of the oracle VM as measured (*host*: a result's ``host``, taken before the
-    experiment) with the experiment's domain XMLs and their start order (snapshot.json)."""
-    nodes = [SynthNode(n["id"], n["cpus"], n["mem_total"] // ol.KiB, n["mem_free"] // ol.KiB)
+    experiment; *pools*: its 2 MiB hugepage pools then, node -> total/free pages, written as
+    sysfs' nr_hugepages/free_hugepages) with the experiment's domain XMLs and their start
+    order (snapshot.json)."""
+    pools = pools or {}
+    nodes = [SynthNode(n["id"], n["cpus"], n["mem_total"] // ol.KiB, n["mem_free"] // ol.KiB,
+                       hugepages={HUGEPAGE_KIB: (pools[str(n["id"])]["total"],
+                                                 pools[str(n["id"])]["free"])}
+                       if str(n["id"]) in pools else {})
              for n in host["nodes"]]
     root = directory / "host"
     write_sysfs(str(root), nodes, host["distances"], numa_balancing=0)
@@ -332,6 +468,7 @@ def write_snapshot(directory: Path, c: Chain, host: Mapping[str, Any]) -> Path:
 class Prediction:
     placed: dict[str, dict[str, int]]      # guest -> node -> bytes, over all its steps
     events: list[tuple[str | None, str | None]]
+    failed: dict[str, int] = field(default_factory=dict)  # guest -> bytes it could not place
 
 
 def predict(snapshot: Path) -> Prediction:
@@ -343,6 +480,7 @@ def predict(snapshot: Path) -> Prediction:
 
     run = play(load_scenario(str(snapshot)))
     placed: dict[str, dict[str, int]] = {}
+    failed: dict[str, int] = {}
     events = []
     for s, label in zip(run.result.steps, run.scenario.labels, strict=True):
         events += [(e.victim, e.constraint) for e in s.oom]
@@ -352,11 +490,31 @@ def predict(snapshot: Path) -> Prediction:
         for n, b in s.placed.items():
             if b:
                 mine[str(n)] = mine.get(str(n), 0) + b
-    return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events)
+        if s.failed:
+            failed[s.name] = failed.get(s.name, 0) + s.failed
+    return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events, failed)
 
 
-def load_result(c: Chain) -> dict[str, Any] | None:
-    path = RESULTS_DIR / f"{c.name}.json"
+def repeat_boots() -> list[Path]:
+    """The repeated chain boots (``run_qemu_oracle.py --chain --spread-boot N``): boots/N/."""
+    return sorted((d for d in (RESULTS_DIR / "boots").glob("*") if d.is_dir()
+                   and d.name.isdigit()), key=lambda d: int(d.name))
+
+
+def start_pools(result: Mapping[str, Any]) -> dict[str, dict[str, int]] | None:
+    """The 2 MiB pools before the first step, if the experiment reserved any."""
+    huge = result.get("chain", {}).get("hugepages")
+    return huge["start"] if huge else None
+
+
+def pools(nodes_text: str) -> dict[str, dict[str, int]]:
+    """Per node, the 2 MiB pool in per-node meminfo: HugePages_Total/_Free (pages)."""
+    return {str(n): {"total": v.get("HugePages_Total", 0), "free": v.get("HugePages_Free", 0)}
+            for n, v in sorted(ol.node_meminfo(nodes_text).items())}
+
+
+def load_result(c: Chain, directory: Path = RESULTS_DIR) -> dict[str, Any] | None:
+    path = directory / f"{c.name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -367,8 +525,10 @@ def kernel_events(result: Mapping[str, Any]) -> list[tuple[str | None, str | Non
 
 def compare(c: Chain, result: Mapping[str, Any], snapshot: Path) -> dict[str, Any]:
     """Kernel vs numaguard for one experiment: each guest's RAM per node (as its own step
-    left it) within max(2 % of the guest's memory, 4 MiB), the OOM events exactly."""
-    write_snapshot(snapshot, c, result["host"])
+    left it) within max(2 % of the guest's memory, 4 MiB), the OOM events exactly, and a
+    guest that could not get its memory without an OOM kill (the kernel's QEMU ``died``:
+    exited on its own) exactly where numaguard leaves some of it unplaced (``failed``)."""
+    write_snapshot(snapshot, c, result["host"], start_pools(result))
     pred = predict(snapshot)
     kern = {g: r["guest_placed"] for g, r in result["chain"]["guests"].items()}
     problems = []
@@ -380,15 +540,23 @@ def compare(c: Chain, result: Mapping[str, Any], snapshot: Path) -> dict[str, An
                 problems.append(f"{g.step} node {n}: kernel {k.get(n, 0) / ol.MiB:.1f} MiB, "
                                 f"numaguard {p.get(n, 0) / ol.MiB:.1f} MiB (tolerance "
                                 f"{tol / ol.MiB:.1f})")
+        died = result["chain"]["guests"][g.step]["outcome"] == "died"
+        if died != bool(pred.failed.get(g.step)):
+            problems.append(f"{g.step}: kernel {'QEMU exited' if died else 'started'}, "
+                            f"numaguard failed {pred.failed.get(g.step, 0) / ol.MiB:.1f} MiB")
     if kernel_events(result) != pred.events:
         problems.append(f"OOM kernel {kernel_events(result)}, numaguard {pred.events}")
     return {"kernel": kern, "numaguard": pred.placed, "problems": problems,
-            "agree": not problems}
+            "agree": not problems, "failed": pred.failed, "events": pred.events,
+            "died": [g for g, r in result["chain"]["guests"].items() if r["outcome"] == "died"]}
 
 
-def mib_text(placed: Mapping[str, Mapping[str, int]], events=()) -> str:
+def mib_text(placed: Mapping[str, Mapping[str, int]], events=(),
+             notes: Mapping[str, str] | None = None) -> str:
+    notes = notes or {}
     out = "; ".join(f"{g}: " + (" ".join(f"N{n}={b / ol.MiB:.1f}" for n, b in sorted(p.items())
-                                          if b) or "-") for g, p in placed.items())
+                                          if b) or "-") + notes.get(g, "")
+                    for g, p in placed.items())
     return out + "".join(f" OOM[{c}]->{v}" for v, c in events)
 
 
@@ -403,7 +571,19 @@ def policy_text(c: Chain) -> str:
         alloc = root.find("memoryBacking/allocation")
         if alloc is not None:
             parts.append(f"allocation {alloc.get('mode')}")
+        page = root.find("memoryBacking/hugepages/page")
+        if page is not None:
+            source = root.find("memoryBacking/source")
+            parts.append(f"hugepages {page.get('size')} {page.get('unit', 'KiB')}"
+                         + (f" {source.get('type')}" if source is not None else ""))
+        pins = [f"vcpu{el.get('vcpu')}->CPU {el.get('cpuset')}"
+                for el in root.findall("cputune/vcpupin")]
+        pins += [f"emulator->CPU {el.get('cpuset')}" for el in root.findall("cputune/emulatorpin")]
+        if pins:
+            parts.append("pinned " + " ".join(pins))
         out.append(f"{g.step} ({g.domain}.xml, {g.mib} MiB): " + ", ".join(parts))
+    if c.hugepages:
+        out.append("2 MiB pools " + " ".join(f"N{n}={p}" for n, p in sorted(c.hugepages.items())))
     return "; ".join(out)
 
 
@@ -418,6 +598,8 @@ def backend_text(c: Chain) -> str:
                     if "host-nodes" in o else []
                 props += [f"policy={o['policy']}"] if "policy" in o else []
                 props += ["prealloc"] if o.get("prealloc") else []
+                props += ["mem-path=" + o["mem-path"]] if "mem-path" in o else []
+                props += [f"hugetlb,hugetlbsize={o['hugetlbsize']}"] if o.get("hugetlb") else []
                 props += [f"prealloc-context={o['prealloc-context']}"] \
                     if "prealloc-context" in o else []
                 out.append(f"{g.step} {o['id']}: " + (",".join(props) or "no policy"))
@@ -437,8 +619,11 @@ def table_rows(tmp: Path, known: Mapping[str, str] | None = None) -> list[list[s
         if not cmp["agree"] and known and c.name in known:
             agree += " (explained: test_qemu_chain strict xfail, QEMU.md)"
         rows.append([c.name, policy_text(c), backend_text(c),
-                     mib_text(cmp["kernel"], kernel_events(result)),
-                     mib_text(cmp["numaguard"], predict(tmp / c.name).events), agree])
+                     mib_text(cmp["kernel"], kernel_events(result),
+                              dict.fromkeys(cmp["died"], " (QEMU exited)")),
+                     mib_text(cmp["numaguard"], cmp["events"],
+                              {g: f" (failed {b / ol.MiB:.1f})" for g, b in cmp["failed"].items()}),
+                     agree])
     return rows
 
 
@@ -461,6 +646,21 @@ def chain_record(c: Chain, exp: Mapping[str, bytes], result: Mapping[str, Any]) 
             "domain_xml_run": g.xml(), "argv_run": argv, "changes": changes,
             "cpu_node": g.cpu_node, "cpuset_mems": g.cpuset_mems,
             "touch_mib": None if g.prealloc else g.touch_mib,
-            "guest_placed": kernel_guest(maps), "guest_mappings": guest_rows(maps),
+            "guest_placed": kernel_guest(maps, g.bound),
+            "guest_mappings": guest_rows(maps, g.bound),
             "guest_source": src, "outcome": step["outcome"]}
-    return {"guests": guests}
+        if g.cpus:
+            guests[g.step].update({
+                "cpus": {k: g.cpus[k] for k in sorted(g.cpus)},
+                "vcpu_threads": ol._txt(exp, f"s{i}.{g.step}.pins").splitlines(),
+                "emulator_affinity": ol._txt(exp, f"s{i}.{g.step}.emulator_affinity").strip()})
+    out: dict[str, Any] = {"guests": guests}
+    if c.hugepages:
+        out["hugepages"] = {
+            "size_kib": HUGEPAGE_KIB, "reserved": {str(n): p for n, p in c.hugepages.items()},
+            "start": pools(ol._txt(exp, "start.nodes")),
+            "steps": [{"step": s["name"],
+                       **{when: pools(ol._txt(exp, f"s{s['index']}.{when}.nodes"))
+                          for when in ("before", "after")}} for s in result["steps"]],
+            "guests_stopped": pools(ol._txt(exp, "stopped.nodes"))}
+    return out

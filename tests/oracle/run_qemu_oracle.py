@@ -5,7 +5,8 @@
     tests/oracle/run_qemu_oracle.py [--no-apt] [--thp never|always] [NAME...]
     tests/oracle/run_qemu_oracle.py --table       # only the table, from results/qemu/*.json
     tests/oracle/run_qemu_oracle.py --reparse     # results again from the last console log
-    tests/oracle/run_qemu_oracle.py --chain [--no-apt]   # the chain boot (qemu_chain.py)
+    tests/oracle/run_qemu_oracle.py --chain [--no-apt] [NAME...]  # the chain boot (qemu_chain.py)
+    tests/oracle/run_qemu_oracle.py --chain --no-apt --spread-boot N NAME...  # a repeated one
     tests/oracle/run_qemu_oracle.py --chain-table # domain XML -> argv -> kernel -> numaguard
     tests/oracle/run_qemu_oracle.py --no-apt --thp always --spread-boot N  # a repeated boot
     tests/oracle/run_qemu_oracle.py --spread      # spread.json over the committed + repeated boots
@@ -104,10 +105,14 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
             log(f"[{b}] {s.name}: {path.relative_to(REPO)}")
 
 
-def record_chain(no_apt: bool, timeout: int, reparse: bool) -> None:
-    """The chain boot: every experiment of qemu_chain.CHAIN in one boot of the q3 topology,
-    each running libvirt's recorded argv (see qemu_chain); results/qemu/chain/NAME.json."""
-    chains = qc.CHAIN
+def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | None = None,
+                 out: Path | None = None) -> None:
+    """The chain boot: the experiments of qemu_chain.CHAIN named in *names* (all without) in
+    one boot of the q3 topology, each running libvirt's recorded argv (see qemu_chain);
+    results/qemu/chain/NAME.json, or *out*/NAME.json (a repeated boot)."""
+    chains = [c for c in qc.CHAIN if not names or c.name in names]
+    if names and len(chains) != len(set(names)):
+        raise SystemExit(f"no chain experiment {sorted(set(names) - {c.name for c in chains})}")
     scns = [qc.scenario(c) for c in chains]
     logs = BUILD / "logs"
     if reparse:
@@ -140,7 +145,8 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool) -> None:
         result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
         result.pop("_live", None)
         result["chain"] = qc.chain_record(c, exp, result)
-        path = qc.RESULTS_DIR / f"{s.name}.json"
+        path = (out or qc.RESULTS_DIR) / f"{s.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
         log(f"[{qc.BOOT}] {s.name}: {path.relative_to(REPO)}")
 
@@ -287,15 +293,18 @@ def main() -> int:
     ap.add_argument("--thp", choices=("never", "always"), default="never")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per boot")
     ap.add_argument("--spread-boot", type=int, metavar="N",
-                    help="record into results_dir(--thp)/boots/N/ (a repeated boot for --spread)")
+                    help="record into results_dir(--thp)/boots/N/ (a repeated boot for --spread;"
+                    " with --chain: results/qemu/chain/boots/N/)")
     ap.add_argument("--spread", action="store_true",
                     help="write results/qemu[/thp-always]/spread.json from the repeated boots")
     ap.add_argument("--chain", action="store_true", help="record the chain boot (qemu_chain.py)")
     ap.add_argument("--chain-table", action="store_true", help="only print the chain table")
     args = ap.parse_args()
     if args.chain:
-        record_chain(args.no_apt, args.timeout, args.reparse)
-        return chain_table()
+        out = None if args.spread_boot is None else qc.RESULTS_DIR / "boots" / str(
+            args.spread_boot)
+        record_chain(args.no_apt, args.timeout, args.reparse, args.names, out)
+        return chain_table() if out is None else 0
     if args.chain_table:
         return chain_table()
     if args.spread:
