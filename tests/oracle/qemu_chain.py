@@ -249,25 +249,13 @@ CHAIN = [
 #: experiments numaguard does not predict, with the kernel behaviour that explains it
 #: (test_qemu_chain marks them xfail(strict=True); QEMU.md)
 CHAIN_KNOWN: dict[str, str] = {
-    "chain-hugepages-short": (
-        "numaguard draws the guest's 2 MiB pages from node 1's pool until it is empty (64 pages, "
-        "128 MiB placed, 128 MiB failed); the kernel gave none: QEMU's mmap of its hugetlbfs "
-        "file failed ('unable to map backing store for guest RAM: Cannot allocate memory', "
-        "QEMU exited 1), because the reservation at mmap (mm/hugetlb.c hugetlb_acct_memory) "
-        "counts only the free pages of the cgroup's cpuset.mems (allowed_mems_nr: node 1's "
-        "64) against the 128 the whole backend needs, though 192 were free in all; node 1's "
-        "pool stayed 64/64"),
-    "chain-pinned-split": (
-        "numaguard plays a guest whose vCPUs are pinned to CPUs of several nodes as one step "
-        "from the first node of the nodeset (core.scenario _cpu_node): node 0, 256 MiB there; "
-        "the kernel's MPOL_BIND over 0-1 takes each page from the faulting thread's own node "
-        "first (mm/mempolicy.c: the local node when it is in the mask), and the faulting "
-        "threads are the vCPU threads where vcpupin put them: vCPU 0 on CPU 1 touched its "
-        "half on node 1 (126.9 MiB), vCPU 1 on CPU 0 its half on node 0 (126.9 MiB)"),
     "chain-pinned-split-bsp": (
-        "as chain-pinned-split, with vCPU 0 (pinned to CPU 1) the only one touching: the "
-        "kernel put all 253.8 MiB on node 1, vCPU 0's node; numaguard 256 MiB on node 0, the "
-        "first node of the nodeset"),
+        "the guest decides who first touches its memory: here vCPU 0 (pinned to CPU 1) alone "
+        "touched all of it and the kernel's MPOL_BIND over 0-1 put all 253.8 MiB on node 1, "
+        "vCPU 0's node (the local node first when the mask has it, mm/mempolicy.c); numaguard "
+        "expects a guest whose work runs on all its vCPUs and splits the unit by its vCPUs' "
+        "nodes (core.scenario _touching_nodes): 128 MiB on each node, as the kernel placed it "
+        "with both vCPUs touching (chain-pinned-split)"),
 }
 
 

@@ -59,3 +59,41 @@ def test_qemus_own_memory_follows_the_emulatorpin():
     parts = guest_parts(host, [guest])["pinned"]
     assert [s.cpu_node for s in parts.before] == [1]
     assert [s.cpu_node for s, _ in parts.ram] == [0]
+
+
+def _pinned(name, mem_gib, pins, **kw):
+    """A guest whose vCPU i is pinned to host CPUs pins[i] (make_host: 4 CPUs per node)."""
+    from numaguard.model.guest import VcpuPin
+
+    guest = g(name, mem_gib, vcpus=len(pins), **kw)
+    return replace(guest, pins=tuple(VcpuPin(i, frozenset(c)) for i, c in enumerate(pins)))
+
+
+def ram(host, guest):
+    return [(s.size, s.cpu_node, lb) for s, lb in guest_parts(host, [guest])[guest.name].ram]
+
+
+def test_a_lazily_touched_guest_is_touched_where_its_vcpus_are_pinned():
+    """vCPUs pinned to nodes 1, 1 and 0 under a bind over 0-1: two thirds of the RAM first
+    touched from node 1, one third from node 0 (the chain's chain-pinned-split measured the
+    halves of a two-vCPU guest on the two nodes)."""
+    host = make_host(16, 16)
+    guest = _pinned("split", 3, [{4}, {5, 6}, {0}], mode="strict", nodeset="0-1")
+    assert ram(host, guest) == [(GiB, 0, "split (vCPUs on node 0)"),
+                                (2 * GiB, 1, "split (vCPUs on node 1)")]
+    # no <numatune>: local allocation, the same split
+    assert [n for _, n, _ in ram(host, _pinned("local", 3, [{4}, {5}, {0}]))] == [0, 1]
+
+
+def test_no_split_where_the_touching_cpu_does_not_decide():
+    host = make_host(16, 16)
+    pins = [{4}, {0}]
+    # preferred and interleave ignore the CPU; a one-node bind has one node
+    for kw in ({"mode": "preferred", "nodeset": "0"}, {"mode": "interleave", "nodeset": "0-1"},
+               {"mode": "strict", "nodeset": "1"}):
+        assert len(ram(host, _pinned("one", 2, pins, **kw))) == 1, kw
+    # preallocated: QEMU's prealloc threads touch it, not the vCPUs
+    eager = replace(_pinned("eager", 2, pins, mode="strict", nodeset="0-1"), immediate=True)
+    assert len(ram(host, eager)) == 1
+    # a vCPU that may run on two nodes: where it touches is unknown
+    assert len(ram(host, _pinned("wide", 2, [{0, 4}, {1}], mode="strict", nodeset="0-1"))) == 1

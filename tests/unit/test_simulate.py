@@ -189,8 +189,17 @@ def test_hugepages_come_from_the_pools_and_never_swap():
     h = host(8, 8, swap_gib=8, hugepages=pools)
     s = one(h, size=3 * GiB, policy=Policy.BIND, nodes=frozenset({0, 1}), hugepage_size=2 * MiB)
     assert gib(s.placed) == {0: 2, 1: 1} and s.swapped == 0 and s.failed == 0
+    # more pages than node 0's pool holds: the mapping's reservation fails, nothing is placed
+    # (hugetlb_acct_memory; the chain's chain-hugepages-short), although node 1 has pages
     s = one(h, size=4 * GiB, policy=Policy.BIND, nodes=frozenset({0}), hugepage_size=2 * MiB)
-    assert s.placed == {0: 2 * GiB} and s.failed == 2 * GiB and s.swapped == 0
+    assert s.placed == {} and s.failed == 4 * GiB and s.swapped == 0
+    # exactly the pool: all of it
+    s = one(h, size=2 * GiB, policy=Policy.BIND, nodes=frozenset({0}), hugepage_size=2 * MiB)
+    assert s.placed == {0: 2 * GiB} and s.failed == 0
+    # preferred may use every pool: node 0's 1024 pages, then node 1's
+    s = one(h, size=3 * GiB, policy=Policy.PREFERRED, nodes=frozenset({0}),
+            hugepage_size=2 * MiB)
+    assert gib(s.placed) == {0: 2, 1: 1} and s.failed == 0
 
 
 def test_free_returns_memory():
@@ -233,8 +242,10 @@ def test_hugepage_requests_that_are_not_whole_pages_conserve_bytes():
     h = host(8, 8, hugepages={0: {2 * MiB: 1}, 1: {2 * MiB: 4}})
     s = one(h, size=3 * MiB, policy=Policy.BIND, nodes=frozenset({0, 1}), hugepage_size=2 * MiB)
     assert s.placed == {0: 2 * MiB, 1: 1 * MiB} and s.failed == 0
+    s = one(h, size=5 * MiB, policy=Policy.BIND, nodes=frozenset({1}), hugepage_size=2 * MiB)
+    assert s.placed == {1: 5 * MiB} and s.failed == 0          # 3 pages of node 1's 4
     s = one(h, size=5 * MiB, policy=Policy.BIND, nodes=frozenset({0}), hugepage_size=2 * MiB)
-    assert s.placed == {0: 2 * MiB} and s.failed == 3 * MiB
+    assert s.placed == {} and s.failed == 5 * MiB              # 3 pages > node 0's 1: none
 
 
 def test_mbind_guests_stay_eligible_in_a_memory_policy_oom():

@@ -27,7 +27,9 @@ follows, by kernel source (Linux 6.1):
   task; ``-1000`` is never chosen.  The victim's memory is freed and the allocation retries,
   unless the victim is the allocating task itself.
 * **Hugepages**: a hugepage-backed allocation draws whole pages from per-node pools (in the
-  policy's order) and never swaps; what the pools cannot give fails.
+  policy's order) and never swaps; it is reserved whole when it is mapped
+  (mm/hugetlb.c ``hugetlb_acct_memory``), so when the pools it may use cannot give all of it,
+  it gets none.
 
 * **Swap** (mm/vmscan.c ``shrink_inactive_list``): reclaim swaps out the *oldest* anonymous
   memory on the nodes the allocation may use — a new page enters the head of the inactive anon
@@ -980,6 +982,15 @@ def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[
                      amount: int, placed: dict[int, int]) -> int:
     """Whole pages from the pools in the policy's node order; return the bytes not placed.
 
+    All or nothing: a hugetlb mapping reserves its pages when it is mapped (mm/hugetlb.c
+    ``hugetlb_reserve_pages`` → ``hugetlb_acct_memory``), against the free pages of the
+    task's ``cpuset.mems`` (``allowed_mems_nr``), and its faults then take them from the
+    pools its policy allows (a bind's nodes) — so when those pools hold fewer free pages than
+    the request, the mapping (or, for QEMU, which preallocates every hugepage backend, its
+    ``prealloc``) fails and nothing is placed.  Measured: a strict guest whose node had 64 of
+    the 128 pages it needed, with 128 more on another node, got none, and QEMU exited
+    (tests/oracle/QEMU.md, ``chain-hugepages-short``).
+
     A request that is not a multiple of the page size still takes whole pages; the bytes
     reported placed are the bytes requested (the rest of the last page is slack)."""
     size = step.hugepage_size
@@ -995,6 +1006,9 @@ def _alloc_hugepages(state: _State, task: _Task, step: Step, allowed: frozenset[
         order = state.zonelist(step.cpu_node)
     mask = allowed & step.nodes if (step.nodes is not None and step.policy in (
         Policy.BIND, Policy.INTERLEAVE)) else allowed
+    hp_free = state.hp_free
+    if -(-amount // size) > sum(hp_free[n].get(size, 0) for n in mask):
+        return amount
     left = amount
     for n in order:
         if n not in mask or left <= 0:
