@@ -244,7 +244,22 @@ CHAIN = [
     # the same with vCPU 0 alone touching (a guest whose boot CPU writes its memory)
     Chain.one("chain-pinned-split-bsp", "pinned", "0-1",
               cpus={"0": "1", "1": "0", "emulator": "0"}),
+    # preallocated over two nodes: QEMU's prealloc threads (one per vCPU) in the thread-context
+    # whose affinity is the nodeset's CPUs touch the guest RAM, not the vCPUs
+    Chain.one("chain-immediate-split", "immediate", "1-2"),
 ]
+
+#: repeated boots in which the kernel placed an experiment away from numaguard's prediction
+#: by its own run-to-run variation (test_qemu_chain marks them xfail(strict=True); QEMU.md)
+REPEAT_KNOWN: dict[tuple[str, str], str] = {
+    (boot, "chain-immediate-split"): (
+        "QEMU's two prealloc threads run where the scheduler puts them inside the "
+        "thread-context's CPUs (nodes 1-2), and migrate while they touch: over 5 boots node 1 "
+        f"got 0-182 MiB of the 256 ({placed} in this one); numaguard gives each node the "
+        "share of its CPUs, 128 MiB, inside that range (2 of the 5 boots placed exactly that) "
+        "(test_prealloc_threads_spread_the_guest_over_the_nodeset)")
+    for boot, placed in (("6", "N1=0 N2=256"), ("8", "N1=144 N2=112"), ("9", "N1=182 N2=74"))
+}
 
 #: experiments numaguard does not predict, with the kernel behaviour that explains it
 #: (test_qemu_chain marks them xfail(strict=True); QEMU.md)

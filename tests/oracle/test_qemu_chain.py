@@ -43,9 +43,13 @@ REPEATED = [(d.name, n) for d in qc.repeat_boots() for n in sorted(CHAINS)
             if qc.load_result(CHAINS[n], d) is not None]
 
 
+def _repeat_marks(boot: str, name: str) -> list:
+    reason = qc.CHAIN_KNOWN.get(name) or qc.REPEAT_KNOWN.get((boot, name))
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
 @pytest.mark.parametrize(("boot", "name"), [
-    pytest.param(b, n, marks=[pytest.mark.xfail(strict=True, reason=qc.CHAIN_KNOWN[n])]
-                 if n in qc.CHAIN_KNOWN else []) for b, n in REPEATED])
+    pytest.param(b, n, marks=_repeat_marks(b, n)) for b, n in REPEATED])
 def test_a_repeated_boot_is_judged_the_same_way(boot, name, tmp_path):
     """Each repeated boot (results/qemu/chain/boots/N/) against numaguard, as the committed
     one: the same tolerance, the same explained disagreements."""
@@ -53,6 +57,24 @@ def test_a_repeated_boot_is_judged_the_same_way(boot, name, tmp_path):
     assert res is not None
     cmp = qc.compare(CHAINS[name], res, tmp_path / "snapshot")
     assert cmp["agree"], cmp["problems"]
+
+
+def test_prealloc_threads_spread_the_guest_over_the_nodeset(tmp_path):
+    """chain-immediate-split in every boot: all guest RAM inside the nodeset (1-2), and
+    numaguard's share per node (the nodes' CPUs: 128 MiB each) between the least and the most
+    the kernel gave that node over the boots - the threads' CPUs are the scheduler's."""
+    chain = CHAINS["chain-immediate-split"]
+    boots = [_result(chain.name)] + [r for d in qc.repeat_boots()
+                                     if (r := qc.load_result(chain, d)) is not None]
+    assert len(boots) >= 5
+    placed = [r["chain"]["guests"]["vm1"]["guest_placed"] for r in boots]
+    for p in placed:
+        assert set(p) <= {"1", "2"} and abs(sum(p.values()) - 256 * ol.MiB) < ol.MiB, p
+    pred = qc.predict(qc.write_snapshot(tmp_path / "snap", chain, boots[0]["host"])).placed
+    for n in ("1", "2"):
+        got = [p.get(n, 0) for p in placed]
+        assert min(got) <= pred["vm1"][n] <= max(got), (n, got, pred)
+    assert max(got) - min(got) > 64 * ol.MiB   # the spread is the kernel's, and wide
 
 
 def test_every_chain_experiment_is_recorded_with_the_argv_it_ran():

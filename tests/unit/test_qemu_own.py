@@ -92,8 +92,13 @@ def test_no_split_where_the_touching_cpu_does_not_decide():
     for kw in ({"mode": "preferred", "nodeset": "0"}, {"mode": "interleave", "nodeset": "0-1"},
                {"mode": "strict", "nodeset": "1"}):
         assert len(ram(host, _pinned("one", 2, pins, **kw))) == 1, kw
-    # preallocated: QEMU's prealloc threads touch it, not the vCPUs
+    # preallocated: QEMU's prealloc threads touch it, not the vCPUs: one thread per vCPU in
+    # the nodeset's CPUs, a share per node by its CPUs (chain-immediate-split), whatever the
+    # vCPU pins
     eager = replace(_pinned("eager", 2, pins, mode="strict", nodeset="0-1"), immediate=True)
-    assert len(ram(host, eager)) == 1
+    assert ram(host, eager) == [(GiB, 0, "eager (prealloc on node 0)"),
+                                (GiB, 1, "eager (prealloc on node 1)")]
+    one = replace(g("one-thread", 2, vcpus=1, mode="strict", nodeset="0-1"), immediate=True)
+    assert len(ram(host, one)) == 1           # one prealloc thread: one node, not known which
     # a vCPU that may run on two nodes: where it touches is unknown
     assert len(ram(host, _pinned("wide", 2, [{0, 4}, {1}], mode="strict", nodeset="0-1"))) == 1
