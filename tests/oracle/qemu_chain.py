@@ -60,6 +60,11 @@ HERE = Path(__file__).resolve().parent
 DOMAINS = HERE / "qemu" / "domains"
 ARGV = HERE / "qemu" / "argv"
 RESULTS_DIR = qo.RESULTS_DIR / "chain"
+
+
+def results_dir(thp: str = "never") -> Path:
+    """results/qemu/chain/ (THP=never) or results/qemu/chain/thp-always/."""
+    return RESULTS_DIR if thp == "never" else RESULTS_DIR / f"thp-{thp}"
 BOOT = "qchain"
 NODE_MIB = [512, 768, 384]
 STEP = "vm1"
@@ -259,6 +264,19 @@ REPEAT_KNOWN: dict[tuple[str, str], str] = {
         "share of its CPUs, 128 MiB, inside that range (2 of the 5 boots placed exactly that) "
         "(test_prealloc_threads_spread_the_guest_over_the_nodeset)")
     for boot, placed in (("6", "N1=0 N2=256"), ("8", "N1=144 N2=112"), ("9", "N1=182 N2=74"))
+}
+
+#: THP=always chain runs numaguard does not predict, (boot, experiment) -> the kernel
+#: behaviour that explains it (test_qemu_chain marks them xfail(strict=True); QEMU.md)
+THP_CHAIN_KNOWN: dict[tuple[str, str], str] = {
+    ("2", "chain-restrictive"): (
+        "node 2 (cpuset.mems of the restrictive guest) had 275.1 MiB MemFree, min 18.4: "
+        "256.7 MiB above min for 256 MiB of guest RAM and 8.4 of QEMU's own, so numaguard "
+        "OOM-kills vm1 9.3 MiB short; the kernel placed all of it without an OOM, taking the "
+        "rest off the per-CPU lists, which held 42.3 MiB on node 2 at the start and which "
+        "MemFree leaves out (the THP=always OOM runs of QEMU.md, 'What the OOM runs under THP "
+        "leave open': how much of them an allocation gets is not predictable from the start); "
+        "in boot 1 of the same experiment both OOM-kill vm1"),
 }
 
 #: experiments numaguard does not predict, with the kernel behaviour that explains it
@@ -498,6 +516,39 @@ def predict(snapshot: Path) -> Prediction:
     return Prediction({k: dict(sorted(v.items())) for k, v in placed.items()}, events, failed)
 
 
+def kernel_placed(result: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per guest, its guest RAM per node as the kernel left it: numa_maps' guest mapping, or
+    for a QEMU killed while it touched its RAM the kill line's ``anon-rss`` less its own
+    memory (numa_maps' last look is up to 0.3 s older; qemu_oracle ``_placed_at_kill``)."""
+    kern = {g: dict(r["guest_placed"]) for g, r in result["chain"]["guests"].items()}
+    for st in result["steps"]:
+        if str(st.get("placed_source", "")).startswith("anon-rss of the kill line"):
+            kern[st["name"]] = dict(st["placed"])
+    return kern
+
+
+def thp_boots() -> list[Path]:
+    """The THP=always chain boots: results/qemu/chain/thp-always/ and its boots/N/."""
+    base = results_dir("always")
+    return ([base] if base.is_dir() else []) + sorted(
+        (d for d in (base / "boots").glob("*") if d.is_dir() and d.name.isdigit()),
+        key=lambda d: int(d.name))
+
+
+def thp_spread(c: Chain) -> dict[str, dict[str, int]]:
+    """Per guest and node, the spread (max - min) of the guest RAM the kernel placed over the
+    THP=always chain boots of *c*."""
+    seen: dict[str, dict[str, list[int]]] = {}
+    for d in thp_boots():
+        res = load_result(c, d)
+        if res is None:
+            continue
+        for g, placed in kernel_placed(res).items():
+            for n in set(placed) | set(seen.get(g, {})):
+                seen.setdefault(g, {}).setdefault(n, []).append(placed.get(n, 0))
+    return {g: {n: max(v) - min(v) for n, v in nodes.items()} for g, nodes in seen.items()}
+
+
 def repeat_boots() -> list[Path]:
     """The repeated chain boots (``run_qemu_oracle.py --chain --spread-boot N``): boots/N/."""
     return sorted((d for d in (RESULTS_DIR / "boots").glob("*") if d.is_dir()
@@ -526,25 +577,32 @@ def kernel_events(result: Mapping[str, Any]) -> list[tuple[str | None, str | Non
             for e in s["oom_events"]]
 
 
-def compare(c: Chain, result: Mapping[str, Any], snapshot: Path) -> dict[str, Any]:
+def compare(c: Chain, result: Mapping[str, Any], snapshot: Path,
+            spread: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, Any]:
     """Kernel vs numaguard for one experiment: each guest's RAM per node (as its own step
     left it) within max(2 % of the guest's memory, 4 MiB), the OOM events exactly, and a
     guest that could not get its memory without an OOM kill (the kernel's QEMU ``died``:
-    exited on its own) exactly where numaguard leaves some of it unplaced (``failed``)."""
+    exited on its own) exactly where numaguard leaves some of it unplaced (``failed``).
+    *spread* (THP=always: :func:`thp_spread`, guest -> node -> bytes) widens a node's
+    tolerance to the kernel's run-to-run spread there, except for a guest in an OOM event (its
+    RAM at the OOM is the node's free memory at the start, which the snapshot gives)."""
     write_snapshot(snapshot, c, result["host"], start_pools(result))
     pred = predict(snapshot)
-    kern = {g: r["guest_placed"] for g, r in result["chain"]["guests"].items()}
+    kern = kernel_placed(result)
+    victims = {e[0] for e in kernel_events(result)}
+    in_oom = victims | {e.get("invoker") for s in result["steps"] for e in s["oom_events"]}
     problems = []
     for g in c.guests:
-        tol = ol.tolerance(g.mib * ol.MiB)
+        wide = {} if spread is None or g.step in in_oom else spread.get(g.step, {})
         k, p = kern.get(g.step, {}), pred.placed.get(g.step, {})
         for n in sorted(set(k) | set(p)):
+            tol = max(ol.tolerance(g.mib * ol.MiB), wide.get(n, 0))
             if abs(k.get(n, 0) - p.get(n, 0)) > tol:
                 problems.append(f"{g.step} node {n}: kernel {k.get(n, 0) / ol.MiB:.1f} MiB, "
                                 f"numaguard {p.get(n, 0) / ol.MiB:.1f} MiB (tolerance "
                                 f"{tol / ol.MiB:.1f})")
         died = result["chain"]["guests"][g.step]["outcome"] == "died"
-        if died != bool(pred.failed.get(g.step)):
+        if g.step not in victims and died != bool(pred.failed.get(g.step)):
             problems.append(f"{g.step}: kernel {'QEMU exited' if died else 'started'}, "
                             f"numaguard failed {pred.failed.get(g.step, 0) / ol.MiB:.1f} MiB")
     if kernel_events(result) != pred.events:

@@ -8,6 +8,7 @@
     tests/oracle/run_qemu_oracle.py --chain [--no-apt] [NAME...]  # the chain boot (qemu_chain.py)
     tests/oracle/run_qemu_oracle.py --chain --no-apt --spread-boot N NAME...  # a repeated one
     tests/oracle/run_qemu_oracle.py --chain-table # domain XML -> argv -> kernel -> numaguard
+    tests/oracle/run_qemu_oracle.py --chain --no-apt --thp always [--spread-boot N]  # THP=always
     tests/oracle/run_qemu_oracle.py --no-apt --thp always --spread-boot N  # a repeated boot
     tests/oracle/run_qemu_oracle.py --spread      # spread.json over the committed + repeated boots
 
@@ -106,10 +107,11 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
 
 
 def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | None = None,
-                 out: Path | None = None) -> None:
+                 out: Path | None = None, thp: str = "never") -> None:
     """The chain boot: the experiments of qemu_chain.CHAIN named in *names* (all without) in
-    one boot of the q3 topology, each running libvirt's recorded argv (see qemu_chain);
-    results/qemu/chain/NAME.json, or *out*/NAME.json (a repeated boot)."""
+    one boot of the q3 topology, each running libvirt's recorded argv (see qemu_chain), with
+    transparent huge pages *thp*; results/qemu/chain[/thp-always]/NAME.json, or
+    *out*/NAME.json (a repeated boot)."""
     chains = [c for c in qc.CHAIN if not names or c.name in names]
     if names and len(chains) != len(set(names)):
         raise SystemExit(f"no chain experiment {sorted(set(names) - {c.name for c in chains})}")
@@ -127,7 +129,7 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | N
             (pdir / fname).write_bytes(data)
         info = build(no_apt, {qc.BOOT: qc.plan_text(chains)}, qemu=True)
         run = boot(qc.BOOT, scns, info, timeout, cmd=outer_command(scns[0], info, qc.BOOT,
-                                                                   "never"),
+                                                                   thp),
                    prefix="oracle-qemu")
         meta = {"kernel_release": info["KVER"]}
     qver = qemu_version()
@@ -145,7 +147,7 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | N
         result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
         result.pop("_live", None)
         result["chain"] = qc.chain_record(c, exp, result)
-        path = (out or qc.RESULTS_DIR) / f"{s.name}.json"
+        path = (out or qc.results_dir(thp)) / f"{s.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
         log(f"[{qc.BOOT}] {s.name}: {path.relative_to(REPO)}")
@@ -301,10 +303,10 @@ def main() -> int:
     ap.add_argument("--chain-table", action="store_true", help="only print the chain table")
     args = ap.parse_args()
     if args.chain:
-        out = None if args.spread_boot is None else qc.RESULTS_DIR / "boots" / str(
+        out = None if args.spread_boot is None else qc.results_dir(args.thp) / "boots" / str(
             args.spread_boot)
-        record_chain(args.no_apt, args.timeout, args.reparse, args.names, out)
-        return chain_table() if out is None else 0
+        record_chain(args.no_apt, args.timeout, args.reparse, args.names, out, args.thp)
+        return chain_table() if out is None and args.thp == "never" else 0
     if args.chain_table:
         return chain_table()
     if args.spread:

@@ -266,3 +266,39 @@ def _exp_lines(text: str, name: str) -> list[str]:
     lines = text.splitlines()
     start = lines.index(f"exp {name}")
     return lines[start:lines.index("run", start)]
+
+
+# -- THP=always: libvirt's guests with transparent huge pages (Debian's default) ---------------
+
+THP_BOOTS = qc.thp_boots()
+THP_RUNS = [(d.name if d.parent.name == "boots" else "0", n) for d in THP_BOOTS
+            for n in sorted(CHAINS) if qc.load_result(CHAINS[n], d) is not None]
+
+
+def _thp_marks(boot: str, name: str) -> list:
+    reason = qc.CHAIN_KNOWN.get(name) or qc.THP_CHAIN_KNOWN.get((boot, name)) or \
+        qc.REPEAT_KNOWN.get(("thp", name))
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
+def test_every_chain_experiment_has_thp_always_boots():
+    """At least 3 THP=always chain boots, each with every experiment, one kernel, THP on."""
+    assert len(THP_BOOTS) >= 3
+    for d in THP_BOOTS:
+        assert {n for b, n in THP_RUNS if b == (d.name if d.parent.name == "boots" else "0")} \
+            == set(CHAINS), d
+        for n in CHAINS:
+            res = qc.load_result(CHAINS[n], d)
+            assert res["kernel"]["thp"].startswith("[always]"), (d, n)
+
+
+@pytest.mark.parametrize(("boot", "name"), [
+    pytest.param(b, n, marks=_thp_marks(b, n)) for b, n in THP_RUNS])
+def test_numaguard_predicts_the_kernel_with_thp_always(boot, name, tmp_path):
+    """Each THP=always chain boot: guest RAM per node within max(2 %, 4 MiB, the kernel's
+    spread for that experiment, guest and node over the THP=always boots), OOM events and
+    QEMU exits exactly."""
+    d = qc.results_dir("always") if boot == "0" else qc.results_dir("always") / "boots" / boot
+    res = qc.load_result(CHAINS[name], d)
+    cmp = qc.compare(CHAINS[name], res, tmp_path / "snapshot", qc.thp_spread(CHAINS[name]))
+    assert cmp["agree"], cmp["problems"]
