@@ -123,10 +123,15 @@ oracle-table: $(STAMP)
 # Real QEMU guests inside the same kernel (tests/oracle/QEMU.md): packs Debian's
 # qemu-system-x86_64 into the oracle initramfs, runs tests/oracle/scenarios/qemu/*.toml (nested
 # QEMU -S with libvirt-style prealloc'd memory backends), re-records tests/oracle/results/qemu/ and
-# prints kernel vs simulator; ~50 s of qemu.  ORACLE_QEMU_ARGS="--no-apt" to skip apt.
+# prints kernel vs simulator; then the chain (libvirt's own argv for tests/oracle/qemu/domains),
+# each with THP=never and THP=always: four boots, ~5 min of qemu.  Repeated boots for the
+# measured spread are recorded with --spread-boot N (QEMU.md).  ORACLE_QEMU_ARGS="--no-apt" to
+# skip apt.
 oracle-qemu: $(STAMP)
 	$(PY) tests/oracle/run_qemu_oracle.py $(ORACLE_QEMU_ARGS)
+	$(PY) tests/oracle/run_qemu_oracle.py --no-apt --thp always $(ORACLE_QEMU_ARGS)
 	$(PY) tests/oracle/run_qemu_oracle.py --chain $(ORACLE_QEMU_ARGS)
+	$(PY) tests/oracle/run_qemu_oracle.py --chain --no-apt --thp always $(ORACLE_QEMU_ARGS)
 
 # The mutation fuzzer at scale (tests/hostile/fuzz.py): FUZZ_RUNS mutated inputs (default
 # 20,000; the bounded run in `make test` takes 2,000) from seed FUZZ_SEED, every read-only command
