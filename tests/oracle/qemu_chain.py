@@ -234,8 +234,7 @@ CHAIN = [
     # node 1's pool too small for the guest bound there, node 0's big enough: 192 pages in all
     Chain.one("chain-hugepages-short", "hugepages", "1", hugepages={0: 128, 1: 64}),
     # preferred (no cgroup): node 1's pool short, the rest from the next node with pages
-    # (qemu/domains/extra/: recorded like the others, kept out of test_qemu_argv's set)
-    Chain.one("chain-hugepages-preferred", "extra/hugepages-preferred", "1",
+    Chain.one("chain-hugepages-preferred", "hugepages-preferred", "1",
               hugepages={0: 96, 1: 64}),
     # host CPUs 0 and 1 of libvirt's vcpupin/emulatorpin mapped onto node CPUs of the VM
     Chain.one("chain-memnodes-immediate", "memnodes-immediate", "1-2", {0: "1", 1: "1-2"},

@@ -152,7 +152,8 @@ def test_the_recordings_cover_each_case() -> None:
     assert {b.qom_type for lay in layouts.values() for b in lay.guest_ram()} == {
         "memory-backend-ram", "memory-backend-file", "memory-backend-memfd"}
     assert [n for n, lay in layouts.items() if any(b.prealloc for b in lay.guest_ram())] == [
-        "hugepages-memfd", "hugepages", "immediate", "memnodes-immediate"]
+        "hugepages-memfd", "hugepages-preferred", "hugepages", "immediate",
+        "memnodes-immediate"]
     # one thread-context per prealloc'd cell, each bound to that cell's host nodes
     assert [t.id for t in layouts["memnodes-immediate"].thread_contexts] == [
         "tc-ram-node0", "tc-ram-node1"]
