@@ -176,20 +176,27 @@ def _policy(unit: MemoryUnit) -> tuple[Policy, frozenset[int] | None]:
     return Policy.DEFAULT, nodeset  # restrictive: cgroups only
 
 
+def _one_node(host: Host, cpus: frozenset[int] | None,
+              memo: dict[frozenset[int], frozenset[int]] | None) -> int | None:
+    """The node of host CPUs *cpus* when they are all on one, else ``None``.  *memo* keeps the
+    nodes of the CPU sets seen (guests pinned alike share them)."""
+    if not cpus:
+        return None
+    nodes = memo.get(cpus) if memo is not None else None
+    if nodes is None:
+        nodes = host.nodes_of_cpus(cpus)
+        if memo is not None:
+            memo[cpus] = nodes
+    return next(iter(nodes)) if len(nodes) == 1 else None
+
+
 def _cpu_node(host: Host, guest: Guest, unit: MemoryUnit,
               memo: dict[frozenset[int], frozenset[int]] | None = None) -> int:
     """The node the unit's vCPUs run on when their pinning keeps them on one node, else the
-    first node of its nodeset, else the first host node.  *memo* keeps the nodes of the host
-    CPU sets seen (guests pinned alike share them)."""
-    cpus = vcpu_host_cpus(guest, unit.vcpus)
-    if cpus:
-        nodes = memo.get(cpus) if memo is not None else None
-        if nodes is None:
-            nodes = host.nodes_of_cpus(cpus)
-            if memo is not None:
-                memo[cpus] = nodes
-        if len(nodes) == 1:
-            return next(iter(nodes))
+    first node of its nodeset, else the first host node."""
+    node = _one_node(host, vcpu_host_cpus(guest, unit.vcpus), memo)
+    if node is not None:
+        return node
     nodeset = unit.static_nodeset
     if nodeset:
         known = sorted(nodeset & host.node_ids)
@@ -250,12 +257,9 @@ def _emulator_node(host: Host, guest: Guest, units: Sequence[MemoryUnit],
                    memo: dict[frozenset[int], frozenset[int]]) -> int:
     """The node QEMU's own memory comes from: its ``<emulatorpin>``'s when that is one node,
     else the node of the guest's first memory unit (:func:`_cpu_node`)."""
-    if guest.emulatorpin:
-        nodes = memo.get(guest.emulatorpin)
-        if nodes is None:
-            nodes = memo[guest.emulatorpin] = host.nodes_of_cpus(guest.emulatorpin)
-        if len(nodes) == 1:
-            return next(iter(nodes))
+    node = _one_node(host, guest.emulatorpin, memo)
+    if node is not None:
+        return node
     if units:
         return _cpu_node(host, guest, units[0], memo)
     return host.nodes[0].id if host.nodes else 0
@@ -278,15 +282,9 @@ def _touching_nodes(host: Host, guest: Guest, unit: MemoryUnit, policy: Policy,
         return None
     counts: dict[int, int] = {}
     for v in sorted(unit.vcpus):
-        cpus = guest.vcpu_cpus(v)
-        if not cpus:
+        n = _one_node(host, guest.vcpu_cpus(v), memo)
+        if n is None:
             return None
-        on = memo.get(cpus)
-        if on is None:
-            on = memo[cpus] = host.nodes_of_cpus(cpus)
-        if len(on) != 1:
-            return None
-        n = next(iter(on))
         counts[n] = counts.get(n, 0) + 1
     return sorted(counts.items()) if len(counts) > 1 else None
 
@@ -297,7 +295,8 @@ def _prealloc_nodes(host: Host, guest: Guest, unit: MemoryUnit, policy: Policy,
     of the nodeset that has CPUs, its CPU count — ``None`` for one node, hugepage units, or
     fewer threads than such nodes.  libvirt gives a backend with ``prealloc`` and
     ``host-nodes`` a thread-context whose CPU affinity is the nodeset's CPUs
-    (``prealloc-context``, docs/qemu-argv.md); QEMU starts one prealloc thread per vCPU there,
+    (``prealloc-context``, docs/qemu-argv.md); QEMU starts one prealloc thread per vCPU it
+    boots with (``-smp``) there,
     each touching its own slice, and under bind or preferred-many each page comes from the
     touching thread's node.  Measured: a strict 1-2 guest with 2 vCPUs and
     ``<allocation mode='immediate'>`` got 128.0 MiB on each node (tests/oracle/QEMU.md,
@@ -307,7 +306,7 @@ def _prealloc_nodes(host: Host, guest: Guest, unit: MemoryUnit, policy: Policy,
             or unit.hugepage_size is not None:
         return None
     counts = [(n.id, len(n.cpus)) for n in host.nodes if n.id in nodes and n.cpus]
-    if len(counts) < 2 or guest.vcpus < len(counts):
+    if len(counts) < 2 or guest.vcpus_current < len(counts):
         return None
     return counts
 
@@ -349,7 +348,7 @@ def guest_parts(host: Host, guests: Iterable[Guest], *, own: int = QEMU_OWN
         before: tuple[Step, ...] = ()
         after: tuple[Step, ...] = ()
         if own > 0:
-            first = min(own, QEMU_OWN_BEFORE_PREALLOC) if preallocated(guest) else own
+            first = own if lazy else min(own, QEMU_OWN_BEFORE_PREALLOC)
             top = guest.policy.nodeset if guest.policy is not None else None
             node, mems = _emulator_node(host, guest, units, memo), _cgroup_mems(guest, top, strict)
             before = (new_step(guest.name, first, "alloc", Policy.DEFAULT, None, node, mems,
