@@ -92,18 +92,24 @@ def record(selected: list[str], no_apt: bool, timeout: int, thp: str, reparse: b
             if exp is None:
                 log(f"[{b}] {s.name}: no result (guest log: {logs}/oracle-qemu-{b}.console.log)")
                 continue
-            m = {"recorded": datetime.date.today().isoformat(), "kernel": kernel,
-                 "qemu": {"version": qver, "command": run["command"], "cwd": ".oracle-build",
-                          "boot": b, "boot_seconds": run["seconds"],
-                          "experiments_in_boot": len(group),
-                          "nested_version": qver,  # the same Debian binary, packed by --qemu
-                          "root_node": qo.ROOT_NODE}}
+            # nested_version: the same Debian binary, packed by --qemu
+            m = run_meta(kernel, qver, run, b, len(group), nested_version=qver)
             result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
             result.pop("_live", None)
             path = (out or qo.results_dir(thp)) / f"{s.name}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(result, indent=1) + "\n")
             log(f"[{b}] {s.name}: {path.relative_to(REPO)}")
+
+
+def run_meta(kernel: dict, qver: str, run: dict, boot_name: str, experiments: int,
+             **extra: object) -> dict:
+    """What every result of one boot records of it: the date, the kernel, the outer qemu
+    command line and its run, and *extra* keys of the ``qemu`` record."""
+    qemu = {"version": qver, "command": run["command"], "cwd": ".oracle-build",
+            "boot": boot_name, "boot_seconds": run["seconds"],
+            "experiments_in_boot": experiments, **extra, "root_node": qo.ROOT_NODE}
+    return {"recorded": datetime.date.today().isoformat(), "kernel": kernel, "qemu": qemu}
 
 
 def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | None = None,
@@ -140,10 +146,7 @@ def record_chain(no_apt: bool, timeout: int, reparse: bool, names: list[str] | N
         if exp is None:
             log(f"[{qc.BOOT}] {s.name}: no result")
             continue
-        m = {"recorded": datetime.date.today().isoformat(), "kernel": kernel,
-             "qemu": {"version": qver, "command": run["command"], "cwd": ".oracle-build",
-                      "boot": qc.BOOT, "boot_seconds": run["seconds"],
-                      "experiments_in_boot": len(chains), "root_node": qo.ROOT_NODE}}
+        m = run_meta(kernel, qver, run, qc.BOOT, len(chains))
         result = qo.experiment_result(s, run["blocks"]["boot"], exp, m)
         result.pop("_live", None)
         result["chain"] = qc.chain_record(c, exp, result)
